@@ -1,0 +1,118 @@
+"""The detector protocol, the data it works on, and the name -> detector table.
+
+A detector scores the newest point of every series of one query at once: it gets the whole
+`(series, time)` matrix and returns one score, expected value and band per series. Anything
+with a `score(window) -> Estimate` method is a detector; `DETECTORS` maps the names used in
+the configuration to a parameter model and a factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
+
+FloatArray = npt.NDArray[np.float64]
+SeriesKey = tuple[tuple[str, str], ...]
+"""A series' identity: its label pairs sorted by name (``__name__`` included)."""
+
+Direction = Literal["up", "down", "both"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The look-back window of one query, aligned on a common time grid.
+
+    `values[i, j]` is series `keys[i]` at `timestamps[j]`; NaN marks a missing sample. The last
+    column is the point being scored.
+    """
+
+    values: FloatArray
+    timestamps: FloatArray
+    keys: Sequence[SeriesKey]
+    step: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A detector's verdict on the newest point of each series (arrays of shape `(series,)`).
+
+    `score` is 0..1 when normal and >= 1 when anomalous: |deviation| / (threshold x scale).
+    NaN anywhere means the series could not be scored (too few points, missing newest point).
+    """
+
+    score: FloatArray
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+
+
+class Detector(Protocol):
+    """Anything that scores the newest point of every series in a window."""
+
+    def score(self, window: Window) -> Estimate:
+        """Score the last column of `window.values`."""
+        ...
+
+
+class DetectorParams(BaseModel):
+    """Base of every detector's parameter model: strict, so typos are reported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How to build a detector by name: its parameter model and a factory."""
+
+    params: type[DetectorParams]
+    factory: Callable[[DetectorParams], Detector]
+
+
+DETECTORS: dict[str, DetectorSpec] = {}
+"""Detector name -> spec. Filled by `exporter.detectors` on import."""
+
+
+def register(name: str, params: type[DetectorParams], factory: Callable[..., Detector]) -> None:
+    """Add a detector to the table under `name`."""
+    DETECTORS[name] = DetectorSpec(params=params, factory=factory)
+
+
+def build(name: str, params: DetectorParams) -> Detector:
+    """Build the detector called `name` with already validated `params`."""
+    return DETECTORS[name].factory(params)
+
+
+def apply_filters(
+    estimate: Estimate,
+    newest: FloatArray,
+    *,
+    direction: Direction = "both",
+    min_deviation: float = 0.0,
+    min_relative_deviation: float = 0.0,
+) -> Estimate:
+    """Zero the scores that the query's false-positive controls rule out.
+
+    `direction="up"` ignores drops below the expected value, `"down"` ignores rises;
+    deviations smaller than `min_deviation` (absolute) or `min_relative_deviation` x
+    |expected| are not anomalies however narrow the band is.
+    """
+    deviation = newest - estimate.expected
+    score = estimate.score.copy()
+    keep = np.ones_like(score, dtype=bool)
+    if direction == "up":
+        keep &= ~(deviation < 0)
+    elif direction == "down":
+        keep &= ~(deviation > 0)
+    with np.errstate(invalid="ignore"):
+        if min_deviation > 0:
+            keep &= ~(np.abs(deviation) < min_deviation)
+        if min_relative_deviation > 0:
+            keep &= ~(np.abs(deviation) < min_relative_deviation * np.abs(estimate.expected))
+    score[~keep & ~np.isnan(score)] = 0.0
+    return Estimate(score=score, expected=estimate.expected, lower=estimate.lower,
+                    upper=estimate.upper)

@@ -1,0 +1,45 @@
+"""Shared fixtures: real Prometheus/Alertmanager processes on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.procs import Process, Sample, start_alertmanager, start_prometheus
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start real Prometheus servers; each call takes `start_prometheus`'s keyword arguments.
+
+    `samples=[Sample(...)]` backfills history with promtool before the server starts. All
+    servers started through the factory are stopped when the test ends.
+    """
+    started: list[Process] = []
+
+    def start(samples: Iterable[Sample] = (), **kwargs: Any) -> Process:
+        proc = start_prometheus(tmp_path / f"prometheus-{len(started)}", samples=samples, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start real Alertmanager servers with a given config mapping; stopped at test end."""
+    started: list[Process] = []
+
+    def start(config: dict[str, Any], **kwargs: Any) -> Process:
+        proc = start_alertmanager(tmp_path / f"alertmanager-{len(started)}", config, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
