@@ -1,0 +1,8 @@
+"""augur: anomaly scores, forecasts and alert enrichment for Prometheus and Alertmanager."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("augur")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"

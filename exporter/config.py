@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -119,6 +120,8 @@ class PrometheusConfig(Strict):
     bearer_token_file: Path | None = None
     basic_auth: BasicAuth | None = None
     tls: TLS = TLS()
+    # Secrets found in the environment at load time; never part of the model's fields or repr.
+    _env_secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("url")
     @classmethod
@@ -146,18 +149,17 @@ class PrometheusConfig(Strict):
 
     def bearer_token(self) -> str | None:
         """The bearer token from its file or the environment, if any."""
-        return _secret(self.bearer_token_file, SECRET_ENV["bearer_token"])
+        return self._secret(self.bearer_token_file, "bearer_token")
 
     def basic_auth_password(self) -> str | None:
         """The basic-auth password from its file or the environment, if any."""
         path = self.basic_auth.password_file if self.basic_auth else None
-        return _secret(path, SECRET_ENV["basic_auth_password"])
+        return self._secret(path, "basic_auth_password")
 
-
-def _secret(path: Path | None, env: str) -> str | None:
-    if path is not None:
-        return path.read_text(encoding="utf-8").strip()
-    return os.environ.get(env) or None
+    def _secret(self, path: Path | None, name: str) -> str | None:
+        if path is not None:
+            return path.read_text(encoding="utf-8").strip()
+        return self._env_secrets.get(name) or None
 
 
 class PollConfig(Strict):
@@ -177,7 +179,7 @@ class WebConfig(Strict):
     @field_validator("listen_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"must be HOST:PORT (e.g. 0.0.0.0:9465), got {value!r}")
         return value
@@ -400,11 +402,12 @@ def load(
             raise ConfigError([f"not valid YAML: {where}{problem}"], source) from None
         if not isinstance(data, dict):
             raise ConfigError(["the top level must be a mapping of settings"], source)
-    for key, value in env_overrides(os.environ if environ is None else environ).items():
+    environ = os.environ if environ is None else environ
+    for key, value in env_overrides(environ).items():
         _set(data, key, value)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set(data, key, value)
+    for path_, override in (overrides or {}).items():
+        if override is not None:
+            _set(data, path_, override)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -414,6 +417,9 @@ def load(
     problems = check_files(config)
     if problems:
         raise ConfigError(problems, source)
+    config.prometheus._env_secrets.update(
+        {name: environ[env] for name, env in SECRET_ENV.items() if environ.get(env)}
+    )
     return config
 
 

@@ -111,9 +111,16 @@ def backfill(samples: Iterable[Sample], tsdb_dir: Path) -> int:
         src = Path(tmp) / "backfill.om"
         count = write_openmetrics(samples, src)
         subprocess.run(
-            [find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-             str(src), str(tsdb_dir)],
-            check=True, capture_output=True,
+            [
+                find_binary("promtool"),
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(src),
+                str(tsdb_dir),
+            ],
+            check=True,
+            capture_output=True,
         )
     return count
 
@@ -123,7 +130,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{out[-2000:]}")
+            name = Path(str(proc.args[0] if isinstance(proc.args, list) else proc.args)).name
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{out[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:

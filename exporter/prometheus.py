@@ -1,0 +1,375 @@
+"""Async client for the Prometheus HTTP API (Thanos and Mimir too: only the API is used).
+
+Every call goes through one semaphore, is retried with exponential backoff and full jitter when
+the failure is transient (5xx, 429, timeouts, connection errors) and fails at once otherwise,
+and reports a single error type, `PrometheusError`. Range queries longer than Prometheus allows
+(11,000 points per series) are split on the step grid and merged back per series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import ssl
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from exporter import __version__
+from exporter.config import ConfigError, PrometheusConfig
+
+logger = logging.getLogger("augur.prometheus")
+
+MAX_POINTS_PER_REQUEST = 11_000
+"""Prometheus refuses range queries with more points per series than this."""
+
+_INLINE_JSON_BYTES = 256 * 1024
+_CONNECT_TIMEOUT = 5.0
+_SNIPPET_CHARS = 200
+_MAX_REMEMBERED_WARNINGS = 1000
+
+Form = Sequence[tuple[str, str]]
+Series = dict[str, Any]
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+class PrometheusError(Exception):
+    """A Prometheus API call failed; `retryable` says whether trying again may help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str = "error",
+        retryable: bool = False,
+        endpoint: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.retryable = retryable
+        self.endpoint = endpoint
+
+    def __str__(self) -> str:
+        where = f"Prometheus {self.endpoint}" if self.endpoint else "Prometheus"
+        http = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{where} failed{http}: {self.error_type}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """An instant query's answer: `result_type` is vector, matrix, scalar or string."""
+
+    result_type: str
+    result: list[Any]
+
+
+def _basic_auth(username: str, password: str) -> str:
+    # aiohttp 3.14 deprecates BasicAuth, and its replacement is missing before 3.14.
+    if ":" in username:
+        raise ConfigError(['prometheus.basic_auth.username: a ":" is not allowed (RFC 7617)'])
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def make_session(
+    cfg: PrometheusConfig, *, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+) -> aiohttp.ClientSession:
+    """An HTTP session for Prometheus with timeouts, TLS and credentials; call it in the loop."""
+    token = cfg.bearer_token()
+    if token and cfg.basic_auth:
+        # Prometheus's own client config refuses this too: which one wins would be a guess.
+        raise ConfigError(
+            [
+                "prometheus: both a bearer token (bearer_token_file or AUGUR_PROMETHEUS_BEARER_"
+                "TOKEN) and basic_auth are set; keep only one"
+            ]
+        )
+    headers = {"User-Agent": f"augur/{__version__}", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    elif cfg.basic_auth:
+        headers["Authorization"] = _basic_auth(
+            cfg.basic_auth.username, cfg.basic_auth_password() or ""
+        )
+    ca_file = str(cfg.tls.ca_file) if cfg.tls.ca_file else None
+    context = ssl.create_default_context(cafile=ca_file)
+    if cfg.tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    # A total timeout alone would let an unreachable host eat the whole budget of one attempt.
+    timeout = aiohttp.ClientTimeout(total=cfg.timeout, connect=min(cfg.timeout, _CONNECT_TIMEOUT))
+    return aiohttp.ClientSession(
+        headers=headers,
+        timeout=timeout,
+        connector=aiohttp.TCPConnector(ssl=context),
+        trace_configs=list(trace_configs) or None,
+    )
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:.3f}"
+
+
+def _merge(parts: Sequence[list[Series]]) -> list[Series]:
+    """Join per-chunk matrices into one, each series' points in time order."""
+    merged: dict[SeriesKey, Series] = {}
+    for part in parts:
+        for series in part:
+            key: SeriesKey = tuple(sorted(series["metric"].items()))
+            into = merged.setdefault(key, series)
+            if into is series:
+                continue
+            # Chunks are disjoint and in time order, so appending never repeats a timestamp.
+            for field in ("values", "histograms"):
+                if field in series:
+                    into.setdefault(field, []).extend(series[field])
+    # Prometheus sorts a matrix by label set; a split answer must read like an unsplit one.
+    return [merged[key] for key in sorted(merged)]
+
+
+class PrometheusClient:
+    """Prometheus HTTP API calls with retries, bounded concurrency and range splitting.
+
+    The session is borrowed, not owned: whoever made it closes it.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        retries: int = 3,
+        max_concurrency: int = 4,
+        backoff_base: float = 0.2,
+        backoff_max: float = 5.0,
+        max_points_per_request: int = MAX_POINTS_PER_REQUEST,
+        executor: Executor | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_points_per_request < 1:
+            raise ValueError("max_points_per_request must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.on_retry = on_retry
+        """Called with the endpoint before each retry, e.g. to count retries in a metric."""
+        self._session = session
+        self._retries = retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._max_points = max_points_per_request
+        self.executor = executor
+        """Where large JSON answers are decoded; None means the loop's default executor."""
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        # Credentials embedded in the URL must not reach logs or error messages.
+        self._safe_url = str(URL(self.base_url).with_user(None))
+        self._warned: set[str] = set()
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: PrometheusConfig,
+        session: aiohttp.ClientSession,
+        *,
+        executor: Executor | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> PrometheusClient:
+        """A client for the configured Prometheus, using `session` (see `make_session`)."""
+        return cls(
+            session,
+            cfg.url,
+            retries=cfg.retries,
+            max_concurrency=cfg.max_concurrency,
+            executor=executor,
+            on_retry=on_retry,
+        )
+
+    async def query(self, expr: str, time: float | None = None) -> QueryResult:
+        """Evaluate `expr` at `time` (unix seconds; Prometheus's now when None)."""
+        form = [("query", expr)]
+        if time is not None:
+            form.append(("time", _seconds(round(time * 1000))))
+        data = await self._call("/api/v1/query", form)
+        return QueryResult(result_type=data["resultType"], result=data["result"])
+
+    async def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        """The matrix of `expr` from `start` to `end` (unix seconds) every `step` seconds."""
+        start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), round(step * 1000)
+        if step_ms <= 0 or end_ms < start_ms:
+            points = 1  # not splittable: let Prometheus say what is wrong with the arguments
+        else:
+            points = (end_ms - start_ms) // step_ms + 1
+        if points <= self._max_points:
+            return await self._range(expr, start_ms, end_ms, step_ms)
+        span = self._max_points * step_ms
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(
+                        self._range(expr, lo, min(lo + span - step_ms, end_ms), step_ms)
+                    )
+                    for lo in range(start_ms, end_ms + 1, span)
+                ]
+        except ExceptionGroup as failed:
+            # The group already cancelled the other chunks; callers expect one plain error.
+            raise failed.exceptions[0] from None
+        return _merge([task.result() for task in tasks])
+
+    async def series(
+        self, match: Sequence[str], start: float | None = None, end: float | None = None
+    ) -> list[dict[str, str]]:
+        """Label sets of the series that match any of the `match` selectors."""
+        form = [("match[]", selector) for selector in match]
+        if start is not None:
+            form.append(("start", _seconds(round(start * 1000))))
+        if end is not None:
+            form.append(("end", _seconds(round(end * 1000))))
+        result: list[dict[str, str]] = await self._call("/api/v1/series", form)
+        return result
+
+    async def label_names(self) -> list[str]:
+        """All label names Prometheus knows."""
+        result: list[str] = await self._call("/api/v1/labels")
+        return result
+
+    async def label_values(self, name: str) -> list[str]:
+        """All values of label `name`."""
+        path = f"/api/v1/label/{quote(name, safe='')}/values"
+        # The label name stays out of the endpoint so a retry metric keeps bounded labels.
+        result: list[str] = await self._call(path, endpoint="/api/v1/label/:name/values")
+        return result
+
+    async def metric_names(self) -> list[str]:
+        """All metric names (the values of `__name__`)."""
+        return await self.label_values("__name__")
+
+    async def _range(self, expr: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
+        form = [
+            ("query", expr),
+            ("start", _seconds(start_ms)),
+            ("end", _seconds(end_ms)),
+            ("step", _seconds(step_ms)),
+        ]
+        data = await self._call("/api/v1/query_range", form)
+        result: list[Series] = data["result"]
+        return result
+
+    async def _call(self, path: str, form: Form | None = None, *, endpoint: str = "") -> Any:
+        """One API call with retries; returns the answer's `data`."""
+        endpoint = endpoint or path
+        attempt = 0
+        while True:
+            try:
+                # The slot is held per attempt, not across backoff sleeps.
+                async with self._semaphore:
+                    return await self._attempt(path, endpoint, form)
+            except PrometheusError as exc:
+                if not exc.retryable or attempt >= self._retries:
+                    raise
+                attempt += 1
+                ceiling = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
+                delay = random.uniform(0, ceiling)
+                logger.warning(
+                    "prometheus_retry",
+                    extra={
+                        "url": self._safe_url + path,
+                        "attempt": attempt,
+                        "error": str(exc),
+                        "delay_seconds": round(delay, 3),
+                    },
+                )
+                if self.on_retry is not None:
+                    self.on_retry(endpoint)
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, path: str, endpoint: str, form: Form | None) -> Any:
+        # POST because long PromQL does not fit in a URL; Prometheus accepts forms on all three.
+        method = "GET" if form is None else "POST"
+        try:
+            async with self._session.request(method, self.base_url + path, data=form) as resp:
+                body = await resp.read()
+                status, content_type = resp.status, resp.content_type
+        except TimeoutError as exc:
+            total = self._session.timeout.total
+            raise PrometheusError(
+                f"no answer from {self._safe_url} within {total} s; raise prometheus.timeout "
+                "or make the query cheaper",
+                error_type="timeout",
+                retryable=True,
+                endpoint=endpoint,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise PrometheusError(
+                f"cannot talk to {self._safe_url}: {exc or type(exc).__name__}; check "
+                "prometheus.url and that Prometheus is up",
+                error_type="connection",
+                retryable=True,
+                endpoint=endpoint,
+            ) from exc
+        return await self._answer(path, endpoint, status, content_type, body)
+
+    async def _answer(
+        self, path: str, endpoint: str, status: int, content_type: str, body: bytes
+    ) -> Any:
+        """The `data` of a Prometheus answer, or the PrometheusError it stands for."""
+        retryable = status >= 500 or status == 429
+        payload: Any = None
+        if "json" in content_type:
+            try:
+                payload = await self._decode(body)
+            except ValueError:
+                payload = None
+        if not isinstance(payload, dict) or payload.get("status") not in ("success", "error"):
+            snippet = " ".join(body[:_SNIPPET_CHARS].decode("utf-8", "replace").split())
+            if 200 <= status < 300:
+                raise PrometheusError(
+                    f"expected a Prometheus JSON answer, got {content_type or 'no content type'}: "
+                    f"{snippet!r}; check that prometheus.url points at the Prometheus API, not "
+                    "at a login page or a proxy",
+                    status=status,
+                    error_type="bad_response",
+                    endpoint=endpoint,
+                )
+            raise PrometheusError(
+                f"{content_type or 'no content type'}: {snippet!r}",
+                status=status,
+                error_type="http",
+                retryable=retryable,
+                endpoint=endpoint,
+            )
+        warnings = payload.get("warnings")
+        if warnings:
+            self._log_warnings(path, [str(w) for w in warnings])
+        if payload["status"] == "error":
+            raise PrometheusError(
+                str(payload.get("error") or "no error message"),
+                status=status,
+                error_type=str(payload.get("errorType") or "error"),
+                retryable=retryable,
+                endpoint=endpoint,
+            )
+        return payload.get("data")
+
+    async def _decode(self, body: bytes) -> Any:
+        if len(body) <= _INLINE_JSON_BYTES:
+            return json.loads(body)
+        # A 20 MB range answer takes long enough to parse that the loop must not do it.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, json.loads, body)
+
+    def _log_warnings(self, path: str, warnings: list[str]) -> None:
+        new = [w for w in warnings if w not in self._warned]
+        if not new:
+            return
+        if len(self._warned) >= _MAX_REMEMBERED_WARNINGS:
+            self._warned.clear()
+        self._warned.update(new)
+        logger.debug("prometheus_warnings", extra={"url": self._safe_url + path, "warnings": new})
