@@ -22,6 +22,18 @@ SeriesKey = tuple[tuple[str, str], ...]
 
 Direction = Literal["up", "down", "both"]
 
+RELATIVE_SCALE_FLOOR = 1e-6
+"""The band's scale is never below this fraction of |expected| (one part per million).
+
+The floor is numerical, not a judgement of what deviation matters: it keeps flat series
+finite and ignores float rounding, while a gauge at 1e10 with noise of 1e5 is still scored
+on its noise. Practical significance is the query's `min_deviation` and
+`min_relative_deviation`.
+"""
+
+ABSOLUTE_SCALE_FLOOR = 1e-9
+"""Nor below this absolute value, for series that sit flat at zero."""
+
 
 @dataclass(frozen=True)
 class Window:
@@ -114,5 +126,29 @@ def apply_filters(
         if min_relative_deviation > 0:
             keep &= ~(np.abs(deviation) < min_relative_deviation * np.abs(estimate.expected))
     score[~keep & ~np.isnan(score)] = 0.0
-    return Estimate(score=score, expected=estimate.expected, lower=estimate.lower,
-                    upper=estimate.upper)
+    return Estimate(
+        score=score, expected=estimate.expected, lower=estimate.lower, upper=estimate.upper
+    )
+
+
+def scale_floor(scale: FloatArray, expected: FloatArray) -> FloatArray:
+    """`scale`, raised to at least 1e-6 x |expected| and 1e-9 so flat series stay finite."""
+    floor = np.maximum(RELATIVE_SCALE_FLOOR * np.abs(expected), ABSOLUTE_SCALE_FLOOR)
+    return np.maximum(scale, floor)
+
+
+def band_estimate(
+    newest: FloatArray, expected: FloatArray, scale: FloatArray, threshold: float
+) -> Estimate:
+    """The estimate for a band of `threshold` x `scale` around `expected` (scale floored).
+
+    A missing (non-finite) newest point makes every field NaN for that series, and so does a
+    NaN `expected` or `scale` (too few points).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        half = threshold * scale_floor(scale, expected)
+        unscorable = ~np.isfinite(newest) | np.isnan(half)
+        expected = np.where(unscorable, np.nan, expected)
+        half[unscorable] = np.nan
+        score = np.abs(newest - expected) / half
+    return Estimate(score=score, expected=expected, lower=expected - half, upper=expected + half)
