@@ -1,0 +1,548 @@
+"""The deployment artefacts: kustomize manifests, alert rules and the Grafana dashboard.
+
+They are checked against what augur really is: the ConfigMap against the config schema, the
+rules and the dashboard's PromQL with the real promtool, every metric name they use against
+the README's metric table, the kustomizations with the real kubectl when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter import config
+from exporter.procs import find_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+BASE = K8S / "base"
+SIDECAR = K8S / "overlays" / "sidecar"
+DASHBOARD = ROOT / "dashboards" / "grafana" / "augur.json"
+README = ROOT / "README.md"
+
+# Patches for workloads kustomize does not build here (the user's Prometheus): applied with
+# `kubectl patch`, so no kustomization lists them.
+EXTERNAL_PATCHES = {SIDECAR / "prometheus-patch.yaml"}
+
+# Metrics that later issues add. Until the README's table lists one, only a collapsed row of
+# the dashboard may show it; once it is listed, remove it from here.
+PLANNED = {
+    "augur_forecast_value",
+    "augur_alerts_received_total",
+    "augur_alerts_enriched_total",
+    "augur_alerts_posted_total",
+    "augur_alert_post_failures_total",
+    "augur_outbox_pending",
+    "augur_model_info",
+    "augur_model_inference_seconds",
+}
+
+METRIC_RE = re.compile(r"\baugur_[a-zA-Z0-9_]+")
+
+
+def load_all(path: Path) -> list[Any]:
+    with path.open(encoding="utf-8") as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
+
+
+def load_one(path: Path) -> dict[str, Any]:
+    docs = load_all(path)
+    assert len(docs) == 1, f"{path}: one resource per file, found {len(docs)}"
+    doc: dict[str, Any] = docs[0]
+    return doc
+
+
+def kustomizations() -> list[Path]:
+    return sorted(K8S.rglob("kustomization.yaml"))
+
+
+def readme_metrics() -> set[str]:
+    """Metric names in the first column of the README's table under `## Metrics`."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `augur_"):
+            names.update(METRIC_RE.findall(line.split("|")[1]))
+    assert "augur_anomaly_score" in names, "the README's metric table was not found"
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    """augur metric names in a PromQL expression, histogram series named by their family."""
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in METRIC_RE.findall(expr)}
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return data
+
+
+def panels(
+    items: list[dict[str, Any]], collapsed: bool = False
+) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Every panel, rows' panels included, with whether it sits in a collapsed row."""
+    for panel in items:
+        yield panel, collapsed
+        if panel.get("type") == "row":
+            yield from panels(panel.get("panels", []), bool(panel.get("collapsed")))
+
+
+def data_panels() -> list[tuple[dict[str, Any], bool]]:
+    return [(p, c) for p, c in panels(dashboard()["panels"]) if p.get("type") != "row"]
+
+
+def rules() -> dict[str, Any]:
+    spec: dict[str, Any] = load_one(BASE / "augur-prometheusrule.yaml")["spec"]
+    return spec
+
+
+def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = doc["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+# --- kustomize layout --------------------------------------------------------------------------
+
+
+def test_every_manifest_parses_into_resources() -> None:
+    files = sorted(K8S.rglob("*.yaml"))
+    assert len(files) >= 9
+    for path in files:
+        docs = load_all(path)
+        assert docs, f"{path} is empty"
+        for doc in docs:
+            assert isinstance(doc, dict) and doc.get("kind"), f"{path}: not a resource"
+            if doc["kind"] != "Kustomization":
+                assert doc.get("apiVersion") and doc.get("metadata", {}).get("name"), path
+
+
+@pytest.mark.parametrize("kustomization", kustomizations(), ids=lambda p: str(p.relative_to(K8S)))
+def test_kustomization_lists_exactly_its_files(kustomization: Path) -> None:
+    here = kustomization.parent
+    spec = load_one(kustomization)
+    listed = list(spec.get("resources", []))
+    listed += [p["path"] for p in spec.get("patches", []) if "path" in p]
+    for ref in listed:
+        assert (here / ref).exists(), f"{kustomization}: {ref} does not exist"
+    files = {p for p in here.glob("*.yaml") if p.name != "kustomization.yaml"}
+    listed_files = {(here / ref).resolve() for ref in listed if (here / ref).is_file()}
+    assert listed_files == {p.resolve() for p in files - EXTERNAL_PATCHES}
+
+
+def test_base_has_one_resource_per_file_named_for_its_kind() -> None:
+    files = sorted(BASE.glob("augur-*.yaml"))
+    kinds = set()
+    for path in files:
+        kind = load_one(path)["kind"]
+        assert path.name == f"augur-{kind.lower()}.yaml"
+        kinds.add(kind)
+    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
+    assert {"ServiceMonitor", "PrometheusRule"} <= kinds
+    for path in files:
+        labels = load_one(path)["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "augur"
+        assert labels["app.kubernetes.io/instance"] == "augur"
+
+
+def test_kubectl_builds_the_base_and_the_sidecar(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+
+    def build(directory: Path) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    standalone = {d["kind"] for d in build(K8S)}
+    assert standalone == {
+        "ServiceAccount",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
+    sidecar = build(SIDECAR)
+    assert {d["kind"] for d in sidecar} == {"ConfigMap", "PodMonitor", "PrometheusRule"}
+    assert {d["metadata"]["namespace"] for d in sidecar} == {"monitoring"}
+
+    # The sidecar patch on a plain Prometheus StatefulSet keeps Prometheus and adds augur.
+    shutil.copy(SIDECAR / "prometheus-patch.yaml", tmp_path)
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "prometheus"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "prometheus"}},
+            "template": {
+                "metadata": {"labels": {"app": "prometheus"}},
+                "spec": {
+                    "containers": [{"name": "prometheus", "image": "prom/prometheus"}],
+                    "volumes": [{"name": "config", "configMap": {"name": "prometheus"}}],
+                },
+            },
+        },
+    }
+    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(statefulset), encoding="utf-8")
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [prometheus.yaml]\npatches: [{path: prometheus-patch.yaml}]\n",
+        encoding="utf-8",
+    )
+    (patched,) = build(tmp_path)
+    pod = patched["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["augur", "prometheus"]
+    assert {v["name"] for v in pod["volumes"]} == {
+        "config",
+        "augur-config",
+        "augur-state",
+        "augur-tmp",
+    }
+
+
+# --- the pod --------------------------------------------------------------------------------
+
+
+def assert_restricted(container: dict[str, Any]) -> None:
+    ctx = container["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["runAsUser"] == 65532 and ctx["runAsGroup"] == 65532
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in ctx["capabilities"]
+    assert ctx["seccompProfile"]["type"] == "RuntimeDefault"
+    resources = container["resources"]
+    for kind in ("requests", "limits"):
+        assert set(resources[kind]) == {"cpu", "memory"}, kind
+    assert ":latest" not in container["image"]
+
+
+def mounts(container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """mountPath -> the volume mounted there."""
+    by_name = {v["name"]: v for v in volumes}
+    return {m["mountPath"]: by_name[m["name"]] for m in container["volumeMounts"]}
+
+
+def test_deployment_runs_under_the_restricted_profile() -> None:
+    deployment = load_one(BASE / "augur-deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert_restricted(container)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    assert container["ports"] == [{"name": "http", "containerPort": 9465, "protocol": "TCP"}]
+    at = mounts(container, pod["volumes"])
+    assert "emptyDir" in at["/tmp"]
+    assert at["/etc/augur"]["configMap"]["name"] == "augur"
+    # The state file lives on a writable emptyDir, not on the read-only root filesystem.
+    cfg = config_from_configmap()
+    assert "emptyDir" in at[str(PurePosixPath(cfg.state.path).parent)]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    service = load_one(BASE / "augur-service.yaml")
+    assert service["spec"]["selector"] == selector
+
+
+def test_sidecar_container_matches_the_standalone_one() -> None:
+    patch = load_one(SIDECAR / "prometheus-patch.yaml")
+    (container,) = containers(patch)
+    assert_restricted(container)
+    (standalone,) = containers(load_one(BASE / "augur-deployment.yaml"))
+    assert container["resources"] == standalone["resources"]
+    assert container["image"] == standalone["image"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"AUGUR_PROMETHEUS_URL": "http://127.0.0.1:9090"}
+    at = mounts(container, patch["spec"]["template"]["spec"]["volumes"])
+    assert "emptyDir" in at["/tmp"] and "emptyDir" in at["/var/lib/augur"]
+    assert at["/etc/augur"]["configMap"]["name"] == "augur"
+    cfg = config_from_configmap(environ=env)
+    assert cfg.prometheus.url == "http://127.0.0.1:9090"
+
+
+def config_from_configmap(environ: dict[str, str] | None = None) -> config.Config:
+    """The ConfigMap's augur.yaml loaded by augur's own loader (through a temporary file)."""
+    data = load_one(BASE / "augur-configmap.yaml")["data"]
+    assert set(data) == {"augur.yaml"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "augur.yaml"
+        path.write_text(data["augur.yaml"], encoding="utf-8")
+        return config.load(path, environ=environ or {})
+
+
+def test_configmap_holds_a_valid_config_without_secrets() -> None:
+    cfg = config_from_configmap()
+    assert cfg.prometheus.url.startswith("http")
+    assert cfg.web.host_port()[1] == 9465
+    assert cfg.prometheus.bearer_token_file is None  # the Secret is an opt-in example
+    assert not cfg.queries  # the built-in defaults, until the user lists queries
+
+
+# --- alert rules ----------------------------------------------------------------------------
+
+
+def test_rules_pass_promtool_check(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules()), encoding="utf-8")
+    out = subprocess.run(
+        [find_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    names = {r["alert"] for g in rules()["groups"] for r in g["rules"]}
+    assert {"AnomalousSeries", "AugurNotPolling", "AugurPollFailing", "AugurDown"} <= names
+
+
+def rendered_annotations(alert: str, labels: dict[str, str], value: str = "") -> dict[str, str]:
+    """The rule's annotations rendered for `labels`, with `value` for the $value templates."""
+    (rule,) = [r for g in rules()["groups"] for r in g["rules"] if r.get("alert") == alert]
+    out = {}
+    for key, template in rule["annotations"].items():
+        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], template)
+        out[key] = re.sub(r"\{\{ \$value[^}]*\}\}", value, text)
+    return out
+
+
+def test_rules_fire_when_they_should(tmp_path: Path) -> None:
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules()), encoding="utf-8")
+    score = 'augur_anomaly_score{{query="api",detector="{}",service="{}"}}'
+    checkout = {"query": "api", "service": "checkout"}
+    poll = {"query": "api"}
+    down = {"container": "augur", "job": "augur", "instance": "augur-0:9465"}
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": score.format("zscore", "checkout"), "values": "0.2 0.3 1.5x8"},
+                {"series": score.format("ewma", "checkout"), "values": "0.2 0.3 1.2x8"},
+                # One detector disagrees: no alert for search.
+                {"series": score.format("zscore", "search"), "values": "0.2 0.3 2x8"},
+                {"series": score.format("ewma", "search"), "values": "0.2x10"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "AnomalousSeries", "exp_alerts": []},
+                {
+                    "eval_time": "6m",
+                    "alertname": "AnomalousSeries",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**checkout, "severity": "warning"},
+                            "exp_annotations": rendered_annotations(
+                                "AnomalousSeries", checkout, "1.2"
+                            ),
+                        }
+                    ],
+                },
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                # Polled every minute until 5m, then never again.
+                {
+                    "series": 'augur_last_poll_timestamp_seconds{query="api"}',
+                    "values": "0+60x5 300x25",
+                },
+                {"series": 'augur_polls_total{query="api"}', "values": "0+1x30"},
+                {"series": 'augur_poll_failures_total{query="api"}', "values": "0+1x30"},
+                {"series": 'augur_polls_total{query="ok"}', "values": "0+1x30"},
+                {"series": 'augur_poll_failures_total{query="ok"}', "values": "0x30"},
+                {
+                    "series": 'up{container="augur",job="augur",instance="augur-0:9465"}',
+                    "values": "1 1 0x10",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "12m", "alertname": "AugurNotPolling", "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": "AugurNotPolling",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**poll, "severity": "warning"},
+                            "exp_annotations": rendered_annotations("AugurNotPolling", poll),
+                        }
+                    ],
+                },
+                {
+                    "eval_time": "15m",
+                    "alertname": "AugurPollFailing",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**poll, "severity": "warning"},
+                            "exp_annotations": rendered_annotations(
+                                "AugurPollFailing", poll, "100%"
+                            ),
+                        }
+                    ],
+                },
+                {"eval_time": "4m", "alertname": "AugurDown", "exp_alerts": []},
+                {
+                    "eval_time": "8m",
+                    "alertname": "AugurDown",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**down, "severity": "warning"},
+                            "exp_annotations": rendered_annotations("AugurDown", down),
+                        }
+                    ],
+                },
+            ],
+        },
+        {
+            # augur not scraped at all.
+            "interval": "1m",
+            "input_series": [{"series": 'up{job="node"}', "values": "1x10"}],
+            "alert_rule_test": [
+                {
+                    "eval_time": "6m",
+                    "alertname": "AugurDown",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {"container": "augur", "severity": "warning"},
+                            "exp_annotations": rendered_annotations("AugurDown", {}),
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+    path = tmp_path / "tests.yml"
+    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    out = subprocess.run(
+        [find_binary("promtool"), "test", "rules", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- the dashboard --------------------------------------------------------------------------
+
+
+def test_dashboard_identity_and_variables() -> None:
+    board = dashboard()
+    assert board["uid"] == "augur-overview"
+    assert board["schemaVersion"] == 39
+    assert board.get("id") is None  # provisioned: Grafana assigns the numeric id
+    variables = board["templating"]["list"]
+    first = variables[0]
+    assert (first["type"], first["name"], first["query"]) == (
+        "datasource",
+        "datasource",
+        "prometheus",
+    )
+    names = [v["name"] for v in variables]
+    assert names[:3] == ["datasource", "query", "detector"]
+    for var in variables:
+        if var["type"] == "query":
+            assert var["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+
+
+def test_every_panel_uses_the_datasource_variable_and_has_a_unit_and_description() -> None:
+    found = data_panels()
+    assert len(found) >= 12
+    ids = [p["id"] for p, _ in panels(dashboard()["panels"])]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel, _ in found:
+        title = panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
+        assert panel["targets"], title
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{title}: no unit"
+        assert panel.get("description", "").strip(), f"{title}: no description"
+    assert any(p["type"] == "row" and p["collapsed"] for p, _ in panels(dashboard()["panels"]))
+
+
+def range_functions(expr: str) -> Iterator[str]:
+    """The text of every rate(), irate() and increase() call in expr, parentheses balanced."""
+    for match in re.finditer(r"(?<![a-zA-Z0-9_])(?:rate|irate|increase)\(", expr):
+        depth = 0
+        for end in range(match.end() - 1, len(expr)):
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            if depth == 0:
+                yield expr[match.start() : end + 1]
+                break
+
+
+def dashboard_exprs() -> list[tuple[str, bool]]:
+    return [(t["expr"], collapsed) for p, collapsed in data_panels() for t in p["targets"]]
+
+
+def test_every_rate_uses_rate_interval() -> None:
+    calls = [call for expr, _ in dashboard_exprs() for call in range_functions(expr)]
+    assert len(calls) >= 10
+    for call in calls:
+        assert re.search(r"\[\$__rate_interval\]\)$", call), call
+    assert list(range_functions("sum(rate(x[5m])) + increase(y[$__rate_interval])")) == [
+        "rate(x[5m])",
+        "increase(y[$__rate_interval])",
+    ]
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    substitutions = {
+        "$__rate_interval": "1m",
+        "$query": "api",
+        "$detector": "zscore",
+        "$series": 'service="checkout"',
+    }
+    records = []
+    for i, (expr, _) in enumerate(dashboard_exprs()):
+        for variable, value in substitutions.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, expr
+        records.append({"record": f"dashboard:query_{i}:check", "expr": expr})
+    path = tmp_path / "dashboard.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+    out = subprocess.run(
+        [find_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_metric_names_exist_in_the_readme() -> None:
+    documented = readme_metrics()
+    assert not documented & PLANNED, "now documented: remove these from PLANNED"
+    used: set[str] = set()
+    for expr, collapsed in dashboard_exprs():
+        for name in metric_names(expr):
+            used.add(name)
+            if name in PLANNED:
+                assert collapsed, f"{name} is not in the README yet: show it in a collapsed row"
+            else:
+                assert name in documented, f"dashboard uses {name}, not in the README's table"
+    for group in rules()["groups"]:
+        for rule in group["rules"]:
+            for name in metric_names(rule["expr"]):
+                used.add(name)
+                assert name in documented, f"rule {rule['alert']} uses undocumented {name}"
+    # The dashboard covers the scoring loop's metrics.
+    assert {
+        "augur_anomaly_score",
+        "augur_expected_value",
+        "augur_expected_lower",
+        "augur_expected_upper",
+        "augur_series_scored",
+        "augur_series_dropped_total",
+        "augur_poll_duration_seconds",
+        "augur_poll_failures_total",
+        "augur_last_poll_timestamp_seconds",
+        "augur_prometheus_retries_total",
+    } <= used
