@@ -125,11 +125,18 @@ def backfill(samples: Iterable[Sample], tsdb_dir: Path) -> int:
     return count
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    # The server's log goes to a file, not a pipe: a pipe nobody reads fills up after a
+    # few days of logging and then blocks the server.
+    with log_path.open("ab") as log:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            out = log_path.read_text(errors="replace") if log_path.exists() else ""
             name = Path(str(proc.args[0] if isinstance(proc.args, list) else proc.args)).name
             raise RuntimeError(f"{name} exited with {proc.returncode}:\n{out[-2000:]}")
         try:
@@ -152,6 +159,12 @@ class Process:
     workdir: Path
     argv: list[str] = field(default_factory=list)
 
+    @property
+    def log_path(self) -> Path:
+        """Where the server's own log (its stderr) is written."""
+        name = "alertmanager" if "alertmanager" in Path(self.argv[0]).name else "prometheus"
+        return self.workdir / f"{name}.log"
+
     def stop(self, timeout: float = 10) -> None:
         """Terminate the process, killing it if it does not exit in `timeout` seconds."""
         if self.proc.poll() is None:
@@ -161,8 +174,6 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
 
     def kill(self) -> None:
         """Kill the process at once (SIGKILL), as a crash would."""
@@ -172,8 +183,8 @@ class Process:
 
     def restart(self, ready_path: str, timeout: float = 30) -> None:
         """Start the same command again on the same port (after stop/kill)."""
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _wait_ready(self.url + ready_path, self.proc, timeout)
+        self.proc = _spawn(self.argv, self.log_path)
+        _wait_ready(self.url + ready_path, self.proc, self.log_path, timeout)
 
 
 def start_prometheus(
@@ -187,15 +198,20 @@ def start_prometheus(
     port: int | None = None,
     extra_config: Mapping[str, object] | None = None,
     timeout: float = 30,
+    listen_host: str = "127.0.0.1",
 ) -> Process:
     """Start a real Prometheus on 127.0.0.1, with optional backfilled history.
 
     `scrape_targets` maps job name to `host:port`; `rule_files` maps a file name to the rule
-    file's YAML document; `alertmanager_urls` are `http://host:port` URLs.
+    file's YAML document; `alertmanager_urls` are `http://host:port` URLs. `listen_host`
+    0.0.0.0 also listens on the other interfaces; it is still reached over 127.0.0.1.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
-    backfill(samples, data) if samples else data.mkdir(exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    samples = list(samples)
+    if samples:
+        backfill(samples, data)
     port = port or free_port()
     config: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
@@ -215,19 +231,22 @@ def start_prometheus(
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": am}]}]}
     config.update(extra_config or {})
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    url = f"http://127.0.0.1:{port}"
     argv = [
         find_binary("prometheus"),
         f"--config.file={workdir / 'prometheus.yml'}",
         f"--storage.tsdb.path={data}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.listen-address={listen_host}:{port}",
         "--web.enable-lifecycle",
         "--rules.alert.resend-delay=1s",
         "--storage.tsdb.retention.time=30d",
+        # Alert links (generatorURL) then point at this loopback server, not the hostname.
+        f"--web.external-url={url}",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    log_path = workdir / "prometheus.log"
+    proc = _spawn(argv, log_path)
     try:
-        _wait_ready(url + "/-/ready", proc, timeout)
+        _wait_ready(url + "/-/ready", proc, log_path, timeout)
     except BaseException:
         proc.kill()
         raise
@@ -240,8 +259,12 @@ def start_alertmanager(
     *,
     port: int | None = None,
     timeout: float = 30,
+    listen_host: str = "127.0.0.1",
 ) -> Process:
-    """Start a real Alertmanager on 127.0.0.1 with `config` (a parsed alertmanager.yml)."""
+    """Start a real Alertmanager on 127.0.0.1 with `config` (a parsed alertmanager.yml).
+
+    `listen_host` 0.0.0.0 also listens on the other interfaces (the cluster port stays off).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
@@ -250,14 +273,15 @@ def start_alertmanager(
         find_binary("alertmanager"),
         f"--config.file={workdir / 'alertmanager.yml'}",
         f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.listen-address={listen_host}:{port}",
         # Without this Alertmanager gossips on 0.0.0.0:9094.
         "--cluster.listen-address=",
         f"--web.external-url={url}",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = workdir / "alertmanager.log"
+    proc = _spawn(argv, log_path)
     try:
-        _wait_ready(url + "/-/ready", proc, timeout)
+        _wait_ready(url + "/-/ready", proc, log_path, timeout)
     except BaseException:
         proc.kill()
         raise

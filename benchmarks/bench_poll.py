@@ -1,0 +1,139 @@
+"""One full poll cycle against the real Prometheus: 2,000 series x 720 points.
+
+Backfills the history with promtool, starts Prometheus on a free loopback port, then times
+augur's cycle (query_range + JSON decode, align, score with zscore and ewma, publish) and, to
+show where the time goes, each phase alone; also the cost of rendering /metrics afterwards.
+
+    .venv/bin/python benchmarks/bench_poll.py [--series 2000] [--points 720] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.align import align
+from exporter.config import PrometheusConfig, QueryConfig
+from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics
+from exporter.poller import Poller, QueryRunner
+from exporter.procs import Sample, start_prometheus
+from exporter.prometheus import PrometheusClient, make_session
+
+STEP = 15.0
+
+
+def samples(n_series: int, n_points: int, end: float) -> list[Sample]:
+    rng = np.random.default_rng(1)
+    ts = end - STEP * np.arange(n_points)[::-1]
+    values = 100 + 10 * np.sin(ts / 3600)[None, :] + rng.normal(0, 2, (n_series, n_points))
+    out = []
+    for i in range(n_series):
+        labels = {"instance": f"host-{i:05d}:9100", "job": "node"}
+        out.extend(
+            Sample("bench_metric", labels, float(t), float(v))
+            for t, v in zip(ts, values[i], strict=True)
+        )
+    return out
+
+
+def median_ms(times: list[float]) -> str:
+    return f"{statistics.median(times) * 1000:8.1f} ms"
+
+
+async def bench(prom_url: str, n_series: int, n_points: int, repeat: int, end: float) -> None:
+    query = QueryConfig(
+        name="bench",
+        expr="bench_metric",
+        lookback=STEP * (n_points - 1),
+        step=STEP,
+        detectors=["zscore", "ewma"],  # type: ignore[arg-type]
+        max_series=n_series,
+    )
+    cfg = PrometheusConfig(url=prom_url, timeout=120)
+    executor = ThreadPoolExecutor(2)
+    registry = CollectorRegistry()
+    board = ScoreBoard()
+    registry.register(ScoreCollector(board))
+    metrics = SelfMetrics(registry)
+    async with make_session(cfg) as session:
+        client = PrometheusClient.from_config(cfg, session, executor=executor)
+        # Freeze the clock at the end of the backfilled history so every repetition sees
+        # the same 2,000 x 720 window.
+        poller = Poller(
+            [query],
+            client,
+            board,
+            metrics,
+            executor,
+            interval=60,
+            cpu_timeout=120,
+            clock=lambda: end,
+        )
+        runner = QueryRunner.build(query)
+        phases: dict[str, list[float]] = {
+            k: [] for k in ("cycle", "query", "align", "score", "publish", "render")
+        }
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            report = await poller.cycle()
+            phases["cycle"].append(time.perf_counter() - t0)
+            assert report.scored.get("bench") == n_series, report
+
+            t0 = time.perf_counter()
+            matrix = await client.query_range(query.expr, end - query.lookback, end, STEP)
+            phases["query"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            window = align(matrix, end - query.lookback, end, STEP)
+            phases["align"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            estimates = runner.score(window)
+            phases["score"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            board.publish("bench", window.keys, estimates)
+            phases["publish"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            body = generate_latest(registry)
+            phases["render"].append(time.perf_counter() - t0)
+    executor.shutdown()
+    points = window.values.size
+    print(f"series x points: {len(window.keys)} x {window.values.shape[1]} = {points:,} points")
+    print(f"full cycle (query + decode + align + score + publish): {median_ms(phases['cycle'])}")
+    for phase in ("query", "align", "score", "publish"):
+        print(f"  {phase:<8} {median_ms(phases[phase])}")
+    print(
+        f"render /metrics ({len(body) / 1e6:.1f} MB, {4 * 2 * n_series:,} samples): "
+        f"{median_ms(phases['render'])}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=2000)
+    parser.add_argument("--points", type=int, default=720)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    end = float(int(time.time() / STEP) * STEP) - 60
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        data = samples(args.series, args.points, end)
+        prom = start_prometheus(Path(tmp), samples=data)
+        print(
+            f"backfill + start of Prometheus: {time.perf_counter() - t0:.1f} s "
+            f"({len(data):,} samples)"
+        )
+        try:
+            asyncio.run(bench(prom.url, args.series, args.points, args.repeat, end))
+        finally:
+            prom.stop()
+
+
+if __name__ == "__main__":
+    main()

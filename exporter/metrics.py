@@ -1,0 +1,241 @@
+"""What augur exports at /metrics: the scores of every scored series and its own health.
+
+The scores are computed by the scoring loop on its own timer, like a rule evaluator, not on
+scrape: a scrape returns the verdict of the latest cycle, without sample timestamps. Label
+sets that a query stopped returning are expired after `expire_after` cycles.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.detectors import Estimate, SeriesKey
+
+log = logging.getLogger("augur.metrics")
+
+RESERVED_LABELS = frozenset({"query", "detector", "horizon", "metric"})
+"""Label names augur sets itself; a series' own label of that name gets an `exported_` prefix."""
+
+_EVALUATED = "Computed by augur every poll interval (not on scrape) for the newest point."
+_FAMILIES = (
+    ("augur_anomaly_score", "Anomaly score of the series: 0..1 normal, >= 1 anomalous."),
+    ("augur_expected_value", "Value the detector expected for the series."),
+    ("augur_expected_lower", "Lower edge of the detector's normal band."),
+    ("augur_expected_upper", "Upper edge of the detector's normal band."),
+)
+
+
+def export_labels(key: SeriesKey, keep: Sequence[str] | None = None) -> dict[str, str]:
+    """A series' labels as augur exports them.
+
+    `__name__` becomes `metric`; labels that clash with augur's own are renamed
+    `exported_<name>`, as Prometheus does on scrape; `keep` limits the labels kept.
+    """
+    out: dict[str, str] = {}
+    for name, value in key:
+        if name == "__name__":
+            name = "metric"
+        elif name in RESERVED_LABELS:
+            name = f"exported_{name}"
+        if keep is not None and name not in keep:
+            continue
+        out[name] = value
+    return out
+
+
+@dataclass
+class _Row:
+    labels: dict[str, str]
+    values: tuple[float, float, float, float]
+    cycle: int
+
+
+class ScoreBoard:
+    """The latest verdict per (query, detector, series), with expiry of vanished series."""
+
+    def __init__(self, expire_after: int = 3) -> None:
+        self.expire_after = expire_after
+        self._rows: dict[str, dict[tuple[str, SeriesKey], _Row]] = {}
+        self._cycles: dict[str, int] = {}
+        self._collisions_logged: set[str] = set()
+
+    def publish(
+        self,
+        query: str,
+        keys: Sequence[SeriesKey],
+        estimates: Mapping[str, Estimate],
+        keep: Sequence[str] | None = None,
+    ) -> int:
+        """Record one successful cycle of `query`; returns how many series got a score.
+
+        Series whose score is NaN (too little history, no newest point) are left out. When
+        `keep` makes two series' exported labels equal, the higher score wins.
+        """
+        cycle = self._advance(query)
+        rows = self._rows.setdefault(query, {})
+        exported = [export_labels(k, keep) for k in keys]
+        scored: set[int] = set()
+        for detector, est in estimates.items():
+            seen: dict[tuple[tuple[str, str], ...], float] = {}
+            for i, labels in enumerate(exported):
+                score = float(est.score[i])
+                if score != score:  # NaN: not scorable this cycle
+                    continue
+                ident = tuple(sorted(labels.items()))
+                if ident in seen:
+                    self._log_collision(query)
+                    if seen[ident] >= score:
+                        continue
+                seen[ident] = score
+                scored.add(i)
+                rows[(detector, ident)] = _Row(
+                    labels={"query": query, "detector": detector, **labels},
+                    values=(
+                        score,
+                        float(est.expected[i]),
+                        float(est.lower[i]),
+                        float(est.upper[i]),
+                    ),
+                    cycle=cycle,
+                )
+        self._expire(query, cycle)
+        return len(scored)
+
+    def missed(self, query: str) -> None:
+        """Record a failed cycle of `query`: its series age and eventually expire."""
+        self._expire(query, self._advance(query))
+
+    def forget(self, query: str) -> None:
+        """Drop everything of a query (it was removed from the configuration)."""
+        self._rows.pop(query, None)
+        self._cycles.pop(query, None)
+
+    def series_count(self, query: str) -> int:
+        """How many (detector, series) verdicts of `query` are currently exported."""
+        return len(self._rows.get(query, {}))
+
+    def rows(self) -> Iterator[tuple[dict[str, str], tuple[float, float, float, float]]]:
+        """Every exported verdict as (labels, (score, expected, lower, upper))."""
+        for rows in self._rows.values():
+            for row in rows.values():
+                yield row.labels, row.values
+
+    def _advance(self, query: str) -> int:
+        cycle = self._cycles.get(query, 0) + 1
+        self._cycles[query] = cycle
+        return cycle
+
+    def _expire(self, query: str, cycle: int) -> None:
+        rows = self._rows.get(query)
+        if not rows:
+            return
+        stale = [k for k, r in rows.items() if cycle - r.cycle >= self.expire_after]
+        for k in stale:
+            del rows[k]
+
+    def _log_collision(self, query: str) -> None:
+        if query not in self._collisions_logged:
+            self._collisions_logged.add(query)
+            log.warning(
+                "labels_collide",
+                extra={
+                    "query": query,
+                    "hint": "the query's `labels` list makes distinct series look the same; "
+                    "the highest score is exported",
+                },
+            )
+
+
+class ScoreCollector(Collector):
+    """Exposes the score board.
+
+    Sample output::
+
+        # HELP augur_anomaly_score Anomaly score of the series: 0..1 normal, >= 1 anomalous. ...
+        # TYPE augur_anomaly_score gauge
+        augur_anomaly_score{query="latency",detector="zscore",metric="http_p99",job="api"} 0.42
+        augur_expected_value{query="latency",detector="zscore",metric="http_p99",job="api"} 0.21
+    """
+
+    def __init__(self, board: ScoreBoard) -> None:
+        self.board = board
+
+    def collect(self) -> Iterable[Metric]:
+        """Build the four families from the board's current rows."""
+        families = [Metric(name, f"{doc} {_EVALUATED}", "gauge") for name, doc in _FAMILIES]
+        for labels, values in self.board.rows():
+            for family, value in zip(families, values, strict=True):
+                family.add_sample(family.name, labels, value)
+        return families
+
+
+class SelfMetrics:
+    """augur's own health metrics, registered on the given registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.polls = Counter(
+            "augur_polls", "Poll cycles attempted per query.", ["query"], registry=registry
+        )
+        self.poll_failures = Counter(
+            "augur_poll_failures",
+            "Poll cycles per query that failed (Prometheus error, timeout, scoring error).",
+            ["query"],
+            registry=registry,
+        )
+        self.poll_duration = Histogram(
+            "augur_poll_duration_seconds",
+            "Time to query, align, score and publish one query.",
+            ["query"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.last_poll = Gauge(
+            "augur_last_poll_timestamp_seconds",
+            "Unix time of the query's last successful poll.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_scored = Gauge(
+            "augur_series_scored",
+            "Series of the query scored in its last successful poll.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_dropped = Counter(
+            "augur_series_dropped",
+            "Series left unscored because the query returned more than max_series.",
+            ["query"],
+            registry=registry,
+        )
+        self.overruns = Counter(
+            "augur_poll_overruns",
+            "Poll cycles that took longer than the poll interval (the next one was delayed).",
+            registry=registry,
+        )
+        self.prometheus_retries = Counter(
+            "augur_prometheus_retries",
+            "Requests to Prometheus that were retried after a 5xx, timeout or network error.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "augur_build_info",
+            "augur's version; always 1.",
+            ["version", "python"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    def init_query(self, query: str) -> None:
+        """Create the query's children so counters start at 0 rather than appearing later."""
+        self.polls.labels(query)
+        self.poll_failures.labels(query)
+        self.series_dropped.labels(query)
+        self.poll_duration.labels(query)

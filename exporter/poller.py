@@ -1,0 +1,211 @@
+"""The scoring loop: every poll interval, fetch each query's window, score it, publish it.
+
+One cycle runs all queries concurrently (the Prometheus client bounds the concurrency).
+Aligning and scoring are CPU work and run in a bounded executor under a timeout, never on
+the event loop. A failing query is counted and logged and the others go on; a cycle that
+outlasts the interval delays the next one instead of stacking another on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
+
+from exporter.align import align, select
+from exporter.config import QueryConfig
+from exporter.detectors import Detector, Estimate, Window, apply_filters, build
+from exporter.metrics import ScoreBoard, SelfMetrics
+from exporter.prometheus import PrometheusClient, PrometheusError
+
+log = logging.getLogger("augur.poller")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class QueryRunner:
+    """One configured query with its detectors (built once, so they can keep state)."""
+
+    config: QueryConfig
+    detectors: dict[str, Detector]
+    dropped_logged: bool = False
+
+    @classmethod
+    def build(cls, config: QueryConfig) -> QueryRunner:
+        """Instantiate the query's detectors from their validated parameters."""
+        return cls(config, {name: build(name, p) for name, p in config.detectors.items()})
+
+    def score(self, window: Window) -> dict[str, Estimate]:
+        """Run every detector on the window and apply the query's false-positive filters."""
+        newest = window.values[:, -1]
+        return {
+            name: apply_filters(
+                detector.score(window),
+                newest,
+                direction=self.config.direction,
+                min_deviation=self.config.min_deviation,
+                min_relative_deviation=self.config.min_relative_deviation,
+            )
+            for name, detector in self.detectors.items()
+        }
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did: per query, the number of series scored or the error."""
+
+    started: float
+    duration: float = 0.0
+    scored: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Poller:
+    """Runs the scoring cycles on a fixed interval until cancelled."""
+
+    def __init__(
+        self,
+        queries: Sequence[QueryConfig],
+        client: PrometheusClient,
+        board: ScoreBoard,
+        metrics: SelfMetrics,
+        executor: Executor,
+        *,
+        interval: float,
+        cpu_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runners = [QueryRunner.build(q) for q in queries]
+        self.client = client
+        self.board = board
+        self.metrics = metrics
+        self.executor = executor
+        self.interval = interval
+        self.cpu_timeout = cpu_timeout
+        self.clock = clock
+        self.cycles = 0
+        self.succeeded_once = asyncio.Event()
+        for runner in self.runners:
+            metrics.init_query(runner.config.name)
+
+    async def run(self) -> None:
+        """Poll forever; the first cycle starts at once."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            report = await self.cycle()
+            elapsed = loop.time() - started
+            if elapsed > self.interval:
+                self.metrics.overruns.inc()
+                skipped = math.ceil(elapsed / self.interval)
+                log.warning(
+                    "poll_overrun",
+                    extra={
+                        "duration_seconds": round(elapsed, 3),
+                        "interval_seconds": self.interval,
+                        "hint": "raise poll.interval, lower max_series or add workers",
+                    },
+                )
+                delay = skipped * self.interval - elapsed
+            else:
+                delay = self.interval - elapsed
+            log.debug(
+                "poll_cycle",
+                extra={
+                    "duration_seconds": round(elapsed, 3),
+                    "scored": sum(report.scored.values()),
+                },
+            )
+            await asyncio.sleep(delay)
+
+    async def cycle(self) -> CycleReport:
+        """Poll every query once, concurrently; never raises for a failing query."""
+        report = CycleReport(started=self.clock())
+        t0 = time.perf_counter()
+        await asyncio.gather(*(self._poll(r, report) for r in self.runners))
+        report.duration = time.perf_counter() - t0
+        self.cycles += 1
+        if report.scored or not report.errors:
+            self.succeeded_once.set()
+        return report
+
+    async def _poll(self, runner: QueryRunner, report: CycleReport) -> None:
+        q = runner.config
+        self.metrics.polls.labels(q.name).inc()
+        t0 = time.perf_counter()
+        try:
+            scored = await self._poll_query(runner)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.board.missed(q.name)
+            self.metrics.poll_failures.labels(q.name).inc()
+            report.errors[q.name] = _describe(exc)
+            level = (
+                logging.WARNING
+                if isinstance(exc, PrometheusError | TimeoutError)
+                else logging.ERROR
+            )
+            log.log(
+                level,
+                "poll_failed",
+                extra={"query": q.name, "error": _describe(exc)},
+                exc_info=level == logging.ERROR,
+            )
+            return
+        finally:
+            self.metrics.poll_duration.labels(q.name).observe(time.perf_counter() - t0)
+        report.scored[q.name] = scored
+        self.metrics.series_scored.labels(q.name).set(scored)
+        self.metrics.last_poll.labels(q.name).set(self.clock())
+
+    async def _poll_query(self, runner: QueryRunner) -> int:
+        q = runner.config
+        end = self.clock()
+        start = end - q.lookback
+        matrix = await self.client.query_range(q.expr, start, end, q.step)
+        window = await self._cpu(align, matrix, start, end, q.step)
+        total = len(window.keys)
+        if total > q.max_series:
+            window = select(window, range(q.max_series))
+            self.metrics.series_dropped.labels(q.name).inc(total - q.max_series)
+            if not runner.dropped_logged:
+                runner.dropped_logged = True
+                log.warning(
+                    "series_dropped",
+                    extra={
+                        "query": q.name,
+                        "series": total,
+                        "max_series": q.max_series,
+                        "hint": "narrow the query or raise max_series; logged once",
+                    },
+                )
+        if not window.keys:
+            self.board.publish(q.name, (), {})
+            return 0
+        estimates = await self._cpu(runner.score, window)
+        return self.board.publish(q.name, window.keys, estimates, q.labels)
+
+    async def _cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` in the bounded executor under the CPU timeout."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        return await asyncio.wait_for(future, self.cpu_timeout)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "scoring took longer than poll.cpu_timeout"
+    return str(exc) or type(exc).__name__
+
+
+def summary(report: CycleReport) -> Mapping[str, object]:
+    """A compact dict of a cycle report, for logs and tests."""
+    return {"scored": dict(report.scored), "errors": dict(report.errors)}

@@ -1,0 +1,81 @@
+"""The score board and its exposition: label renaming, expiry, collisions, promtool."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.detectors import Estimate
+from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics, export_labels
+from exporter.procs import find_binary
+
+
+def estimate(*scores: float) -> Estimate:
+    s = np.array(scores, dtype=np.float64)
+    return Estimate(score=s, expected=s + 10, lower=s + 5, upper=s + 15)
+
+
+KEY_A = (("__name__", "up"), ("instance", "a:9100"), ("job", "node"))
+KEY_B = (("__name__", "up"), ("instance", "b:9100"), ("job", "node"))
+
+
+def test_export_labels_renames_reserved_names() -> None:
+    key = (("__name__", "x"), ("detector", "mine"), ("query", "q"), ("zone", "eu"))
+    assert export_labels(key) == {
+        "metric": "x",
+        "exported_detector": "mine",
+        "exported_query": "q",
+        "zone": "eu",
+    }
+    assert export_labels(key, keep=["zone"]) == {"zone": "eu"}
+
+
+def test_publish_skips_unscorable_series_and_expires_vanished_ones() -> None:
+    board = ScoreBoard(expire_after=2)
+    assert board.publish("q", [KEY_A, KEY_B], {"zscore": estimate(0.5, float("nan"))}) == 1
+    assert board.series_count("q") == 1
+    # b comes back, a vanishes: a is kept for expire_after cycles, then dropped.
+    board.publish("q", [KEY_B], {"zscore": estimate(2.0)})
+    assert board.series_count("q") == 2
+    board.publish("q", [KEY_B], {"zscore": estimate(2.0)})
+    assert board.series_count("q") == 1
+    assert [labels["instance"] for labels, _ in board.rows()] == ["b:9100"]
+
+
+def test_failed_cycles_age_the_series_too() -> None:
+    board = ScoreBoard(expire_after=2)
+    board.publish("q", [KEY_A], {"zscore": estimate(0.5)})
+    board.missed("q")
+    assert board.series_count("q") == 1
+    board.missed("q")
+    assert board.series_count("q") == 0
+
+
+def test_collapsed_label_sets_keep_the_highest_score(caplog: pytest.LogCaptureFixture) -> None:
+    board = ScoreBoard()
+    board.publish("q", [KEY_A, KEY_B], {"zscore": estimate(0.2, 3.0)}, keep=["job"])
+    rows = list(board.rows())
+    assert len(rows) == 1 and rows[0][1][0] == 3.0
+    assert any(r.getMessage() == "labels_collide" for r in caplog.records)
+
+
+def test_exposition_passes_promtool() -> None:
+    registry = CollectorRegistry()
+    board = ScoreBoard()
+    registry.register(ScoreCollector(board))
+    metrics = SelfMetrics(registry)
+    metrics.init_query("q")
+    board.publish("q", [KEY_A, KEY_B], {"zscore": estimate(0.5, 1.5), "ewma": estimate(0.1, 0.2)})
+    text = generate_latest(registry)
+    assert (
+        b'augur_anomaly_score{detector="zscore",instance="b:9100",job="node",metric="up",query="q"} 1.5'
+        in text
+    )
+    assert b'augur_poll_failures_total{query="q"} 0.0' in text
+    check = subprocess.run(
+        [find_binary("promtool"), "check", "metrics"], input=text, capture_output=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
