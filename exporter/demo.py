@@ -1,0 +1,399 @@
+"""`augur demo`: a real Prometheus, Alertmanager, demo workload and augur, on loopback.
+
+The first thing a new user runs. Six hours of workload history are backfilled before
+Prometheus starts, so augur has a past to learn from at once; the workload then injects an
+anomaly every few minutes, the first within half a minute, and augur's scores, the
+`AugurAnomaly` alert and Alertmanager show it. Everything lives in a temporary directory that
+is removed on exit, and every child process is stopped whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from subprocess import DEVNULL, STDOUT
+from typing import Any, ParamSpec
+
+import aiohttp
+import yaml
+
+from exporter.procs import (
+    INSTALL_HINT,
+    MissingBinaryError,
+    Process,
+    backfill,
+    find_binary,
+    free_port,
+    start_alertmanager,
+    start_prometheus,
+)
+from exporter.workload import Workload, serve
+
+log = logging.getLogger("augur.demo")
+P = ParamSpec("P")
+
+SCRAPE_INTERVAL = 15.0
+HISTORY_SECONDS = 6 * 3600.0
+FIRST_ANOMALY_AFTER = 30.0
+"""At most this long from start-up to the first injected anomaly, so augur shows it soon."""
+READY_TIMEOUT = 90.0
+AUGUR_STOP_SECONDS = 25.0
+WORKLOAD_TARGET = {"job": "workload", "instance": "demo-workload"}
+"""The workload's target labels, which the backfilled history carries too."""
+URLS_FILE = "demo-urls.json"
+
+
+# The filters are what a user would tune for these series: each keeps the workload's normal
+# noise under the threshold (checked over a simulated day) and the injected anomalies above.
+QUERIES_YAML = """\
+- {name: http_requests, expr: demo_http_requests_per_second, labels: [instance, service],
+   min_relative_deviation: 0.2}
+- {name: http_latency_p99, expr: demo_http_request_duration_seconds,
+   labels: [instance, service], direction: up, min_relative_deviation: 0.4}
+- {name: cpu_usage, expr: demo_cpu_usage_ratio, labels: [instance], direction: up,
+   min_deviation: 0.2}
+- {name: disk_used, expr: demo_disk_used_ratio, labels: [instance, device, mountpoint],
+   direction: up, min_deviation: 0.03}
+"""
+
+RULES_YAML = """\
+groups:
+  - name: augur-demo
+    rules:
+      - alert: AugurAnomaly
+        expr: augur_anomaly_score >= 1
+        for: 0s
+        labels:
+          severity: warning
+        annotations:
+          summary: '{{ $labels.query }} is anomalous ({{ $labels.detector }} score
+            {{ printf "%.2f" $value }})'
+          description: 'augur''s {{ $labels.detector }} detector scores the series
+            {{ range $k, $v := $labels }}{{ if not (eq $k "__name__" "alertname" "query"
+            "detector" "job" "severity") }}{{ $k }}="{{ $v }}" {{ end }}{{ end }}of query
+            {{ $labels.query }} at {{ printf "%.2f" $value }} (1 or more is anomalous).'
+"""
+
+# Idle for now: it shows the alerts and sends them nowhere.
+ALERTMANAGER_YAML = """\
+route: {receiver: "null", group_by: [alertname, query], group_wait: 10s, group_interval: 1m,
+        repeat_interval: 1h}
+receivers: [{name: "null"}]
+"""
+
+
+def _scrape_configs(workload_port: int, augur_port: int) -> list[dict[str, Any]]:
+    # honor_labels keeps the series' own `instance` (the CPU series name their host with it)
+    # and lets augur's scores keep the labels of the series they score.
+    def job(name: str, port: int, **labels: str) -> dict[str, Any]:
+        targets = [{"targets": [f"127.0.0.1:{port}"], "labels": labels}]
+        return {"job_name": name, "honor_labels": True, "static_configs": targets}
+
+    return [
+        job("workload", workload_port, instance=WORKLOAD_TARGET["instance"]),
+        job("augur", augur_port),
+    ]
+
+
+def queries() -> list[dict[str, Any]]:
+    """The demo's augur queries, as in the `queries:` list of augur.yml (detectors aside)."""
+    out: list[dict[str, Any]] = yaml.safe_load(QUERIES_YAML)
+    return out
+
+
+def augur_config(prometheus_url: str, listen_address: str, state_path: Path) -> dict[str, Any]:
+    """The augur configuration the demo runs with (a parsed augur.yml)."""
+    step = f"{SCRAPE_INTERVAL:g}s"
+    common = {"detectors": ["zscore", "ewma"], "lookback": "1h", "step": step}
+    return {
+        "prometheus": {"url": prometheus_url, "timeout": "10s"},
+        "poll": {"interval": step},
+        "web": {"listen_address": listen_address},
+        "state": {"path": str(state_path)},
+        "queries": [{**q, **common} for q in queries()],
+    }
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's options (`--duration`, `--keep`, `--listen-host`) to `parser`."""
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds of running (default: run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory (configs, logs, TSDB) after stopping",
+    )
+    parser.add_argument(
+        "--listen-host",
+        choices=("127.0.0.1", "0.0.0.0"),
+        default="127.0.0.1",
+        help="where the demo's servers listen; 0.0.0.0 also opens them to other machines "
+        "(default: 127.0.0.1, this machine only)",
+    )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or `--duration`; 0 on a normal stop, 1 on failure."""
+    if args.duration is not None and not args.duration > 0:
+        print("augur demo: --duration must be more than 0 seconds", file=sys.stderr)
+        return 2
+    try:
+        for kind in ("prometheus", "promtool", "alertmanager"):
+            find_binary(kind)
+    except MissingBinaryError:
+        print(f"augur demo: {INSTALL_HINT}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_main(args))
+    except DemoError as exc:
+        print(f"augur demo: {exc}", file=sys.stderr)
+        return 1
+
+
+class _Augur:
+    """`augur run` as a child process, logging to a file in the demo's directory."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+
+    @classmethod
+    async def start(cls, tmp: Path, prometheus: str, host: str, port: int, level: str) -> _Augur:
+        """Write the demo's augur.yml and start `python -m exporter.cli run` with it."""
+        config, address = tmp / "augur.yml", f"{host}:{port}"
+        doc = augur_config(prometheus, address, tmp / "augur.db")
+        config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        argv = ["-m", "exporter.cli", "run", "--config", str(config), "--web.listen-address"]
+        argv += [address, *(["--log.level", level] if level else [])]
+        # The demo's augur.yml is complete: a user's AUGUR_* variables must not override it.
+        # One BLAS thread, or numpy's threads would fight augur's own executor for the cores.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUGUR_")}
+        env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **env}
+        log_path = tmp / "augur.log"
+        with log_path.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *argv, stdin=DEVNULL, stdout=out, stderr=STDOUT, cwd=tmp, env=env
+            )
+        return cls(proc, port, log_path)
+
+    def failure(self, what: str) -> DemoError:
+        """An error saying `what` happened, with the end of augur's log."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        tail = "".join(f"\n    {line}" for line in lines[-15:])
+        return DemoError(f"{what}; the end of its log:{tail}")
+
+    async def wait_ready(self, stop: asyncio.Event) -> None:
+        """Wait for `/-/ready` (its first successful poll); raise DemoError if it never comes."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        answer = "no answer"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while time.monotonic() < deadline and not stop.is_set():
+                if self.proc.returncode is not None:
+                    raise self.failure(f"augur exited with code {self.proc.returncode}")
+                try:
+                    async with session.get(self.url + "/-/ready") as resp:
+                        if resp.status == 200:
+                            return
+                        answer = (await resp.text()).strip()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    answer = type(exc).__name__
+                await asyncio.sleep(0.5)
+        if not stop.is_set():
+            raise self.failure(f"augur was not ready after {READY_TIMEOUT:g} s ({answer})")
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL if augur has not stopped within its 25 s bound."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), AUGUR_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("augur_killed", extra={"after_seconds": AUGUR_STOP_SECONDS})
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
+async def _started(
+    name: str, stack: AsyncExitStack, start: Callable[P, Process], *a: P.args, **kw: P.kwargs
+) -> Process:
+    try:
+        process = await asyncio.to_thread(start, *a, **kw)
+    except (RuntimeError, TimeoutError) as exc:
+        raise DemoError(f"{name} did not start: {exc}") from None
+    stack.push_async_callback(asyncio.to_thread, process.stop)
+    return process
+
+
+async def _ui(prometheus: str) -> str:
+    """The base of Prometheus's pages: Debian ships only the classic UI, under /classic."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(prometheus + "/classic/graph", allow_redirects=False) as resp:
+                return prometheus + "/classic" if resp.status == 200 else prometheus
+    return prometheus
+
+
+def _remove(tmp: Path, keep: bool) -> None:
+    if keep:
+        print(f"augur demo: kept {tmp}", flush=True)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    # With the handlers installed a second Ctrl-C cannot interrupt the shutdown half-way.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        # Each child's stop goes on the stack as soon as it exists, so whatever happens the
+        # children are stopped, in reverse order: augur, Prometheus, Alertmanager, workload.
+        async with AsyncExitStack() as stack:
+            return await _run(args, stack, stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(args: argparse.Namespace, stack: AsyncExitStack, stop: asyncio.Event) -> int:
+    host: str = args.listen_host
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="augur-demo-"))
+    stack.callback(_remove, tmp, args.keep)
+
+    now = time.time()
+    workload = Workload(epoch=Workload().bucket(now + FIRST_ANOMALY_AFTER))
+    end = workload.bucket(now) - SCRAPE_INTERVAL
+    history = workload.history(end - HISTORY_SECONDS, end, SCRAPE_INTERVAL, WORKLOAD_TARGET)
+    try:
+        await asyncio.to_thread(backfill, history, tmp / "prometheus" / "data")
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode(errors="replace").strip()[-1000:]
+        raise DemoError(f"promtool could not backfill the history: {detail}") from None
+    backfilled = time.monotonic() - started
+
+    workload_port, augur_port = free_port(), free_port()
+    workload_url = await stack.enter_async_context(serve(workload, host, workload_port))
+    am_config = yaml.safe_load(ALERTMANAGER_YAML)
+    am = await _started(
+        "Alertmanager", stack, start_alertmanager, tmp / "alertmanager", am_config, listen_host=host
+    )
+    prom = await _started(
+        "Prometheus",
+        stack,
+        start_prometheus,
+        tmp / "prometheus",
+        scrape_interval=f"{SCRAPE_INTERVAL:g}s",
+        rule_files={"augur-demo.rules.yml": yaml.safe_load(RULES_YAML)},
+        alertmanager_urls=[am.url],
+        extra_config={"scrape_configs": _scrape_configs(workload_port, augur_port)},
+        listen_host=host,
+    )
+    level = getattr(args, "log_level", None) or ""
+    augur = await _Augur.start(tmp, prom.url, host, augur_port, level)
+    stack.push_async_callback(augur.stop)
+    await augur.wait_ready(stop)
+    if stop.is_set():
+        return 0
+    startup = time.monotonic() - started
+
+    # After a slow start-up an anomaly may be under way already: then announce that one.
+    first_at, first = workload.current_or_next(time.time())
+    graph = {"g0.expr": "augur_anomaly_score", "g1.expr": "demo_injected_anomaly"}
+    graph |= {f"g{i}.{k}": v for i in (0, 1) for k, v in (("tab", "0"), ("range_input", "30m"))}
+    ui = await _ui(prom.url)
+    info = {
+        "prometheus": prom.url,
+        "graph": f"{ui}/graph?{urllib.parse.urlencode(graph)}",
+        "alerts": f"{ui}/alerts",
+        "alertmanager": am.url,
+        "augur": f"{augur.url}/metrics",
+        "workload": f"{workload_url}/metrics",
+        "dir": str(tmp),
+        "queries": [q["name"] for q in queries()],
+        "pids": {"augur": augur.proc.pid, "prometheus": prom.proc.pid, "alertmanager": am.proc.pid},
+        "first_anomaly": {"at": first_at, "series": first.selector, "kind": first.kind},
+        "period": workload.period,
+        "backfill_seconds": round(backfilled, 3),
+        "startup_seconds": round(startup, 3),
+    }
+    (tmp / URLS_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    print(_banner(info), flush=True)
+
+    children: dict[str, Callable[[], int | None]] = {
+        "augur": lambda: augur.proc.returncode,
+        "Prometheus": prom.proc.poll,
+        "Alertmanager": am.proc.poll,
+    }
+    deadline = math.inf if args.duration is None else time.monotonic() + args.duration
+    while not stop.is_set() and time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(1.0, deadline - time.monotonic()))
+        dead = [(name, code) for name, poll in children.items() if (code := poll()) is not None]
+        if dead:
+            # A Ctrl-C in the terminal reaches the children too: let our own handler land.
+            await asyncio.sleep(0.5)
+            if not stop.is_set():
+                what = "{} exited unexpectedly with code {}".format(*dead[0])
+                raise augur.failure(what) if dead[0][0] == "augur" else DemoError(what)
+    why = "" if stop.is_set() else f" after {args.duration:g} s (--duration)"
+    print(f"augur demo: stopping{why}", file=sys.stderr, flush=True)
+    return 0
+
+
+def _banner(info: Mapping[str, Any]) -> str:
+    first = info["first_anomaly"]
+    at = time.strftime("%H:%M:%S", time.localtime(first["at"]))
+    wait = max(0.0, first["at"] - time.time())
+    period, filled, up = info["period"] / 60, info["backfill_seconds"], info["startup_seconds"]
+    return f"""
+augur demo is running (stop it with Ctrl-C)
+
+  Prometheus    {info["graph"]}
+  alerts        {info["alerts"]}
+  Alertmanager  {info["alertmanager"]}
+  augur         {info["augur"]}
+  workload      {info["workload"]}
+
+What to look at
+  * augur_anomaly_score, one line per series and detector: 0..1 is normal, 1 or more is
+    anomalous. The graph shows it above demo_injected_anomaly, which is 1 while the
+    workload disturbs a series on purpose: for about a minute, every {period:g} minutes.
+    The first: {first["kind"]} on {first["series"]} at {at} (in {wait:.0f} s)
+  * The AugurAnomaly alert fires on every score of 1 or more: see "alerts" and Alertmanager.
+    An alert on a series that was not disturbed is a false positive; the filters that keep
+    those rare are in augur.yml.
+  * {HISTORY_SECONDS / 3600:g} h of history were backfilled in {filled:.1f} s, so augur's
+    hour of look-back was full at once; everything was up in {up:.1f} s.
+
+Files: {info["dir"]}  (augur.yml, augur.log, {URLS_FILE})
+"""
