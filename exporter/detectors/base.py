@@ -4,13 +4,20 @@ A detector scores the newest point of every series of one query at once: it gets
 `(series, time)` matrix and returns one score, expected value and band per series. Anything
 with a `score(window) -> Estimate` method is a detector; `DETECTORS` maps the names used in
 the configuration to a parameter model and a factory.
+
+Three optional capabilities, checked with isinstance():
+- `StreamScorer.score_all(window)` scores every point of the window causally, which is what
+  `augur backtest` needs (the fallback `score_all()` below replays `score` column by column);
+- `Forecaster.forecast(window, steps)` predicts values some grid steps ahead;
+- `Stateful.dump_state()` / `load_state()` let the scoring loop snapshot what a detector
+  learned (fitted parameters, running moments) to SQLite and restore it after a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +75,40 @@ class Detector(Protocol):
 
     def score(self, window: Window) -> Estimate:
         """Score the last column of `window.values`."""
+        ...
+
+
+@runtime_checkable
+class StreamScorer(Protocol):
+    """A detector that can score every point of a window, for backtests."""
+
+    def score_all(self, window: Window) -> Estimate:
+        """Arrays of shape `(series, time)`: column j judged only from the columns before it."""
+        ...
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """A detector that can predict where each series is heading."""
+
+    def forecast(self, window: Window, steps: Sequence[int]) -> FloatArray:
+        """Predicted values `steps[k]` grid steps after the newest point: `(series, len(steps))`."""
+        ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A detector whose learned state is worth keeping across restarts."""
+
+    state_version: int
+    """Bumped whenever the state's layout changes; a snapshot of another version is dropped."""
+
+    def dump_state(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot of what the detector learned."""
+        ...
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot taken by `dump_state` of the same `state_version`."""
         ...
 
 
@@ -152,3 +193,21 @@ def band_estimate(
         half[unscorable] = np.nan
         score = np.abs(newest - expected) / half
     return Estimate(score=score, expected=expected, lower=expected - half, upper=expected + half)
+
+
+def score_all(detector: Detector, window: Window) -> Estimate:
+    """Score every column of `window` causally; uses the detector's own `score_all` if it has one.
+
+    The fallback replays `score` on every prefix of the window, which is quadratic in the
+    window's length: fine for tests and short series, too slow for a NAB corpus.
+    """
+    if isinstance(detector, StreamScorer):
+        return detector.score_all(window)
+    rows, cols = window.values.shape
+    out = {name: np.full((rows, cols), np.nan) for name in ("score", "expected", "lower", "upper")}
+    for j in range(1, cols + 1):
+        prefix = Window(window.values[:, :j], window.timestamps[:j], window.keys, window.step)
+        est = detector.score(prefix)
+        for name in out:
+            out[name][:, j - 1] = getattr(est, name)
+    return Estimate(**out)
