@@ -44,7 +44,8 @@ def align(result: list[dict[str, Any]], start: float, end: float, step: float) -
     slots: list[IntArray] = []
     samples: list[FloatArray] = []
     for series in result:
-        parsed = _parse(series.get("values") or (), start, step, width)
+        pairs = series.get("values")
+        parsed = _parse(() if pairs is None else pairs, start, step, width)
         if parsed is not None:
             keys.append(_key(series.get("metric") or {}))
             slots.append(parsed[0])
@@ -78,14 +79,23 @@ def _key(metric: Mapping[str, str]) -> SeriesKey:
 def _parse(
     pairs: Iterable[Sequence[Any]], start: float, step: float, width: int
 ) -> tuple[IntArray, FloatArray] | None:
-    """The grid columns and finite values of one series' `[ts, "value"]` pairs, if any."""
-    columns = tuple(zip(*pairs, strict=False))
-    if len(columns) != 2:
-        return None
-    ts, text = columns
+    """The grid columns and finite values of one series' `[ts, "value"]` pairs, if any.
+
+    The pairs are either a `(points, 2)` float array (the client's fast decoding) or the
+    lists of plain JSON.
+    """
+    if isinstance(pairs, np.ndarray):
+        if pairs.ndim != 2 or pairs.shape[0] == 0:
+            return None
+        ts, value = pairs[:, 0], pairs[:, 1]
+    else:
+        columns = tuple(zip(*pairs, strict=False))
+        if len(columns) != 2:
+            return None
+        ts = np.array(columns[0], dtype=np.float64)
+        value = np.fromiter(map(float, columns[1]), np.float64, len(columns[1]))
     with np.errstate(invalid="ignore", over="ignore"):
-        slot = np.rint((np.array(ts, dtype=np.float64) - start) / step)
-        value = np.fromiter(map(float, text), np.float64, len(text))
+        slot = np.rint((ts - start) / step)
         keep = np.isfinite(value) & (slot >= 0) & (slot < width)
     if not keep.any():
         return None

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
@@ -204,8 +204,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "scoring took longer than poll.cpu_timeout"
     return str(exc) or type(exc).__name__
-
-
-def summary(report: CycleReport) -> Mapping[str, object]:
-    """A compact dict of a cycle report, for logs and tests."""
-    return {"scored": dict(report.scored), "errors": dict(report.errors)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import random
 import ssl
@@ -21,9 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import numpy as np
 from yarl import URL
 
-from exporter import __version__
+from exporter import __version__, promjson
 from exporter.config import ConfigError, PrometheusConfig
 
 logger = logging.getLogger("augur.prometheus")
@@ -130,9 +130,14 @@ def _merge(parts: Sequence[list[Series]]) -> list[Series]:
             if into is series:
                 continue
             # Chunks are disjoint and in time order, so appending never repeats a timestamp.
-            for field in ("values", "histograms"):
-                if field in series:
-                    into.setdefault(field, []).extend(series[field])
+            if "values" in series:
+                have, more = into.get("values"), series["values"]
+                if isinstance(have, np.ndarray) and isinstance(more, np.ndarray):
+                    into["values"] = np.concatenate([have, more])
+                else:  # the general parser's lists (an answer the fast path declined)
+                    into["values"] = [*(have if have is not None else ()), *more]
+            if "histograms" in series:
+                into.setdefault("histograms", []).extend(series["histograms"])
     # Prometheus sorts a matrix by label set; a split answer must read like an unsplit one.
     return [merged[key] for key in sorted(merged)]
 
@@ -360,10 +365,10 @@ class PrometheusClient:
 
     async def _decode(self, body: bytes) -> Any:
         if len(body) <= _INLINE_JSON_BYTES:
-            return json.loads(body)
+            return promjson.loads(body)
         # A 20 MB range answer takes long enough to parse that the loop must not do it.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, json.loads, body)
+        return await loop.run_in_executor(self.executor, promjson.loads, body)
 
     def _log_warnings(self, path: str, warnings: list[str]) -> None:
         new = [w for w in warnings if w not in self._warned]

@@ -1,0 +1,113 @@
+"""The scoring loop's scheduling: no blocking of the event loop, no stacked cycles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.config import PrometheusConfig, QueryConfig
+from exporter.metrics import ScoreBoard, SelfMetrics
+from exporter.poller import Poller
+from exporter.procs import Process, Sample
+from exporter.prometheus import PrometheusClient, make_session
+
+pytestmark = pytest.mark.integration
+
+STEP = 15.0
+
+
+def wide_history(series: int, points: int, end: float) -> list[Sample]:
+    rng = np.random.default_rng(3)
+    ts = end - STEP * np.arange(points)[::-1]
+    values = 50 + rng.normal(0, 1, (series, points))
+    return [
+        Sample("wide_metric", {"instance": f"h{i:04d}"}, float(t), float(v))
+        for i in range(series)
+        for t, v in zip(ts, values[i], strict=True)
+    ]
+
+
+async def test_cpu_work_stays_off_the_event_loop(
+    prometheus_factory: Callable[..., Process], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With asyncio's debug mode on, no callback may hold the loop for long.
+
+    1,000 series x 720 points: decoding the 10 MB answer and aligning it take hundreds of
+    milliseconds each, so running either on the loop would be reported here.
+    """
+    end = float(int(time.time() / STEP) * STEP) - 60
+    prom = prometheus_factory(samples=wide_history(1000, 720, end))
+    query = QueryConfig(name="wide", expr="wide_metric", lookback=STEP * 719, step=STEP)
+    cfg = PrometheusConfig(url=prom.url, timeout=60)
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.25
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with ThreadPoolExecutor(2) as executor:
+        async with make_session(cfg) as session:
+            client = PrometheusClient.from_config(cfg, session, executor=executor)
+            board = ScoreBoard()
+            poller = Poller(
+                [query],
+                client,
+                board,
+                SelfMetrics(CollectorRegistry()),
+                executor,
+                interval=60,
+                cpu_timeout=60,
+                clock=lambda: end,
+            )
+            report = await poller.cycle()
+    loop.set_debug(False)
+    assert report.scored == {"wide": 1000}, report
+    slow = [
+        r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()
+    ]
+    assert not slow, slow
+
+
+async def test_overrunning_cycles_are_counted_not_stacked(
+    prometheus_factory: Callable[..., Process],
+) -> None:
+    end = time.time() - 5
+    prom = prometheus_factory(samples=wide_history(20, 240, end))
+    query = QueryConfig(name="q", expr="wide_metric", lookback=STEP * 239, step=STEP)
+    cfg = PrometheusConfig(url=prom.url, timeout=10)
+    metrics = SelfMetrics(CollectorRegistry())
+    in_flight = 0
+    most = 0
+    five_done = asyncio.Event()
+    with ThreadPoolExecutor(2) as executor:
+        async with make_session(cfg) as session:
+            client = PrometheusClient.from_config(cfg, session, executor=executor)
+            poller = Poller(
+                [query], client, ScoreBoard(), metrics, executor, interval=0.01, cpu_timeout=10
+            )
+            original = poller.cycle
+
+            async def tracked() -> object:
+                nonlocal in_flight, most
+                in_flight += 1
+                most = max(most, in_flight)
+                try:
+                    return await original()
+                finally:
+                    in_flight -= 1
+                    if poller.cycles >= 5:
+                        five_done.set()
+
+            poller.cycle = tracked  # type: ignore[method-assign]
+            task = asyncio.create_task(poller.run())
+            await asyncio.wait_for(five_done.wait(), 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert most == 1
+    assert metrics.overruns._value.get() >= 3  # every 10 ms cycle overruns
