@@ -94,7 +94,11 @@ def make_session(
                 "TOKEN) and basic_auth are set; keep only one"
             ]
         )
-    headers = {"User-Agent": f"augur/{__version__}", "Accept": "application/json"}
+    headers = {
+        "User-Agent": f"augur/{__version__}",
+        "Accept": "application/json",
+        "Accept-Encoding": "gzip" if cfg.gzip() else "identity",
+    }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     elif cfg.basic_auth:

@@ -206,3 +206,22 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "poll.interval: not a duration" in err
     assert "queries[0].name: required setting is missing" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "compression", "gzip"),
+    [
+        ("http://127.0.0.1:9090", "auto", False),
+        ("http://localhost:9090", "auto", False),
+        ("http://[::1]:9090", "auto", False),
+        ("http://prometheus.monitoring:9090", "auto", True),
+        ("https://user:pw@127.0.0.1.example.com/prom", "auto", True),
+        ("http://127.0.0.1:9090", "gzip", True),
+        ("http://prometheus:9090", "none", False),
+    ],
+)
+def test_gzip_only_pays_off_over_a_network(url: str, compression: str, gzip: bool) -> None:
+    cfg = load(
+        None, environ={"AUGUR_PROMETHEUS_URL": url, "AUGUR_PROMETHEUS_COMPRESSION": compression}
+    )
+    assert cfg.prometheus.gzip() is gzip

@@ -584,3 +584,12 @@ async def test_warnings_are_logged_once_at_debug(
     assert len(logged) == 1
     assert logged[0].levelno == logging.DEBUG
     assert logged[0].__dict__["warnings"] == ["partial response: store down"]
+
+
+async def test_session_asks_for_gzip_only_off_loopback() -> None:
+    from exporter.config import PrometheusConfig
+
+    async with make_session(PrometheusConfig(url="http://127.0.0.1:9090")) as local:
+        assert local.headers["Accept-Encoding"] == "identity"
+    async with make_session(PrometheusConfig(url="http://prometheus:9090")) as remote:
+        assert remote.headers["Accept-Encoding"] == "gzip"
