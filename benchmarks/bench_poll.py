@@ -102,12 +102,33 @@ async def bench(prom_url: str, n_series: int, n_points: int, repeat: int, end: f
             t0 = time.perf_counter()
             body = generate_latest(registry)
             phases["render"].append(time.perf_counter() - t0)
+        # What compression costs on loopback: the same request asking for gzip and for none.
+        encodings: dict[str, list[float]] = {"gzip": [], "identity": []}
+        form = {
+            "query": query.expr,
+            "start": str(end - query.lookback),
+            "end": str(end),
+            "step": str(STEP),
+        }
+        for _ in range(repeat):
+            for encoding, times in encodings.items():
+                t0 = time.perf_counter()
+                async with session.post(
+                    prom_url + "/api/v1/query_range",
+                    data=form,
+                    headers={"Accept-Encoding": encoding},
+                ) as resp:
+                    size = len(await resp.read())  # decompressed size
+                times.append(time.perf_counter() - t0)
     executor.shutdown()
     points = window.values.size
     print(f"series x points: {len(window.keys)} x {window.values.shape[1]} = {points:,} points")
     print(f"full cycle (query + decode + align + score + publish): {median_ms(phases['cycle'])}")
     for phase in ("query", "align", "score", "publish"):
         print(f"  {phase:<8} {median_ms(phases[phase])}")
+    for encoding, times in encodings.items():
+        print(f"raw query_range over HTTP, Accept-Encoding {encoding:<8}: {median_ms(times)}")
+    print(f"  (the answer is {size / 1e6:.0f} MB of JSON)")
     print(
         f"render /metrics ({len(body) / 1e6:.1f} MB, {4 * 2 * n_series:,} samples): "
         f"{median_ms(phases['render'])}"
