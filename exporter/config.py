@@ -133,6 +133,12 @@ class PrometheusConfig(Strict):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _one_credential(self) -> PrometheusConfig:
+        if self.bearer_token_file is not None and self.basic_auth is not None:
+            raise ValueError("set either bearer_token_file or basic_auth, not both")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _no_inline_secrets(cls, data: Any) -> Any:

@@ -225,3 +225,21 @@ def test_gzip_only_pays_off_over_a_network(url: str, compression: str, gzip: boo
         None, environ={"AUGUR_PROMETHEUS_URL": url, "AUGUR_PROMETHEUS_COMPRESSION": compression}
     )
     assert cfg.prometheus.gzip() is gzip
+
+
+def test_documented_example_is_valid_and_matches_the_readme() -> None:
+    root = Path(__file__).resolve().parents[1]
+    example = root / "docs" / "augur.yaml"
+    cfg = load(example, environ={})
+    assert [q.name for q in cfg.queries] == ["api_latency"]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    body = example.read_text(encoding="utf-8").split("\n", 2)[2]  # after the two comment lines
+    assert f"```yaml\n{body}```" in readme
+
+
+def test_two_credentials_are_refused(tmp_path: Path) -> None:
+    token = tmp_path / "t"
+    token.write_text("x")
+    text = f"prometheus: {{url: 'http://p', bearer_token_file: '{token}', basic_auth: {{username: u}}}}\n"
+    found = problems(write(tmp_path, text))
+    assert found == ["prometheus: set either bearer_token_file or basic_auth, not both"]
