@@ -1,0 +1,353 @@
+"""The sender: drains the outbox into `POST /api/v2/alerts` of every Alertmanager replica.
+
+Replicas do not share alerts, so each one gets every enriched alert, through its own loop with
+its own backoff: one replica being down delays nobody else. A firing alert is re-posted every
+`repost_interval` with `endsAt` a few intervals ahead, so Alertmanager keeps it firing while
+augur runs and lets it resolve by itself soon after augur stops; a resolved one is posted
+once with its end time. Alerts not seen in a notification for `resolve_timeout` are resolved
+by a housekeeping loop, which also purges finished entries and updates `augur_outbox_pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporter import __version__
+from exporter.alerts.models import AlertmanagerConfig, format_time
+from exporter.alerts.outbox import Entry, Outbox
+
+log = logging.getLogger("augur.alertmanager")
+
+ENDS_AHEAD = 3
+"""A firing alert's `endsAt` is this many repost intervals ahead of each post."""
+BATCH = 100
+MAX_IDLE_SECONDS = 30.0
+STOP_GRACE_SECONDS = 2.0
+PURGE_EVERY_SECONDS = 60.0
+_CONNECT_TIMEOUT = 5.0
+_ERROR_CHARS = 500
+
+
+class AlertMetrics:
+    """The alert loop's self-metrics, registered on the given registry.
+
+    Sample::
+
+        augur_alerts_received_total 12.0
+        augur_alerts_enriched_total 4.0
+        augur_alerts_posted_total{alertmanager="http://am-0:9093"} 9.0
+        augur_alert_post_failures_total{alertmanager="http://am-1:9093"} 3.0
+        augur_outbox_pending 3.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "augur_alerts_received",
+            "Alerts received in webhook notifications, re-sent and duplicate ones included.",
+            registry=registry,
+        )
+        self.ignored = Counter(
+            "augur_alerts_ignored",
+            "Received alerts not stored: already_enriched (augur's own, no loops), "
+            "unknown_resolved (resolved, never seen firing), late_firing (a late replica).",
+            ["reason"],
+            registry=registry,
+        )
+        self.enriched = Counter(
+            "augur_alerts_enriched",
+            "Alerts enriched and stored in the outbox, once per incident of a source alert.",
+            registry=registry,
+        )
+        self.enrich_failures = Counter(
+            "augur_alert_enrich_failures",
+            "Alerts stored with a minimal enrichment because the enricher failed or timed out.",
+            registry=registry,
+        )
+        self.posted = Counter(
+            "augur_alerts_posted",
+            "Enriched alerts the Alertmanager replica accepted, re-posts included.",
+            ["alertmanager"],
+            registry=registry,
+        )
+        self.post_failures = Counter(
+            "augur_alert_post_failures",
+            "Enriched alerts whose post failed (network, timeout, 5xx: retried) or that the "
+            "replica refused as invalid (not retried).",
+            ["alertmanager"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "augur_outbox_pending",
+            "Alert states in the outbox not yet delivered, one per alert and replica.",
+            registry=registry,
+        )
+        self.webhook_requests = Counter(
+            "augur_webhook_requests",
+            "Webhook requests answered, by HTTP status code.",
+            ["code"],
+            registry=registry,
+        )
+        self.webhook_duration = Histogram(
+            "augur_webhook_duration_seconds",
+            "Time to answer a webhook request, enrichment and durable outbox write included.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        for reason in ("already_enriched", "unknown_resolved", "late_firing"):
+            self.ignored.labels(reason)
+
+    def init_replicas(self, urls: Iterable[str]) -> None:
+        """Create the per-replica children so they start at 0."""
+        for url in urls:
+            self.posted.labels(url)
+            self.post_failures.labels(url)
+
+
+def _message(body: str) -> str:
+    """Alertmanager's error text: a JSON string (400) or an object with a message (422)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()
+    if isinstance(data, dict):
+        data = data.get("message")
+    return data if isinstance(data, str) else body.strip()
+
+
+def compose(entry: Entry, now: float, repost_interval: float) -> dict[str, Any]:
+    """The alert as `POST /api/v2/alerts` takes it, with `endsAt` for its state at `now`."""
+    starts = datetime.fromisoformat(entry.starts_at).timestamp()
+    if entry.state == "firing":
+        ends = now + ENDS_AHEAD * repost_interval
+    else:
+        ends = min(entry.ends_at if entry.ends_at is not None else now, now)
+    # Alertmanager refuses endsAt before startsAt; a source clock ahead of ours can cause that.
+    ends = max(ends, starts)
+    alert: dict[str, Any] = {
+        "labels": entry.labels,
+        "annotations": entry.annotations,
+        "startsAt": entry.starts_at,
+        "endsAt": format_time(datetime.fromtimestamp(ends, UTC)),
+    }
+    if entry.generator_url:
+        alert["generatorURL"] = entry.generator_url
+    return alert
+
+
+@dataclass
+class _Replica:
+    url: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    failures: int = 0
+    not_before: float = 0.0
+
+
+class AlertmanagerSender:
+    """Background delivery of the outbox to every replica; `start()` and `stop()` it."""
+
+    def __init__(
+        self,
+        config: AlertmanagerConfig,
+        outbox: Outbox,
+        metrics: AlertMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        housekeeping_interval: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.metrics = metrics
+        self._clock = clock
+        self._housekeeping_interval = housekeeping_interval
+        self._replicas = [_Replica(url) for url in config.urls]
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        metrics.init_replicas(config.urls)
+
+    async def start(self) -> None:
+        """Open the HTTP session and start one loop per replica plus housekeeping."""
+        timeout = aiohttp.ClientTimeout(
+            total=self.config.timeout, connect=min(self.config.timeout, _CONNECT_TIMEOUT)
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": f"augur/{__version__}"}
+        )
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self._replica_loop(r), name=f"augur-sender-{r.url}")
+            for r in self._replicas
+        ]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="augur-outbox-gc"))
+
+    def wake(self) -> None:
+        """New work in the outbox: post it now (replicas in backoff keep waiting)."""
+        for replica in self._replicas:
+            replica.wake.set()
+
+    async def stop(self) -> None:
+        """Stop within a few seconds; nothing is lost, the outbox is on disk already."""
+        self._stop.set()
+        self.wake()
+        if self._tasks:
+            # A post in flight gets a moment to finish; if cut, it is simply posted again.
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _sleep(self, seconds: float, event: asyncio.Event | None = None) -> None:
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if event is not None:
+            waits.append(asyncio.ensure_future(event.wait()))
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when="FIRST_COMPLETED")
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _replica_loop(self, replica: _Replica) -> None:
+        while not self._stop.is_set():
+            now = self._clock()
+            if now < replica.not_before:
+                await self._sleep(replica.not_before - now)
+                continue
+            # Cleared before draining, so a wake-up during the drain is not lost.
+            replica.wake.clear()
+            try:
+                await self._drain(replica)
+                due = await self.outbox.next_due(replica.url)
+            except Exception as exc:
+                log.exception(
+                    "sender_error", extra={"alertmanager": replica.url, "error": str(exc)}
+                )
+                self._back_off(replica)
+                continue
+            idle = MAX_IDLE_SECONDS if due is None else due - self._clock()
+            await self._sleep(min(idle, MAX_IDLE_SECONDS), replica.wake)
+
+    async def _drain(self, replica: _Replica) -> None:
+        while not self._stop.is_set():
+            now = self._clock()
+            entries = await self.outbox.due(replica.url, now, BATCH)
+            if not entries or not await self._post(replica, entries, now):
+                return
+
+    def _back_off(self, replica: _Replica) -> float:
+        replica.failures += 1
+        ceiling = min(
+            self.config.backoff_max, self.config.backoff_base * 2.0 ** (replica.failures - 1)
+        )
+        # Half fixed, half jitter: replicas restarting together spread out, yet a down
+        # Alertmanager is never hit in a tight loop.
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        replica.not_before = self._clock() + delay
+        return delay
+
+    async def _post(self, replica: _Replica, entries: Sequence[Entry], now: float) -> bool:
+        """Post one batch; False if the replica failed and is now backing off."""
+        assert self._session is not None, "start() the sender first"
+        body = json.dumps([compose(e, now, self.config.repost_interval) for e in entries])
+        try:
+            async with self._session.post(
+                replica.url + "/api/v2/alerts",
+                data=body.encode(),
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                status = resp.status
+                text = _message(await resp.text(errors="replace"))[:_ERROR_CHARS]
+        except TimeoutError:
+            await self._failed(replica, entries, f"no answer within {self.config.timeout} s")
+            return False
+        except aiohttp.ClientError as exc:
+            await self._failed(replica, entries, f"{type(exc).__name__}: {exc}")
+            return False
+        if 200 <= status < 300:
+            repost_at = now + self.config.repost_interval
+            await self.outbox.delivered(replica.url, entries, repost_at)
+            self.metrics.posted.labels(replica.url).inc(len(entries))
+            replica.failures = 0
+            return True
+        if status in (400, 422):
+            return await self._refused(replica, entries, status, text, now)
+        await self._failed(replica, entries, f"HTTP {status}: {text}", status)
+        return False
+
+    async def _refused(
+        self, replica: _Replica, entries: Sequence[Entry], status: int, text: str, now: float
+    ) -> bool:
+        if len(entries) > 1:
+            # Alertmanager stores the valid alerts of a batch but does not say which were
+            # invalid: post them one by one. Posting an accepted alert again is harmless, it
+            # merges with itself by label set.
+            for entry in entries:
+                if not await self._post(replica, [entry], now):
+                    return False
+            return True
+        error = f"HTTP {status}: {text}"
+        log.error(
+            "alert_refused",
+            extra={
+                "alertmanager": replica.url,
+                "alert": json.dumps(entries[0].labels, ensure_ascii=False, sort_keys=True),
+                "error": error,
+                "hint": "the alert is not retried until it changes",
+            },
+        )
+        await self.outbox.delivered(replica.url, entries, now, error=error)
+        self.metrics.post_failures.labels(replica.url).inc()
+        return True
+
+    async def _failed(
+        self, replica: _Replica, entries: Sequence[Entry], error: str, status: int | None = None
+    ) -> None:
+        delay = self._back_off(replica)
+        self.metrics.post_failures.labels(replica.url).inc(len(entries))
+        await self.outbox.retry(replica.url, entries, replica.not_before, error)
+        context = {
+            "alertmanager": replica.url,
+            "alerts": len(entries),
+            "attempt": replica.failures,
+            "retry_in_seconds": round(delay, 2),
+            "error": error,
+        }
+        if status is not None and 400 <= status < 500:
+            # 401, 403, 404: retrying cannot help until the setup is fixed; say so loudly.
+            context["hint"] = "check alertmanager.urls (the base URL) and any proxy in front"
+            log.error("alertmanager_post_failed", extra=context)
+        else:
+            log.warning("alertmanager_post_failed", extra=context)
+
+    async def _housekeeping(self) -> None:
+        next_purge = 0.0
+        while not self._stop.is_set():
+            try:
+                now = self._clock()
+                expired = await self.outbox.expire(now, self.config.resolve_timeout)
+                if expired:
+                    log.info("alerts_expired", extra={"alerts": expired})
+                    self.wake()
+                if now >= next_purge:
+                    purged = await self.outbox.purge(now, self.config.outbox_retention)
+                    if purged:
+                        log.debug("outbox_purged", extra={"alerts": purged})
+                    next_purge = now + PURGE_EVERY_SECONDS
+                self.metrics.pending.set(await self.outbox.pending())
+            except Exception as exc:
+                log.exception("outbox_housekeeping_error", extra={"error": str(exc)})
+            await self._sleep(self._housekeeping_interval)

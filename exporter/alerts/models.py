@@ -1,0 +1,298 @@
+"""The alert loop's contract: Alertmanager's webhook payload, what enrichment adds, settings.
+
+The webhook validates payloads with `WebhookPayload`; an `Enricher` turns a group's alerts into
+one `Enrichment` each; the outbox stores the source alert's labels merged with the
+enrichment's. Everything that is posted back must pass Alertmanager's own checks (valid label
+names, UTF-8 values, a non-empty label set), so the same rules are enforced here on input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+ENRICHED_LABEL = "augur_enriched"
+"""Set to "true" on every alert augur posts; routes match on it, and augur skips such alerts."""
+CATEGORY_LABEL = "category"
+ANNOTATIONS = (
+    "augur_category",
+    "augur_confidence",
+    "augur_entities",
+    "augur_related",
+    "augur_runbook",
+    "augur_summary",
+)
+"""The annotations an enricher adds (the design's enriched-alert contract)."""
+MISSING_ANNOTATION = "augur_missing"
+"""Says which part of the enrichment could not be computed, and why."""
+
+MAX_LABEL_VALUE_CHARS = 256
+MAX_ANNOTATION_CHARS = 4096
+"""Bounds for values augur adds: receivers such as Slack or PagerDuty cut long text anyway."""
+
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+"""Label and annotation names Alertmanager 0.25 accepts."""
+
+_FNV_OFFSET = 14695981039346656037
+_FNV_PRIME = 1099511628211
+_SEPARATOR = 0xFF
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's fingerprint of a label set: FNV-64a over sorted names and values."""
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode():
+                h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+            h = ((h ^ _SEPARATOR) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a Z, fixed width so the text sorts as time does."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _problems(pairs: Mapping[str, str], what: str) -> list[str]:
+    out = []
+    for name, value in pairs.items():
+        if not LABEL_NAME_RE.match(name):
+            out.append(
+                f"{what} name {name!r} is not valid (Alertmanager wants [a-zA-Z_][a-zA-Z0-9_]*)"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            out.append(f"{what} {name!r}: value is not valid UTF-8 (it holds a lone surrogate)")
+    return out
+
+
+def _utc(value: datetime) -> datetime:
+    # Alertmanager always sends an offset; a bare time from another sender is taken as UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class WebhookAlert(BaseModel):
+    """One alert of a webhook notification, as Alertmanager sends it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        # Alertmanager drops empty-valued labels: an empty value is the same as no label.
+        value = {k: v for k, v in value.items() if v != ""}
+        if not value:
+            raise ValueError(
+                "at least one label with a value is needed (Alertmanager rejects "
+                "an empty label set)"
+            )
+        problems = _problems(value, "label")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = _problems(value, "annotation")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _time(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+    def key(self) -> tuple[str, str]:
+        """(fingerprint, startsAt): one incident of one source alert, the same on every replica."""
+        return (self.fingerprint or fingerprint(self.labels), format_time(self.startsAt))
+
+
+class WebhookPayload(BaseModel):
+    """A webhook notification (version 4) for one alert group."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: str
+    groupKey: str
+    truncatedAlerts: int = Field(0, ge=0)
+    status: Literal["firing", "resolved"]
+    receiver: str
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: list[WebhookAlert]
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if value != "4":
+            raise ValueError(f"augur reads webhook payload version 4, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What enrichment adds to one alert: labels (augur_enriched, category) and annotations."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class Enricher(Protocol):
+    """Turns alerts into enrichments, one per alert in the same order.
+
+    It should not raise when Prometheus is slow or down (say what is missing instead); if it
+    raises or overruns `webhook.enrich_timeout` anyway, the alerts get `minimal_enrichment`.
+    """
+
+    async def enrich(self, alerts: Sequence[WebhookAlert]) -> list[Enrichment]:
+        """One enrichment per alert, same order."""
+        ...
+
+
+def minimal_enrichment(reason: str) -> Enrichment:
+    """The enrichment of an alert the enricher could not handle: marked, and saying why."""
+    text = f"augur could not enrich this alert ({reason}); it is passed on as it came"
+    return Enrichment(
+        labels={ENRICHED_LABEL: "true"},
+        annotations={"augur_summary": text, MISSING_ANNOTATION: reason},
+    )
+
+
+def bound(value: str, limit: int) -> str:
+    """`value` as valid UTF-8 text of at most `limit` characters, cut with an ellipsis."""
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def merge(source: WebhookAlert, enrichment: Enrichment) -> tuple[dict[str, str], dict[str, str]]:
+    """The enriched alert's labels and augur's annotations, valid for Alertmanager.
+
+    The source's labels win over an enricher's (a user's own `category` stays), empty or
+    invalid names are dropped, values are bounded.
+    """
+    labels = {
+        name: bound(str(value), MAX_LABEL_VALUE_CHARS)
+        for name, value in enrichment.labels.items()
+        if LABEL_NAME_RE.match(name) and str(value)
+    }
+    labels.update(source.labels)
+    labels[ENRICHED_LABEL] = "true"
+    annotations = {
+        name: bound(str(value), MAX_ANNOTATION_CHARS)
+        for name, value in enrichment.annotations.items()
+        if LABEL_NAME_RE.match(name)
+    }
+    return labels, annotations
+
+
+def generator_url(value: str) -> str:
+    """The URL if Alertmanager's API would take it (an absolute URI), else empty."""
+    # One unparsable generatorURL makes Alertmanager refuse a whole batch with 422.
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        return ""
+    return value
+
+
+# Settings. exporter.config imports this module to build the root Config, so importing it at
+# the top here would be a cycle: the duration parser is looked up when a value is validated.
+
+
+def _duration(value: object) -> float:
+    from exporter.config import parse_duration
+
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+def _url_list(value: object) -> object:
+    # From the environment (AUGUR_ALERTMANAGER_URLS) the list comes as one comma-separated string.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookConfig(_Settings):
+    """augur's `POST /webhook`, where Alertmanager sends the alerts to enrich."""
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    bearer_token_file: Path | None = None
+    enrich_timeout: Duration = Field(5.0, gt=0)
+
+
+class AlertmanagerConfig(_Settings):
+    """Where enriched alerts go (every replica), how often they are re-sent, and retries."""
+
+    urls: Annotated[list[str], BeforeValidator(_url_list)] = Field(default_factory=list)
+    repost_interval: Duration = Field(60.0, gt=0)
+    resolve_timeout: Duration = Field(300.0, gt=0)
+    timeout: Duration = Field(10.0, gt=0)
+    backoff_base: Duration = Field(0.5, gt=0)
+    backoff_max: Duration = Field(30.0, gt=0)
+    outbox_retention: Duration = Field(3600.0, ge=0)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
+            if parts.username is not None or parts.password is not None:
+                # Secrets never live in the configuration file, and the URL is a metric label.
+                raise ValueError(f"credentials in a URL are not supported: {parts.hostname}")
+            if parts.path.rstrip("/").endswith("/api/v2/alerts"):
+                raise ValueError(
+                    f"give Alertmanager's base URL; augur adds /api/v2/alerts: {url!r}"
+                )
+            url = url.rstrip("/")
+            if url in out:
+                raise ValueError(f"{url} is listed twice")
+            out.append(url)
+        return out
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AlertmanagerConfig:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must not be smaller than backoff_base")
+        return self
+
+    def enabled(self) -> bool:
+        """Whether alert enrichment is on (at least one Alertmanager to post to)."""
+        return bool(self.urls)

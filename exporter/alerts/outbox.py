@@ -1,0 +1,399 @@
+"""The outbox: every accepted alert on disk before the webhook answers, until every replica has it.
+
+One row per incident of a source alert, keyed by (fingerprint, startsAt) so that the same
+alert from two Alertmanager replicas or a re-sent group is one row. Each row carries the
+enriched label set, the source's newest annotations, augur's annotations and its state:
+`firing`, `resolved` (the source said so) or `expired` (not seen for the resolve timeout). A
+delivery row per (alert, replica) says when to post next and whether the current state has
+reached that replica; a `version` bumped on every state change keeps a post that raced with a
+change from marking the newer state as delivered.
+
+SQLite in WAL mode with `synchronous=FULL`: a commit is on disk when `accept` returns. All
+calls run on one dedicated thread, which also serialises them; the methods are coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+Key = tuple[str, str]
+State = Literal["firing", "resolved", "expired"]
+
+STALE_FIRING_SECONDS = 60.0
+"""A firing notification this soon after the source's resolution is a late replica's, ignored.
+
+Unclustered replicas can deliver a notification computed before the resolution just after it;
+a real re-fire with the same startsAt follows Alertmanager timing the alert out (minutes).
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_alerts (
+    id            INTEGER PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    starts_at     TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    ends_at       REAL,
+    labels        TEXT NOT NULL,
+    annotations   TEXT NOT NULL,
+    enrichment    TEXT NOT NULL,
+    generator_url TEXT NOT NULL,
+    last_seen     REAL NOT NULL,
+    changed_at    REAL NOT NULL,
+    UNIQUE (fingerprint, starts_at)
+);
+CREATE TABLE IF NOT EXISTS outbox_deliveries (
+    alert_id   INTEGER NOT NULL,
+    replica    TEXT NOT NULL,
+    due_at     REAL,
+    pending    INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (alert_id, replica)
+);
+CREATE INDEX IF NOT EXISTS outbox_deliveries_due ON outbox_deliveries (replica, due_at);
+CREATE INDEX IF NOT EXISTS outbox_deliveries_pending ON outbox_deliveries (replica)
+    WHERE pending = 1;
+CREATE INDEX IF NOT EXISTS outbox_alerts_seen ON outbox_alerts (state, last_seen);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One alert of an accepted notification, ready to be stored."""
+
+    fingerprint: str
+    starts_at: str
+    status: Literal["firing", "resolved"]
+    ends_at: float | None
+    labels: dict[str, str]
+    """The enriched label set; used only when the row is created."""
+    annotations: dict[str, str]
+    """The source's annotations; the newest replace the stored ones."""
+    enrichment: dict[str, str]
+    """augur's annotations; used only when the row is created."""
+    generator_url: str
+
+
+@dataclass
+class Accepted:
+    """What `accept` did with a notification's records."""
+
+    inserted: int = 0
+    changed: int = 0
+    refreshed: int = 0
+    ignored: list[str] = field(default_factory=list)  # unknown_resolved or late_firing, each
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A delivery due to one replica: the stored alert as it is to be posted now."""
+
+    alert_id: int
+    version: int
+    state: State
+    starts_at: str
+    ends_at: float | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+
+
+def _json(value: dict[str, str]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class Outbox:
+    """The SQLite outbox; open it with `await Outbox.open(path, replicas)`."""
+
+    def __init__(self, path: Path, replicas: Sequence[str], now: float | None = None) -> None:
+        """Open (blocking); prefer `Outbox.open`, which does this off the event loop."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.replicas = tuple(replicas)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="augur-outbox")
+        self._closed = False
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss, which is what the webhook's 200 promises.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._sync_replicas(time.time() if now is None else now)
+
+    @classmethod
+    async def open(cls, path: Path, replicas: Sequence[str], now: float | None = None) -> Outbox:
+        """Open or create the outbox at `path` for these replicas, off the event loop."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as once:
+            return await loop.run_in_executor(once, cls, path, replicas, now)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the outbox is closed (augur is shutting down)")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _transaction(self, fn: Callable[[], T]) -> T:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn()
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return result
+
+    def _sync_replicas(self, now: float) -> None:
+        # The configured replicas may have changed since the last run: a new one gets every
+        # firing alert, a removed one is forgotten.
+        def sync() -> None:
+            marks = ",".join("?" * len(self.replicas))
+            self._db.execute(
+                f"DELETE FROM outbox_deliveries WHERE replica NOT IN ({marks})", self.replicas
+            )
+            for replica in self.replicas:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO outbox_deliveries (alert_id, replica, due_at, pending) "
+                    "SELECT id, ?, ?, 1 FROM outbox_alerts WHERE state = 'firing'",
+                    (replica, now),
+                )
+
+        self._transaction(sync)
+
+    async def known(self, keys: Iterable[Key]) -> dict[Key, State]:
+        """The stored state of each of these (fingerprint, startsAt) keys that has a row."""
+        return await self._run(self._known, list(keys))
+
+    def _known(self, keys: list[Key]) -> dict[Key, State]:
+        sql = "SELECT state FROM outbox_alerts WHERE fingerprint = ? AND starts_at = ?"
+        return {key: state for key in keys for (state,) in self._db.execute(sql, key)}
+
+    async def accept(self, records: Sequence[Record], now: float) -> Accepted:
+        """Store a notification's alerts in one durable transaction."""
+        return await self._run(self._transaction, lambda: self._accept(records, now))
+
+    def _accept(self, records: Sequence[Record], now: float) -> Accepted:
+        done = Accepted()
+        for rec in records:
+            row = self._db.execute(
+                "SELECT id, state, changed_at FROM outbox_alerts "
+                "WHERE fingerprint = ? AND starts_at = ?",
+                (rec.fingerprint, rec.starts_at),
+            ).fetchone()
+            if row is None:
+                if rec.status == "resolved":
+                    done.ignored.append("unknown_resolved")
+                    continue
+                cursor = self._db.execute(
+                    "INSERT INTO outbox_alerts (fingerprint, starts_at, state, version, ends_at, "
+                    "labels, annotations, enrichment, generator_url, last_seen, changed_at) "
+                    "VALUES (?, ?, 'firing', 1, NULL, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rec.fingerprint,
+                        rec.starts_at,
+                        _json(rec.labels),
+                        _json(rec.annotations),
+                        _json(rec.enrichment),
+                        rec.generator_url,
+                        now,
+                        now,
+                    ),
+                )
+                self._db.executemany(
+                    "INSERT INTO outbox_deliveries (alert_id, replica, due_at, pending) "
+                    "VALUES (?, ?, ?, 1)",
+                    [(cursor.lastrowid, replica, now) for replica in self.replicas],
+                )
+                done.inserted += 1
+                continue
+            alert_id, state, changed_at = row
+            self._db.execute(
+                "UPDATE outbox_alerts SET last_seen = ?, annotations = ? WHERE id = ?",
+                (now, _json(rec.annotations), alert_id),
+            )
+            if rec.status == "resolved" and state != "resolved":
+                self._change(alert_id, "resolved", rec.ends_at or now, now)
+                done.changed += 1
+            elif rec.status == "firing" and state == "expired":
+                self._change(alert_id, "firing", None, now)
+                done.changed += 1
+            elif rec.status == "firing" and state == "resolved":
+                if changed_at > now - STALE_FIRING_SECONDS:
+                    done.ignored.append("late_firing")
+                else:
+                    self._change(alert_id, "firing", None, now)
+                    done.changed += 1
+            else:
+                done.refreshed += 1
+        return done
+
+    def _change(self, alert_id: int, state: State, ends_at: float | None, now: float) -> None:
+        self._db.execute(
+            "UPDATE outbox_alerts SET state = ?, ends_at = ?, version = version + 1, "
+            "changed_at = ? WHERE id = ?",
+            (state, ends_at, now, alert_id),
+        )
+        self._db.execute(
+            "UPDATE outbox_deliveries SET due_at = ?, pending = 1, attempts = 0, "
+            "last_error = NULL WHERE alert_id = ?",
+            (now, alert_id),
+        )
+
+    async def due(self, replica: str, now: float, limit: int) -> list[Entry]:
+        """Up to `limit` deliveries due to `replica`, oldest incident first."""
+        return await self._run(self._due, replica, now, limit)
+
+    def _due(self, replica: str, now: float, limit: int) -> list[Entry]:
+        # Oldest first: a resolved old incident must reach Alertmanager before a new incident
+        # of the same label set, or it would overwrite the new one there.
+        rows = self._db.execute(
+            "SELECT a.id, a.version, a.state, a.starts_at, a.ends_at, a.labels, a.annotations, "
+            "a.enrichment, a.generator_url FROM outbox_deliveries d "
+            "JOIN outbox_alerts a ON a.id = d.alert_id "
+            "WHERE d.replica = ? AND d.due_at <= ? ORDER BY a.starts_at, a.id LIMIT ?",
+            (replica, now, limit),
+        ).fetchall()
+        return [
+            Entry(
+                alert_id=r[0],
+                version=r[1],
+                state=r[2],
+                starts_at=r[3],
+                ends_at=r[4],
+                labels=json.loads(r[5]),
+                annotations={**json.loads(r[6]), **json.loads(r[7])},
+                generator_url=r[8],
+            )
+            for r in rows
+        ]
+
+    async def delivered(
+        self, replica: str, entries: Sequence[Entry], repost_at: float, *, error: str = ""
+    ) -> None:
+        """Record that `replica` took these entries; firing ones are due again at `repost_at`.
+
+        With `error`, Alertmanager refused them as invalid: they are not retried until the
+        alert changes, and the error is kept.
+        """
+        await self._run(
+            self._transaction, lambda: self._delivered(replica, entries, repost_at, error)
+        )
+
+    def _delivered(
+        self, replica: str, entries: Sequence[Entry], repost_at: float, error: str
+    ) -> None:
+        # The version check leaves a delivery due when its alert changed while being posted.
+        self._db.executemany(
+            "UPDATE outbox_deliveries SET pending = 0, attempts = 0, last_error = ?, due_at = ? "
+            "WHERE alert_id = ? AND replica = ? "
+            "AND (SELECT version FROM outbox_alerts WHERE id = ?) = ?",
+            [
+                (
+                    error or None,
+                    repost_at if e.state == "firing" and not error else None,
+                    e.alert_id,
+                    replica,
+                    e.alert_id,
+                    e.version,
+                )
+                for e in entries
+            ],
+        )
+
+    async def retry(self, replica: str, entries: Sequence[Entry], at: float, error: str) -> None:
+        """Record a failed post of these entries to `replica`; try again at `at`."""
+
+        def retry() -> None:
+            self._db.executemany(
+                "UPDATE outbox_deliveries SET attempts = attempts + 1, last_error = ?, "
+                "due_at = ? WHERE alert_id = ? AND replica = ?",
+                [(error, at, e.alert_id, replica) for e in entries],
+            )
+
+        await self._run(self._transaction, retry)
+
+    async def expire(self, now: float, resolve_timeout: float) -> int:
+        """Resolve firing alerts not seen for `resolve_timeout`; returns how many."""
+
+        def expire() -> int:
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM outbox_alerts WHERE state = 'firing' AND last_seen < ?",
+                    (now - resolve_timeout,),
+                )
+            ]
+            for alert_id in ids:
+                self._change(alert_id, "expired", now, now)
+            return len(ids)
+
+        return await self._run(self._transaction, expire)
+
+    async def purge(self, now: float, retention: float) -> int:
+        """Delete finished alerts delivered everywhere and older than `retention`."""
+
+        def purge() -> int:
+            ids = [
+                (r[0],)
+                for r in self._db.execute(
+                    "SELECT id FROM outbox_alerts a WHERE state != 'firing' AND changed_at < ? "
+                    "AND NOT EXISTS (SELECT 1 FROM outbox_deliveries d "
+                    "WHERE d.alert_id = a.id AND d.pending = 1)",
+                    (now - retention,),
+                )
+            ]
+            self._db.executemany("DELETE FROM outbox_deliveries WHERE alert_id = ?", ids)
+            self._db.executemany("DELETE FROM outbox_alerts WHERE id = ?", ids)
+            return len(ids)
+
+        return await self._run(self._transaction, purge)
+
+    async def _scalar(self, sql: str, *args: Any) -> Any:
+        return await self._run(lambda: self._db.execute(sql, args).fetchone()[0])
+
+    async def pending(self) -> int:
+        """Deliveries whose current state has not yet reached their replica."""
+        return int(await self._scalar("SELECT COUNT(*) FROM outbox_deliveries WHERE pending = 1"))
+
+    async def next_due(self, replica: str) -> float | None:
+        """When the next delivery to `replica` is due (unix seconds), if any is."""
+        due = await self._scalar(
+            "SELECT MIN(due_at) FROM outbox_deliveries WHERE replica = ?", replica
+        )
+        return None if due is None else float(due)
+
+    async def rows(self) -> list[dict[str, Any]]:
+        """Every stored alert with its deliveries, for tests and debugging."""
+
+        def rows() -> list[dict[str, Any]]:
+            self._db.row_factory = sqlite3.Row
+            try:
+                alerts = [dict(r) for r in self._db.execute("SELECT * FROM outbox_alerts")]
+                for alert in alerts:
+                    alert["deliveries"] = {
+                        r["replica"]: dict(r)
+                        for r in self._db.execute(
+                            "SELECT * FROM outbox_deliveries WHERE alert_id = ?", (alert["id"],)
+                        )
+                    }
+            finally:
+                self._db.row_factory = None
+            return alerts
+
+        return await self._run(rows)
+
+    async def close(self) -> None:
+        """Finish queued calls and close the database; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        self._executor.shutdown(wait=True)

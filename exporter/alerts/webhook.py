@@ -1,0 +1,272 @@
+"""`POST /webhook`: Alertmanager's notifications in, durably stored enriched alerts out.
+
+The answer is 200 only once every alert of the group is in the outbox (one SQLite transaction
+on disk), so anything that fails before is covered by Alertmanager's own retry: a failure on
+augur's side answers 503, which Alertmanager retries; bad input answers 4xx, which it does
+not. Notifications are idempotent: an alert is keyed by (fingerprint, startsAt), so the same
+group again or from another replica refreshes the stored alert instead of adding one, and is
+enriched only once — also when two replicas deliver it at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from exporter.alerts.alertmanager import AlertMetrics
+from exporter.alerts.models import (
+    ENRICHED_LABEL,
+    Enricher,
+    Enrichment,
+    WebhookAlert,
+    WebhookConfig,
+    WebhookPayload,
+    generator_url,
+    merge,
+    minimal_enrichment,
+)
+from exporter.alerts.outbox import Accepted, Key, Outbox, Record
+from exporter.config import ConfigError
+
+log = logging.getLogger("augur.webhook")
+
+MAX_PROBLEMS = 20
+"""How many validation problems an error answer lists."""
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in `path` (surrounding whitespace removed); ConfigError if unusable."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError([f"webhook.bearer_token_file: cannot read {path}: {reason}"]) from None
+    if not token:
+        raise ConfigError([f"webhook.bearer_token_file: {path} is empty"])
+    return token
+
+
+def _error(status: int, message: str, problems: Sequence[str] = ()) -> web.Response:
+    body: dict[str, Any] = {"status": "error", "error": message}
+    if problems:
+        body["problems"] = list(problems)
+    headers = {"WWW-Authenticate": 'Bearer realm="augur"'} if status == 401 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(body)"
+
+
+def problems(exc: ValidationError) -> list[str]:
+    """Each validation error as `path: message`, e.g. `alerts[0].startsAt: field required`."""
+    out = []
+    for err in exc.errors()[:MAX_PROBLEMS]:
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        out.append(f"{_where(err['loc'])}: {msg}")
+    return out
+
+
+async def disabled(request: web.Request) -> web.Response:
+    """`POST /webhook` while enrichment is off: 503, so Alertmanager retries instead of dropping."""
+    return _error(
+        503,
+        "alert enrichment is disabled: list the Alertmanagers to post enriched alerts to under "
+        "alertmanager.urls",
+    )
+
+
+class WebhookReceiver:
+    """The webhook handler: validate, enrich new alerts, store them durably, answer.
+
+    Register `handle` as `POST /webhook`; `on_accepted` is called after anything new was
+    stored (the sender's `wake`).
+    """
+
+    def __init__(
+        self,
+        config: WebhookConfig,
+        outbox: Outbox,
+        enricher: Enricher,
+        metrics: AlertMetrics,
+        *,
+        on_accepted: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.enricher = enricher
+        self.metrics = metrics
+        self.on_accepted = on_accepted
+        self._clock = clock
+        self._token = read_token(config.bearer_token_file) if config.bearer_token_file else None
+        # Keys being enriched by a request in flight -> set when its outbox write is done.
+        self._inflight: dict[Key, asyncio.Future[bool]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Answer one notification (aiohttp handler)."""
+        started = time.perf_counter()
+        response = await self._handle(request)
+        self.metrics.webhook_requests.labels(str(response.status)).inc()
+        self.metrics.webhook_duration.observe(time.perf_counter() - started)
+        if response.status >= 400:
+            log.warning(
+                "webhook_refused",
+                extra={"status": response.status, "remote": request.remote, "error": response.text},
+            )
+        return response
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self._token is not None and not self._authorized(request):
+            return _error(401, "missing or wrong bearer token (see webhook.bearer_token_file)")
+        limit = self.config.max_body_bytes
+        too_big = f"the body is larger than webhook.max_body_bytes ({limit} bytes)"
+        if request.content_length is not None and request.content_length > limit:
+            return _error(413, too_big)
+        body = bytearray()
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                return _error(413, too_big)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _error(400, f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason})")
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            return _error(400, f"the body is not JSON: {exc}")
+        try:
+            payload = WebhookPayload.model_validate(data)
+        except ValidationError as exc:
+            return _error(422, "not an Alertmanager webhook payload (version 4)", problems(exc))
+        try:
+            accepted = await self.accept(payload)
+        except Exception as exc:
+            # Not the sender's fault: answer 5xx so Alertmanager tries again.
+            log.exception("outbox_write_failed", extra={"error": str(exc)})
+            return _error(503, f"could not store the alerts, try again: {exc}")
+        return web.json_response(
+            {
+                "status": "success",
+                "inserted": accepted.inserted,
+                "changed": accepted.changed,
+                "refreshed": accepted.refreshed,
+                "ignored": len(accepted.ignored),
+            }
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        assert self._token is not None
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self._token.encode()
+        )
+
+    async def accept(self, payload: WebhookPayload) -> Accepted:
+        """Enrich the group's new alerts and store all of them; raises if storing fails."""
+        self.metrics.received.inc(len(payload.alerts))
+        if payload.truncatedAlerts:
+            log.warning(
+                "webhook_truncated",
+                extra={
+                    "group": payload.groupKey,
+                    "truncated": payload.truncatedAlerts,
+                    "hint": "remove max_alerts from augur's webhook_configs: truncated alerts "
+                    "are not enriched",
+                },
+            )
+        alerts: dict[Key, WebhookAlert] = {}
+        for alert in payload.alerts:
+            if ENRICHED_LABEL in alert.labels:
+                self.metrics.ignored.labels("already_enriched").inc()
+            else:
+                alerts[alert.key()] = alert
+        if not alerts:
+            return Accepted()
+        known = await self.outbox.known(alerts)
+        fresh = [k for k, a in alerts.items() if a.status == "firing" and k not in known]
+        mine = [k for k in fresh if k not in self._inflight]
+        theirs = [self._inflight[k] for k in fresh if k in self._inflight]
+        loop = asyncio.get_running_loop()
+        for key in mine:
+            self._inflight[key] = loop.create_future()
+        stored = False
+        try:
+            enrichments = await self._enrich([alerts[k] for k in mine])
+            if theirs:
+                # Another replica's notification is enriching these: wait for its write, so
+                # this one only refreshes them.
+                await asyncio.wait(theirs)
+            fallback = minimal_enrichment("stored by a concurrent notification that failed")
+            records = [
+                self._record(alert, enrichments.get(key, fallback)) for key, alert in alerts.items()
+            ]
+            accepted = await self.outbox.accept(records, self._clock())
+            stored = True
+        finally:
+            for key in mine:
+                self._inflight.pop(key).set_result(stored)
+        for reason in accepted.ignored:
+            self.metrics.ignored.labels(reason).inc()
+        self.metrics.enriched.inc(accepted.inserted)
+        if (accepted.inserted or accepted.changed) and self.on_accepted is not None:
+            self.on_accepted()
+        log.debug(
+            "webhook_accepted",
+            extra={
+                "group": payload.groupKey,
+                "receiver": payload.receiver,
+                "alerts": len(payload.alerts),
+                "inserted": accepted.inserted,
+                "changed": accepted.changed,
+            },
+        )
+        return accepted
+
+    async def _enrich(self, alerts: Sequence[WebhookAlert]) -> Mapping[Key, Enrichment]:
+        if not alerts:
+            return {}
+        timeout = self.config.enrich_timeout
+        try:
+            result = await asyncio.wait_for(self.enricher.enrich(alerts), timeout)
+            if len(result) != len(alerts) or not all(isinstance(e, Enrichment) for e in result):
+                raise TypeError(f"returned {len(result)} results for {len(alerts)} alerts")
+            return {a.key(): e for a, e in zip(alerts, result, strict=True)}
+        except TimeoutError:
+            reason = f"enrichment took longer than webhook.enrich_timeout ({timeout:g} s)"
+        except Exception as exc:
+            reason = f"enrichment failed: {type(exc).__name__}: {exc}"
+        log.warning("enrichment_failed", extra={"alerts": len(alerts), "error": reason})
+        self.metrics.enrich_failures.inc(len(alerts))
+        fallback = minimal_enrichment(reason)
+        return {a.key(): fallback for a in alerts}
+
+    def _record(self, alert: WebhookAlert, enrichment: Enrichment) -> Record:
+        labels, annotations = merge(alert, enrichment)
+        fingerprint, starts_at = alert.key()
+        ends_at = alert.endsAt.timestamp() if alert.status == "resolved" and alert.endsAt else None
+        return Record(
+            fingerprint=fingerprint,
+            starts_at=starts_at,
+            status=alert.status,
+            ends_at=ends_at,
+            labels=labels,
+            annotations=alert.annotations,
+            enrichment=annotations,
+            generator_url=generator_url(alert.generatorURL),
+        )

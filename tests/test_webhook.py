@@ -1,0 +1,338 @@
+"""POST /webhook on a real aiohttp server with a real outbox: answers, validation, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from exporter.alerts.alertmanager import AlertMetrics
+from exporter.alerts.models import (
+    AlertmanagerConfig,
+    Enrichment,
+    WebhookAlert,
+    WebhookConfig,
+    fingerprint,
+)
+from exporter.alerts.outbox import Outbox
+from exporter.alerts.webhook import WebhookReceiver, read_token
+from exporter.config import ConfigError
+
+Client = TestClient[web.Request, web.Application]
+REPLICA = "http://127.0.0.1:9"
+
+
+class LabelEnricherDouble:
+    """Test double of the real enricher: category from the `kind` label, counts its calls."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[list[str]] = []
+
+    async def enrich(self, alerts: Sequence[WebhookAlert]) -> list[Enrichment]:
+        self.calls.append([a.labels["alertname"] for a in alerts])
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return [
+            Enrichment(
+                labels={"augur_enriched": "true", "category": a.labels.get("kind", "other")},
+                annotations={
+                    "augur_category": a.labels.get("kind", "other"),
+                    "augur_summary": f"{a.labels['alertname']} needs a look",
+                },
+            )
+            for a in alerts
+        ]
+
+
+class BrokenEnricherDouble:
+    """Test double that fails the way a buggy enricher might: raise, hang or miscount."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    async def enrich(self, alerts: Sequence[WebhookAlert]) -> list[Enrichment]:
+        if self.how == "raise":
+            raise RuntimeError("model exploded")
+        if self.how == "hang":
+            await asyncio.sleep(60)
+        return []
+
+
+def alert(name: str = "DiskFull", status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "instance": "pg-1:9100", **labels},
+        "annotations": {"summary": f"{name} on pg-1"},
+        "startsAt": "2024-05-01T10:00:00.123456789Z",
+        "endsAt": "2024-05-01T10:05:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=up",
+    }
+
+
+def payload(*alerts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="DiskFull"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "augur",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts) or [alert()],
+        "someFutureField": {"ignored": True},
+        **fields,
+    }
+
+
+MakeClient = Callable[..., Awaitable[tuple[Client, Outbox, WebhookReceiver]]]
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]], tmp_path: Path
+) -> Any:
+    boxes: list[Outbox] = []
+
+    async def make(enricher: Any = None, **settings: Any) -> tuple[Client, Outbox, WebhookReceiver]:
+        box = await Outbox.open(tmp_path / f"outbox-{len(boxes)}.db", [REPLICA], 0.0)
+        boxes.append(box)
+        receiver = WebhookReceiver(
+            WebhookConfig(**settings),
+            box,
+            enricher or LabelEnricherDouble(),
+            AlertMetrics(CollectorRegistry()),
+        )
+        app = web.Application()
+        app.router.add_post("/webhook", receiver.handle)
+        return await aiohttp_client(app), box, receiver
+
+    yield make
+    for box in boxes:
+        await box.close()
+
+
+async def post(client: Client, body: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with client.post("/webhook", data=data, **kwargs) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_accepts_a_group_and_stores_enriched_alerts(make_client: MakeClient) -> None:
+    client, box, receiver = await make_client()
+    status, body = await post(client, payload(alert("DiskFull", kind="disk"), alert("CPU")))
+    assert status == 200, body
+    assert body["inserted"] == 2
+    rows = {json.loads(r["labels"])["alertname"]: r for r in await box.rows()}
+    disk = rows["DiskFull"]
+    assert json.loads(disk["labels"]) == {
+        "alertname": "DiskFull",
+        "instance": "pg-1:9100",
+        "kind": "disk",
+        "augur_enriched": "true",
+        "category": "disk",
+    }
+    assert json.loads(disk["enrichment"])["augur_summary"] == "DiskFull needs a look"
+    assert disk["fingerprint"] == fingerprint(
+        {"alertname": "DiskFull", "instance": "pg-1:9100", "kind": "disk"}
+    )
+    assert disk["starts_at"] == "2024-05-01T10:00:00.123456Z"
+    assert receiver.metrics.received._value.get() == 2
+    assert receiver.metrics.enriched._value.get() == 2
+
+
+def test_fingerprint_is_alertmanagers() -> None:
+    # Values read from a real Alertmanager 0.25's webhook for these label sets.
+    assert fingerprint({"alertname": "A", "instance": "h1"}) == "4267501e55649193"
+    assert fingerprint({"alertname": "B"}) == "d2c2efc389db2050"
+
+
+async def test_same_group_twice_is_one_entry_enriched_once(make_client: MakeClient) -> None:
+    enricher = LabelEnricherDouble()
+    client, box, _ = await make_client(enricher)
+    first = await post(client, payload())
+    second = await post(client, payload())
+    assert first[1]["inserted"] == 1
+    assert (second[1]["inserted"], second[1]["refreshed"]) == (0, 1)
+    assert len(await box.rows()) == 1
+    assert enricher.calls == [["DiskFull"]]
+
+
+async def test_concurrent_replicas_enrich_once(make_client: MakeClient) -> None:
+    # Two unclustered replicas deliver the same alert at the same moment.
+    enricher = LabelEnricherDouble(delay=0.2)
+    client, box, _ = await make_client(enricher)
+    results = await asyncio.gather(*(post(client, payload()) for _ in range(3)))
+    assert [status for status, _ in results] == [200, 200, 200]
+    assert sum(body["inserted"] for _, body in results) == 1
+    assert enricher.calls == [["DiskFull"]]
+    assert len(await box.rows()) == 1
+
+
+async def test_resolved_notification_updates_the_entry(make_client: MakeClient) -> None:
+    client, box, _ = await make_client()
+    await post(client, payload())
+    status, body = await post(client, payload(alert(status="resolved"), status="resolved"))
+    assert (status, body["changed"]) == (200, 1)
+    (row,) = await box.rows()
+    assert row["state"] == "resolved"
+    assert row["ends_at"] == pytest.approx(1714557900.0)
+
+
+async def test_already_enriched_alerts_are_ignored_and_counted(make_client: MakeClient) -> None:
+    enricher = LabelEnricherDouble()
+    client, box, receiver = await make_client(enricher)
+    status, body = await post(client, payload(alert(augur_enriched="true")))
+    assert (status, body["inserted"]) == (200, 0)
+    assert enricher.calls == []
+    assert await box.rows() == []
+    assert receiver.metrics.ignored.labels("already_enriched")._value.get() == 1
+
+
+@pytest.mark.parametrize("how", ["raise", "hang", "miscount"])
+async def test_failing_enricher_still_stores_a_marked_alert(
+    make_client: MakeClient, how: str
+) -> None:
+    client, box, receiver = await make_client(BrokenEnricherDouble(how), enrich_timeout=0.2)
+    status, _ = await post(client, payload())
+    assert status == 200
+    (row,) = await box.rows()
+    assert json.loads(row["labels"])["augur_enriched"] == "true"
+    missing = json.loads(row["enrichment"])["augur_missing"]
+    assert {"raise": "model exploded", "hang": "enrich_timeout", "miscount": "0 results"}[how] in (
+        missing
+    )
+    assert receiver.metrics.enrich_failures._value.get() == 1
+
+
+async def test_bearer_token(make_client: MakeClient, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    client, _, _ = await make_client(bearer_token_file=tmp_path / "token")
+    assert (await post(client, payload()))[0] == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await post(client, payload(), headers=wrong))[0] == 401
+    basic = {"Authorization": "Basic czNjcmV0"}
+    assert (await post(client, payload(), headers=basic))[0] == 401
+    right = {"Authorization": "Bearer s3cret"}
+    assert (await post(client, payload(), headers=right))[0] == 200
+
+
+def test_token_file_problems_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"webhook\.bearer_token_file: cannot read"):
+        read_token(tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_token(tmp_path / "empty")
+
+
+async def test_body_size_limit(make_client: MakeClient) -> None:
+    client, box, _ = await make_client(max_body_bytes=2048)
+    huge = payload(*(alert(f"A{i}") for i in range(50)))
+    status, body = await post(client, huge)
+    assert status == 413 and "max_body_bytes (2048 bytes)" in body["error"]
+
+    async def chunks() -> Any:  # no Content-Length: the limit holds while reading
+        data = json.dumps(huge).encode()
+        for i in range(0, len(data), 1000):
+            yield data[i : i + 1000]
+
+    async with client.post("/webhook", data=chunks()) as resp:
+        assert resp.status == 413
+    assert await box.rows() == []
+
+
+BAD = {
+    "not JSON": (b'{"version": "4",', 400, "not JSON"),
+    "invalid UTF-8": (b'{"version": "\xff4"}', 400, "not valid UTF-8"),
+    "top-level list": ([], 422, "(body): Input should be a valid dictionary"),
+    "wrong version": (payload(version="3"), 422, "version: augur reads webhook payload version 4"),
+    "missing alerts": (
+        {k: v for k, v in payload().items() if k != "alerts"},
+        422,
+        "alerts: required field is missing",
+    ),
+    "missing startsAt": (
+        payload({k: v for k, v in alert().items() if k != "startsAt"}),
+        422,
+        "alerts[0].startsAt: required field is missing",
+    ),
+    "empty label set": (
+        payload({**alert(), "labels": {"alertname": ""}}),
+        422,
+        "alerts[0].labels: at least one label with a value is needed",
+    ),
+    "invalid label name": (
+        payload(alert(**{"bad-name": "x"})),
+        422,
+        "label name 'bad-name' is not valid",
+    ),
+    "lone surrogate": (
+        json.dumps(payload(alert(host="\ud800"))).encode(),
+        422,
+        "value is not valid UTF-8",
+    ),
+    "number as label value": (
+        payload({**alert(), "labels": {"alertname": 1}}),
+        422,
+        "alerts[0].labels.alertname: Input should be a valid string",
+    ),
+    "unknown status": (payload(alert(status="pending")), 422, "alerts[0].status"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+async def test_bad_payloads_get_a_4xx_naming_the_problem(
+    make_client: MakeClient, case: str
+) -> None:
+    client, box, receiver = await make_client()
+    body, want_status, want_text = BAD[case]
+    status, answer = await post(client, body)
+    assert status == want_status, answer
+    assert want_text in answer["error"] + " ".join(answer.get("problems", []))
+    assert await box.rows() == []
+    assert receiver.metrics.webhook_requests.labels(str(want_status))._value.get() == 1
+
+
+async def test_only_post_is_served(make_client: MakeClient) -> None:
+    client, _, _ = await make_client()
+    async with client.get("/webhook") as resp:
+        assert resp.status == 405
+
+
+async def test_storage_failure_answers_503_so_alertmanager_retries(
+    make_client: MakeClient,
+) -> None:
+    client, box, _ = await make_client()
+    await box.close()
+    status, body = await post(client, payload())
+    assert status == 503 and "try again" in body["error"]
+
+
+def test_alertmanager_settings() -> None:
+    cfg = AlertmanagerConfig.model_validate(
+        {"urls": "http://am-0:9093/, http://am-1:9093", "repost_interval": "30s"}
+    )
+    assert cfg.urls == ["http://am-0:9093", "http://am-1:9093"]
+    assert (cfg.repost_interval, cfg.resolve_timeout) == (30.0, 300.0)
+    assert not AlertmanagerConfig().enabled()
+    for urls, error in [
+        (["am:9093"], "must be http:// or https://"),
+        (["http://am:9093/api/v2/alerts"], "augur adds /api/v2/alerts"),
+        (["http://am:9093", "http://am:9093/"], "listed twice"),
+        (["http://admin:pw@am:9093"], "credentials in a URL are not supported: am "),
+    ]:
+        with pytest.raises(ValidationError, match=error):
+            AlertmanagerConfig(urls=urls)
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        WebhookConfig.model_validate({"max_body_byte": 10})
+    assert WebhookConfig.model_validate({"enrich_timeout": "500ms"}).enrich_timeout == 0.5
