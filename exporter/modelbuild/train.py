@@ -1,0 +1,184 @@
+"""Training data, the grouped split, the softmax head (numpy) and the evaluation figures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporter.text.encoder import normalize_alert_text
+
+LABELS = (
+    "cpu",
+    "memory",
+    "disk",
+    "network",
+    "availability",
+    "latency",
+    "errors",
+    "saturation",
+    "security",
+    "data_integrity",
+    "deployment",
+    "hardware",
+    "other",
+)
+TEST_FOLD = 0
+N_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text; `group` keeps an alert family on one side of the split."""
+
+    text: str
+    label: str
+    lang: str
+    source: str
+    group: str
+    split: str  # "train", "dev" or "test"
+
+
+def fold_of(group: str) -> int:
+    """Stable fold number of a group (sha256, so it does not depend on Python's hash seed)."""
+    return int(hashlib.sha256(group.encode("utf-8")).hexdigest(), 16) % N_FOLDS
+
+
+def load_corpus(path: Path) -> list[Example]:
+    """The rule corpus; every rule of a service group falls in the same fold."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        group = row["service_group"]
+        out.append(
+            Example(
+                text=normalize_alert_text(row["summary"], row["description"], row["alertname"]),
+                label=row["category"],
+                lang="en",
+                source=f"corpus:{row['source']}",
+                group=group,
+                split="test" if fold_of(group) == TEST_FOLD else "train",
+            )
+        )
+    return out
+
+
+def load_handwritten(path: Path) -> list[Example]:
+    """Hand-written JSONL (text, category, lang, source, split)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        out.append(
+            Example(
+                text=normalize_alert_text(row["text"]),
+                label=row["category"],
+                lang=row["lang"],
+                source=row["source"],
+                group=f"{path.name}:{row['text']}",
+                split=row["split"],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Head:
+    """A linear softmax head on the raw (L2-normalised) embedding."""
+
+    weight: np.ndarray  # [classes, dim]
+    bias: np.ndarray  # [classes]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Unnormalised scores [N, classes]."""
+        return np.asarray(x @ self.weight.T + self.bias)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Index of the most likely class for each row."""
+        return np.asarray(np.argmax(self.logits(x), axis=1))
+
+
+def train_head(
+    x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, steps: int = 3000, lr: float = 0.05
+) -> Head:
+    """Class-balanced multinomial logistic regression by full-batch Adam; deterministic.
+
+    Features are standardised for the optimiser and the scaling is then folded into the
+    weights, so serving is one matrix product on the embedding.
+    """
+    x = x.astype(np.float64)
+    mu = x.mean(axis=0)
+    sigma = x.std(axis=0) + 1e-6
+    z = (x - mu) / sigma
+    n, d = z.shape
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    # balanced weights: every class contributes equally, which is what macro-F1 rewards
+    sample_w = (n / (n_classes * np.maximum(counts, 1)))[y]
+    onehot = np.eye(n_classes)[y]
+    w = np.zeros((n_classes, d))
+    b = np.zeros(n_classes)
+    m_w, v_w, m_b, v_b = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, steps + 1):
+        logits = z @ w.T + b
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - onehot) * sample_w[:, None] / n
+        g_w = g.T @ z + l2 * w
+        g_b = g.sum(axis=0)
+        for param, grad, m, v in ((w, g_w, m_w, v_w), (b, g_b, m_b, v_b)):
+            m *= beta1
+            m += (1 - beta1) * grad
+            v *= beta2
+            v += (1 - beta2) * grad * grad
+            param -= lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+    weight = w / sigma
+    bias = b - weight @ mu
+    return Head(weight.astype(np.float32), bias.astype(np.float32))
+
+
+def f1_report(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
+    """Per-class precision/recall/F1 over the classes present in y_true, macro-F1, accuracy."""
+    yt = np.asarray(y_true)
+    yp = np.asarray(y_pred)
+    per_class: dict[str, dict[str, float]] = {}
+    f1s = []
+    for k, name in enumerate(labels):
+        support = int(np.sum(yt == k))
+        if support == 0:
+            continue
+        tp = int(np.sum((yt == k) & (yp == k)))
+        pred = int(np.sum(yp == k))
+        precision = tp / pred if pred else 0.0
+        recall = tp / support
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": support,
+        }
+        f1s.append(f1)
+    return {
+        "n": len(yt),
+        "macro_f1": round(float(np.mean(f1s)), 4) if f1s else 0.0,
+        "accuracy": round(float(np.mean(yt == yp)), 4) if len(yt) else 0.0,
+        "per_class": per_class,
+    }
+
+
+def confusion(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n_classes: int
+) -> list[list[int]]:
+    """Confusion matrix, rows = true class, columns = predicted class."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        m[t, p] += 1
+    return [[int(v) for v in row] for row in m]

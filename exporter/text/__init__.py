@@ -1,0 +1,10 @@
+"""Alert text understanding: the multilingual E5 encoder and the category head (ONNX runtime)."""
+
+from exporter.text.encoder import (
+    Classification,
+    ModelError,
+    TextModel,
+    normalize_alert_text,
+)
+
+__all__ = ["Classification", "ModelError", "TextModel", "normalize_alert_text"]

@@ -1,0 +1,202 @@
+"""The committed text model: verified loading, embeddings, categories in English and Chinese."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporter.text import ModelError, TextModel, normalize_alert_text
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
+CATEGORIES = {
+    "cpu",
+    "memory",
+    "disk",
+    "network",
+    "availability",
+    "latency",
+    "errors",
+    "saturation",
+    "security",
+    "data_integrity",
+    "deployment",
+    "hardware",
+    "other",
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[TextModel]:
+    yield TextModel(MODEL_DIR, threads=1)
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "onnx"
+    shutil.copytree(MODEL_DIR, target)
+    return target
+
+
+def test_manifest_lists_the_design_categories(model: TextModel) -> None:
+    assert set(model.labels) == CATEGORIES
+    assert len(model.labels) == len(CATEGORIES)
+    assert model.name and model.version and len(model.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("High CPU usage on web-03: CPU usage is above 95% for 10 minutes", "cpu"),
+        ("Host db-01 is out of memory: only 2% of memory available", "memory"),
+        ("Disk almost full: / on log-02 has 4% free space left", "disk"),
+        ("SSL certificate for shop.example.com expires in 3 days", "security"),
+        ("HTTP 5xx error rate of checkout-api is 14%", "errors"),
+        ("UPS battery nearly empty (6% left)", "hardware"),
+        ("Database backup failed for postgres-main", "data_integrity"),
+        ("Helm release billing upgrade failed", "deployment"),
+    ],
+)
+def test_english_alerts(model: TextModel, text: str, category: str) -> None:
+    (result,) = model.classify([text])
+    assert result.category == category, result
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("服务器 CPU 使用率过高", "cpu"),
+        ("主机内存使用率超过 95%，可用内存不足", "memory"),
+        ("磁盘空间不足，剩余 5%", "disk"),
+        ("证书即将过期", "security"),
+        ("网卡 eth0 丢包率过高", "network"),
+        ("服务器风扇故障，转速为 0", "hardware"),
+        ("数据库备份任务失败", "data_integrity"),
+        ("接口 P99 响应时间超过 3 秒", "latency"),
+    ],
+)
+def test_chinese_alerts(model: TextModel, text: str, category: str) -> None:
+    (result,) = model.classify([text])
+    assert result.category == category, result
+
+
+def test_classification_shape(model: TextModel) -> None:
+    results = model.classify(["磁盘空间不足", "Disk almost full", ""])
+    assert len(results) == 3
+    for res in results:
+        assert res.category == res.top3[0][0]
+        assert res.confidence == pytest.approx(res.top3[0][1])
+        probs = [p for _, p in res.top3]
+        assert probs == sorted(probs, reverse=True)
+        assert 0.0 < sum(probs) <= 1.0 + 1e-6
+    assert model.classify([]) == []
+
+
+def test_embeddings_are_unit_vectors(model: TextModel) -> None:
+    texts = ["CPU load is very high on server", "服务器 CPU 使用率过高", "disk almost full"]
+    batch = model.embed(texts)
+    assert batch.shape == (3, model.dim) and batch.dtype == np.float32
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-4)
+    single = np.vstack([model.embed([t]) for t in texts])
+    np.testing.assert_array_equal(batch, single)  # one text per run by default
+    # the same problem in two languages sits closer than two different problems
+    assert batch[0] @ batch[1] > batch[1] @ batch[2]
+
+
+def test_padded_batches_stay_close_to_single_texts() -> None:
+    batched = TextModel(MODEL_DIR, batch_size=8)
+    texts = [
+        "disk almost full",
+        "服务器 CPU 使用率过高，当前 97%，持续 10 分钟",
+        "证书即将过期",
+        "x",
+    ]
+    single = np.vstack([batched.embed([t]) for t in texts])
+    together = batched.embed(texts)
+    assert np.all(np.sum(together * single, axis=1) > 0.99)
+
+
+def test_long_text_is_truncated_not_rejected(model: TextModel) -> None:
+    (res,) = model.classify(["磁盘空间不足 " * 2000])
+    assert res.category == "disk"
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_encoder_is_refused(model_copy: Path) -> None:
+    manifest = json.loads((model_copy / "manifest.json").read_text())
+    encoder = model_copy / manifest["encoder"]
+    _flip_byte(encoder, encoder.stat().st_size // 2)
+    with pytest.raises(ModelError, match=manifest["encoder"].replace(".", r"\.")) as info:
+        TextModel(model_copy)
+    assert "sha256" in str(info.value)
+
+
+def test_altered_head_is_refused(model_copy: Path) -> None:
+    head = model_copy / "head.json"
+    doc = json.loads(head.read_text())
+    doc["bias"][0] += 1.0
+    head.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match=r"head\.json"):
+        TextModel(model_copy)
+
+
+def test_missing_file_is_refused(model_copy: Path) -> None:
+    (model_copy / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match=r"tokenizer\.json.*missing"):
+        TextModel(model_copy)
+
+
+def test_missing_manifest_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"manifest\.json"):
+        TextModel(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("summary", "description", "alertname", "expected"),
+    [
+        (
+            "Host out of disk space",
+            "Disk is almost full (< 10% left) on {{ $labels.instance }}",
+            "HostOutOfDiskSpace",
+            "Host out of disk space. Disk is almost full (< 10% left) on instance",
+        ),
+        (
+            "Container high CPU",
+            "{{ $value | humanizePercentage }} throttling in {{$labels.namespace}}/{{ $labels.pod }}",
+            "",
+            "Container high CPU. N throttling in namespace/pod",
+        ),
+        (
+            "Load high",
+            'is currently at {{ printf "%.2f" $value }}.\nThis might   indicate saturation.',
+            "",
+            "Load high. is currently at N. This might indicate saturation.",
+        ),
+        ("", "", "KubePodCrashLooping", "Kube Pod Crash Looping"),
+        ("磁盘空间不足", "剩余 {{ $value }}%", "", "磁盘空间不足. 剩余 N%"),
+        (
+            "Disk full!",
+            "{{ with $labels.device }}{{ . }}{{ end }} is full",
+            "",
+            "Disk full! device is full",
+        ),
+    ],
+)
+def test_normalize_alert_text(
+    summary: str, description: str, alertname: str, expected: str
+) -> None:
+    assert normalize_alert_text(summary, description, alertname) == expected
+
+
+def test_normalize_leaves_filled_in_text_alone() -> None:
+    text = "Disk is almost full (< 10% left) on web-03:9100"
+    assert normalize_alert_text("", text) == text
