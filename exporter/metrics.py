@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter import __version__
@@ -24,6 +27,7 @@ RESERVED_LABELS = frozenset({"query", "detector", "horizon", "metric"})
 """Label names augur sets itself; a series' own label of that name gets an `exported_` prefix."""
 
 _EVALUATED = "Computed by augur every poll interval (not on scrape) for the newest point."
+_FORECAST = "Value the query's forecasting detector predicts `horizon` after the newest point."
 _FAMILIES = (
     ("augur_anomaly_score", "Anomaly score of the series: 0..1 normal, >= 1 anomalous."),
     ("augur_expected_value", "Value the detector expected for the series."),
@@ -57,12 +61,20 @@ class _Row:
     cycle: int
 
 
+@dataclass
+class _Forecast:
+    labels: dict[str, str]
+    value: float
+    cycle: int
+
+
 class ScoreBoard:
     """The latest verdict per (query, detector, series), with expiry of vanished series."""
 
     def __init__(self, expire_after: int = 3) -> None:
         self.expire_after = expire_after
         self._rows: dict[str, dict[tuple[str, SeriesKey], _Row]] = {}
+        self._forecasts: dict[str, dict[tuple[str, SeriesKey], _Forecast]] = {}
         self._cycles: dict[str, int] = {}
         self._collisions_logged: set[str] = set()
 
@@ -108,6 +120,39 @@ class ScoreBoard:
         self._expire(query, cycle)
         return len(scored)
 
+    def publish_forecasts(
+        self,
+        query: str,
+        keys: Sequence[SeriesKey],
+        horizons: Sequence[str],
+        values: npt.NDArray[np.float64],
+        keep: Sequence[str] | None = None,
+    ) -> None:
+        """Record the forecasts of this cycle: `values[i, h]` for series i at `horizons[h]`.
+
+        Call after `publish` of the same cycle; NaN forecasts are left out.
+        """
+        cycle = self._cycles.get(query, 0)
+        rows = self._forecasts.setdefault(query, {})
+        for i, key in enumerate(keys):
+            labels = export_labels(key, keep)
+            ident = tuple(sorted(labels.items()))
+            for h, horizon in enumerate(horizons):
+                value = float(values[i, h])
+                if value == value:
+                    rows[(horizon, ident)] = _Forecast(
+                        labels={"query": query, "horizon": horizon, **labels},
+                        value=value,
+                        cycle=cycle,
+                    )
+        self._expire(query, cycle)
+
+    def forecasts(self) -> Iterator[tuple[dict[str, str], float]]:
+        """Every exported forecast as (labels, value)."""
+        for rows in self._forecasts.values():
+            for row in rows.values():
+                yield row.labels, row.value
+
     def missed(self, query: str) -> None:
         """Record a failed cycle of `query`: its series age and eventually expire."""
         self._expire(query, self._advance(query))
@@ -115,6 +160,7 @@ class ScoreBoard:
     def forget(self, query: str) -> None:
         """Drop everything of a query (it was removed from the configuration)."""
         self._rows.pop(query, None)
+        self._forecasts.pop(query, None)
         self._cycles.pop(query, None)
 
     def series_count(self, query: str) -> int:
@@ -133,12 +179,11 @@ class ScoreBoard:
         return cycle
 
     def _expire(self, query: str, cycle: int) -> None:
-        rows = self._rows.get(query)
-        if not rows:
-            return
-        stale = [k for k, r in rows.items() if cycle - r.cycle >= self.expire_after]
-        for k in stale:
-            del rows[k]
+        for table in (self._rows.get(query), self._forecasts.get(query)):
+            if table:
+                stale = [k for k, r in table.items() if cycle - r.cycle >= self.expire_after]
+                for k in stale:
+                    del table[k]
 
     def _log_collision(self, query: str) -> None:
         if query not in self._collisions_logged:
@@ -162,6 +207,7 @@ class ScoreCollector(Collector):
         # TYPE augur_anomaly_score gauge
         augur_anomaly_score{query="latency",detector="zscore",metric="http_p99",job="api"} 0.42
         augur_expected_value{query="latency",detector="zscore",metric="http_p99",job="api"} 0.21
+        augur_forecast_value{query="disk",horizon="4h",metric="disk_used_ratio",device="sda"} 0.93
     """
 
     def __init__(self, board: ScoreBoard) -> None:
@@ -173,7 +219,10 @@ class ScoreCollector(Collector):
         for labels, values in self.board.rows():
             for family, value in zip(families, values, strict=True):
                 family.add_sample(family.name, labels, value)
-        return families
+        forecast = Metric("augur_forecast_value", f"{_FORECAST} {_EVALUATED}", "gauge")
+        for labels, value in self.board.forecasts():
+            forecast.add_sample(forecast.name, labels, value)
+        return [*families, forecast]
 
 
 class SelfMetrics:
@@ -225,6 +274,12 @@ class SelfMetrics:
             ["endpoint"],
             registry=registry,
         )
+        self.model_info = Gauge(
+            "augur_model_info",
+            "The alert-text model in use; always 1.",
+            ["name", "version", "sha256"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             "augur_build_info",
             "augur's version; always 1.",
@@ -239,3 +294,60 @@ class SelfMetrics:
         self.poll_failures.labels(query)
         self.series_dropped.labels(query)
         self.poll_duration.labels(query)
+
+
+_FIT_COUNTERS = (
+    ("fits", "augur_detector_fits", "Model fits completed (ARIMA), per query and detector."),
+    (
+        "fit_failures",
+        "augur_detector_fit_failures",
+        "Model fits that raised or did not converge; a simpler model was used instead.",
+    ),
+    ("fallbacks", "augur_detector_fallbacks", "Series running on a fallback (simpler) model."),
+)
+
+
+class DetectorCollector(Collector):
+    """Counters the detectors keep themselves (fits, failures, fallbacks), read at scrape.
+
+    Sample output::
+
+        augur_detector_fits_total{query="disk",detector="arima"} 42.0
+        augur_detector_fits_pending{query="disk",detector="arima"} 3.0
+    """
+
+    def __init__(self, detectors: Callable[[], Iterable[tuple[str, str, object]]]) -> None:
+        self.detectors = detectors
+
+    def collect(self) -> Iterable[Metric]:
+        """One sample per (query, detector) that has the counter, summed over its parts."""
+        counters = {
+            attr: CounterMetricFamily(name, doc, labels=["query", "detector"])
+            for attr, name, doc in _FIT_COUNTERS
+        }
+        pending = GaugeMetricFamily(
+            "augur_detector_fits_pending",
+            "Series whose model fit is queued or running in the fit workers.",
+            labels=["query", "detector"],
+        )
+        for query, name, detector in self.detectors():
+            parts = list(_parts(detector))
+            for attr, family in counters.items():
+                values = [
+                    getattr(p, attr) for p in parts if isinstance(getattr(p, attr, None), int)
+                ]
+                if values:
+                    family.add_metric([query, name], sum(values))
+            waiting = [w for p in parts if isinstance(w := getattr(p, "pending", None), int)]
+            if waiting:
+                pending.add_metric([query, name], sum(waiting))
+        return [*counters.values(), pending]
+
+
+def _parts(detector: object) -> Iterator[object]:
+    """The detector and everything it is made of (a seasonal wrapper's or ensemble's parts)."""
+    yield detector
+    children = getattr(detector, "children", None)
+    if callable(children):
+        for child in children():
+            yield from _parts(child)

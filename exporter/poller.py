@@ -9,6 +9,7 @@ outlasts the interval delays the next one instead of stacking another on top of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -17,11 +18,24 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
+import numpy as np
+
 from exporter.align import align, select
-from exporter.config import QueryConfig
-from exporter.detectors import Detector, Estimate, Window, apply_filters, build
+from exporter.config import QueryConfig, format_duration
+from exporter.detectors import (
+    Detector,
+    Estimate,
+    FloatArray,
+    Forecaster,
+    Stateful,
+    Window,
+    apply_filters,
+    build,
+)
+from exporter.detectors.seasonal import wrap
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.prometheus import PrometheusClient, PrometheusError
+from exporter.state import StateStore, fingerprint
 
 log = logging.getLogger("augur.poller")
 
@@ -39,8 +53,15 @@ class QueryRunner:
 
     @classmethod
     def build(cls, config: QueryConfig) -> QueryRunner:
-        """Instantiate the query's detectors from their validated parameters."""
-        return cls(config, {name: build(name, p) for name, p in config.detectors.items()})
+        """Instantiate the query's detectors, wrapped for its seasonality if it has one."""
+        season = config.season_seconds()
+        return cls(
+            config,
+            {
+                name: wrap(build(name, p), season, config.step)
+                for name, p in config.detectors.items()
+            },
+        )
 
     def score(self, window: Window) -> dict[str, Estimate]:
         """Run every detector on the window and apply the query's false-positive filters."""
@@ -52,9 +73,30 @@ class QueryRunner:
                 direction=self.config.direction,
                 min_deviation=self.config.min_deviation,
                 min_relative_deviation=self.config.min_relative_deviation,
+                valid_range=self.config.valid_range,
             )
             for name, detector in self.detectors.items()
         }
+
+    def forecast(self, window: Window) -> FloatArray | None:
+        """Forecasts at the query's horizons from its first forecasting detector, if any."""
+        if not self.config.horizons:
+            return None
+        for detector in self.detectors.values():
+            if isinstance(detector, Forecaster):
+                steps = [max(1, round(h / window.step)) for h in self.config.horizons]
+                values: FloatArray = detector.forecast(window, steps)
+                if self.config.valid_range is not None:
+                    values = np.clip(values, *self.config.valid_range)
+                return values
+        return None
+
+    def settings(self, name: str) -> str:
+        """The fingerprint of what detector `name` depends on, for its snapshots."""
+        q = self.config
+        return fingerprint(
+            [q.detectors[name].model_dump(), q.seasonality, q.step, q.lookback, q.expr]
+        )
 
 
 @dataclass
@@ -68,7 +110,7 @@ class CycleReport:
 
 
 class Poller:
-    """Runs the scoring cycles on a fixed interval until cancelled."""
+    """Runs the scoring cycles on a fixed interval until stopped."""
 
     def __init__(
         self,
@@ -81,8 +123,13 @@ class Poller:
         interval: float,
         cpu_timeout: float,
         clock: Callable[[], float] = time.time,
+        store: StateStore | None = None,
+        snapshot_interval: float = 300.0,
     ) -> None:
         self.runners = [QueryRunner.build(q) for q in queries]
+        self.store = store
+        self.snapshot_interval = snapshot_interval
+        self._stopping = asyncio.Event()
         self.client = client
         self.board = board
         self.metrics = metrics
@@ -95,10 +142,16 @@ class Poller:
         for runner in self.runners:
             metrics.init_query(runner.config.name)
 
+    def stop(self) -> None:
+        """Ask `run` to return after the cycle in progress (and its snapshot) completes."""
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Poll forever; the first cycle starts at once."""
+        """Poll until `stop()`; the first cycle starts at once, after restoring state."""
         loop = asyncio.get_running_loop()
-        while True:
+        await self.restore()
+        last_snapshot = loop.time()
+        while not self._stopping.is_set():
             started = loop.time()
             report = await self.cycle()
             elapsed = loop.time() - started
@@ -123,7 +176,80 @@ class Poller:
                     "scored": sum(report.scored.values()),
                 },
             )
-            await asyncio.sleep(delay)
+            if loop.time() - last_snapshot >= self.snapshot_interval:
+                await self.snapshot()
+                last_snapshot = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, delay))
+        await self.snapshot()
+
+    async def restore(self) -> int:
+        """Load every stateful detector's snapshot, if the store has a compatible one."""
+        if self.store is None:
+            return 0
+        restored = 0
+        for runner, name, detector in self._stateful():
+            state = await self._io(
+                self.store.load,
+                runner.config.name,
+                name,
+                detector.state_version,
+                runner.settings(name),
+            )
+            if state is None:
+                continue
+            try:
+                await self._cpu(detector.load_state, state)
+            except Exception as exc:
+                log.warning(
+                    "state_discarded",
+                    extra={"query": runner.config.name, "detector": name, "reason": str(exc)},
+                )
+                continue
+            restored += 1
+            log.info("state_restored", extra={"query": runner.config.name, "detector": name})
+        return restored
+
+    async def snapshot(self) -> int:
+        """Write every stateful detector's state to the store; returns how many were written."""
+        if self.store is None:
+            return 0
+        written = 0
+        for runner, name, detector in self._stateful():
+            try:
+                state = await self._cpu(detector.dump_state)
+                await self._io(
+                    self.store.save,
+                    runner.config.name,
+                    name,
+                    detector.state_version,
+                    runner.settings(name),
+                    state,
+                )
+            except Exception as exc:  # a snapshot is worth logging, never worth crashing
+                log.warning(
+                    "state_snapshot_failed",
+                    extra={"query": runner.config.name, "detector": name, "error": str(exc)},
+                )
+                continue
+            written += 1
+        return written
+
+    def close(self) -> None:
+        """Release what the detectors hold outside the process (e.g. a pool of fit workers)."""
+        for runner in self.runners:
+            for detector in runner.detectors.values():
+                close = getattr(detector, "close", None)
+                if callable(close):
+                    close()
+
+    def _stateful(self) -> list[tuple[QueryRunner, str, Stateful]]:
+        return [
+            (runner, name, detector)
+            for runner in self.runners
+            for name, detector in runner.detectors.items()
+            if isinstance(detector, Stateful)
+        ]
 
     async def cycle(self) -> CycleReport:
         """Poll every query once, concurrently; never raises for a failing query."""
@@ -191,13 +317,24 @@ class Poller:
             self.board.publish(q.name, (), {})
             return 0
         estimates = await self._cpu(runner.score, window)
-        return self.board.publish(q.name, window.keys, estimates, q.labels)
+        scored = self.board.publish(q.name, window.keys, estimates, q.labels)
+        forecasts = await self._cpu(runner.forecast, window)
+        if forecasts is not None:
+            self.board.publish_forecasts(
+                q.name, window.keys, [format_duration(h) for h in q.horizons], forecasts, q.labels
+            )
+        return scored
 
     async def _cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` in the bounded executor under the CPU timeout."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
         return await asyncio.wait_for(future, self.cpu_timeout)
+
+    async def _io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a short blocking call (SQLite) in the executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,12 @@ def make(name: str, params: dict[str, Any]) -> Detector:
 def window(values: FloatArray) -> Window:
     values = np.ascontiguousarray(values, dtype=np.float64)
     keys = [(("series", str(i)),) for i in range(values.shape[0])]
-    return Window(values=values, timestamps=60.0 * np.arange(values.shape[1]), keys=keys, step=60.0)
+    return Window(
+        values=values,
+        timestamps=np.arange(values.shape[1], dtype=np.float64) * 60.0,
+        keys=keys,
+        step=60.0,
+    )
 
 
 def seasonal(rows: int, width: int, seed: int, noise: float = 0.5) -> FloatArray:
@@ -333,3 +339,139 @@ def test_min_deviation_silences_small_deviations_only() -> None:
     assert kept.score[0] == est.score[0]
     assert cut.score[0] == 0.0
     assert np.isnan(cut.score[3])
+
+
+# --- every column at once (score_all) and re-learning ---------------------------------------
+
+STREAM_CASES = [
+    *CASES,
+    pytest.param(("zscore", {"relearn": None}), id="zscore-no-relearn"),
+    pytest.param(("zscore", {"robust": True, "differences": 1}), id="zscore-robust-diff"),
+    pytest.param(("zscore", {"differences": 1, "window": 40}), id="zscore-diff-window40"),
+    pytest.param(("zscore", {"robust": True, "window": 50, "refresh": 7}), id="zscore-refresh7"),
+    pytest.param(("ewma", {"alpha": 0.3}), id="ewma-0.3"),
+]
+
+
+def shifted(rows: int = 6, width: int = 300, seed: int = 12) -> FloatArray:
+    """Noise around 10 that settles 8 sigma higher from column 150; gaps in rows 2 and 3."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(10.0, 1.0, (rows, width))
+    values[:, 150:] += 8.0
+    if rows >= 5:
+        values[2, rng.random(width) < 0.2] = np.nan
+        values[3, 100:140] = np.nan
+        values[4] = 5.0
+        values[4, -3] = 6.0
+    return values
+
+
+@pytest.mark.parametrize("case", STREAM_CASES)
+def test_score_all_gives_each_column_the_verdict_score_gives_it(case: Any) -> None:
+    name, params = case
+    detector = make(name, params)
+    values = shifted()
+    timestamps = (
+        np.arange(values.shape[1], dtype=np.float64) * 60.0 + 420.0
+    )  # the grid is not aligned to 0
+    every = base.score_all(detector, Window(values, timestamps, window(values).keys, 60.0))
+    assert every.score.shape == values.shape
+    for end in (1, 9, 40, 151, 155, 163, 200, 300):
+        prefix = Window(values[:, :end], timestamps[:end], window(values).keys, 60.0)
+        one = detector.score(prefix)
+        for field in ("score", "expected", "lower", "upper"):
+            np.testing.assert_allclose(
+                getattr(every, field)[:, end - 1], getattr(one, field), rtol=1e-9, err_msg=field
+            )
+
+
+def test_score_all_is_fast_on_a_long_series() -> None:
+    """A NAB-sized file: cumulative sums and refreshed sorted windows, not a replay per point."""
+    values = np.random.default_rng(13).normal(0, 1, (1, 22_000))
+    for params in ({}, {"robust": True, "window": 2000, "refresh": 16}):
+        detector = make("zscore", params)
+        assert isinstance(detector, base.StreamScorer)
+        started = time.perf_counter()
+        base.score_all(detector, window(values))
+        assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_a_settled_level_shift_stops_firing_within_relearn_points(robust: bool) -> None:
+    values = shifted(rows=2)
+    relearned = base.score_all(
+        make("zscore", {"robust": robust, "relearn": 10}), window(values)
+    ).score
+    never = base.score_all(
+        make("zscore", {"robust": robust, "relearn": None}), window(values)
+    ).score
+    assert (relearned[:, 150] >= 1).all()  # the shift itself is flagged at once
+    # After ten points at the new level, no more than the ordinary false positives of the
+    # 3-sigma band (about one in 370 points; the rows hold 280 points before the shift).
+    after = np.count_nonzero(relearned[:, 160:] >= 1)
+    assert after <= np.count_nonzero(relearned[:, 20:150] >= 1) + 3
+    # Without re-learning the whole-window statistics keep the old level: it fires for long.
+    assert np.count_nonzero(never[:, 150:] >= 1) > 2 * 10
+
+
+def test_re_learning_keeps_the_scale_and_still_flags_spikes_at_the_new_level() -> None:
+    values = shifted(rows=1)
+    values[0, 200] += 6.0  # six sigma above the new level
+    est = base.score_all(make("zscore", {"robust": True}), window(values))
+    assert est.score[0, 200] >= 1
+    assert est.expected[0, 199] == pytest.approx(18.0, abs=1.0)
+    assert est.upper[0, 199] - est.expected[0, 199] == pytest.approx(3.0, rel=0.35)
+
+
+def test_ewma_forgets_a_level_shift_by_itself() -> None:
+    values = shifted(rows=2)
+    score = base.score_all(make("ewma", {}), window(values)).score
+    assert (score[:, 150] >= 1).all()
+    # After the first few points at the new level only its ordinary false-positive rate.
+    assert np.count_nonzero(score[:, 155:] >= 1) <= np.count_nonzero(score[:, 20:150] >= 1) + 2
+
+
+def test_robust_scale_falls_back_to_the_mean_absolute_deviation_when_the_mad_is_zero() -> None:
+    """A mostly idle error rate: blips of ~1 set the band rather than the 1e-9 scale floor."""
+    rng = np.random.default_rng(14)
+    values = np.zeros((3, 400))
+    values[:, rng.choice(399, 60, replace=False)] = rng.uniform(0.5, 1.5, (3, 60))
+    values[0, -1], values[1, -1], values[2, -1] = 1.0, 20.0, 0.0
+    est = make("zscore", {"robust": True}).score(window(values))
+    past = values[0, :-1]
+    assert est.expected[0] == 0.0
+    assert est.upper[0] == pytest.approx(3 * 1.2533 * np.abs(past).mean())
+    assert est.score[0] < 5 < 20 < est.score[1]  # the floor alone would score ~1e8
+    assert est.score[2] == 0.0
+
+
+def test_differences_follow_a_trend_and_flag_a_jump() -> None:
+    rng = np.random.default_rng(15)
+    values = 5.0 * np.arange(500.0)[None, :] + rng.normal(0, 1.0, (2, 500))
+    values[1, -1] += 15.0
+    detector = make("zscore", {"robust": True, "differences": 1})
+    est = detector.score(window(values))
+    assert est.score[0] < 1 <= est.score[1]
+    assert est.expected[0] == pytest.approx(values[0, -2] + 5.0, abs=0.5)
+    flagged = base.score_all(detector, window(values[:1])).score[0, 20:]
+    assert np.count_nonzero(flagged >= 1) <= 5
+
+
+def test_refresh_periods_follow_the_time_grid_not_the_window() -> None:
+    """The same point keeps its statistics when the daemon's window slides by one step."""
+    values = shifted(rows=1, width=400)
+    detector = make("zscore", {"robust": True, "window": 60, "refresh": 16})
+    stamps = np.arange(400, dtype=np.float64) * 60.0
+    keys = window(values).keys
+    for end in range(330, 350):
+        a = detector.score(Window(values[:, :end], stamps[:end], keys, 60.0))
+        b = detector.score(Window(values[:, 1:end], stamps[1:end], keys, 60.0))
+        assert a.expected[0] == b.expected[0] and a.upper[0] == b.upper[0]
+
+
+@pytest.mark.parametrize(
+    "params", [{"differences": 2}, {"relearn": 2}, {"refresh": 0}, {"relearn": "often"}]
+)
+def test_new_zscore_settings_are_validated(params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        zscore.ZScoreParams.model_validate(params)

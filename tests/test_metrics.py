@@ -79,3 +79,22 @@ def test_exposition_passes_promtool() -> None:
         [find_binary("promtool"), "check", "metrics"], input=text, capture_output=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_forecasts_are_exported_and_expire_with_their_query() -> None:
+    registry = CollectorRegistry()
+    board = ScoreBoard(expire_after=1)
+    registry.register(ScoreCollector(board))
+    board.publish("disk", [KEY_A], {"arima": estimate(0.1)})
+    board.publish_forecasts("disk", [KEY_A], ["1h", "4h"], np.array([[0.8, 0.97]]))
+    text = generate_latest(registry).decode()
+    assert (
+        'augur_forecast_value{horizon="4h",instance="a:9100",job="node",metric="up",query="disk"} 0.97'
+        in text
+    )
+    check = subprocess.run(
+        [find_binary("promtool"), "check", "metrics"], input=text.encode(), capture_output=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    board.missed("disk")
+    assert "augur_forecast_value{" not in generate_latest(registry).decode()

@@ -1,20 +1,24 @@
 """Anomaly detectors: the protocol, the name -> detector table, and the built-in detectors.
 
-Importing this package registers `zscore` and `ewma` in `DETECTORS`.
+Importing this package registers `zscore`, `ewma`, `arima` and `ensemble` in `DETECTORS`.
 """
 
-from exporter.detectors import ewma, zscore
+from exporter.detectors import arima, ensemble, ewma, zscore
 from exporter.detectors.base import (
     DETECTORS,
     Detector,
     DetectorParams,
     Estimate,
     FloatArray,
+    Forecaster,
     SeriesKey,
+    Stateful,
+    StreamScorer,
     Window,
     apply_filters,
     build,
     register,
+    score_all,
 )
 
 __all__ = [
@@ -23,11 +27,17 @@ __all__ = [
     "DetectorParams",
     "Estimate",
     "FloatArray",
+    "Forecaster",
     "SeriesKey",
+    "Stateful",
+    "StreamScorer",
     "Window",
     "apply_filters",
+    "arima",
     "build",
+    "ensemble",
     "ewma",
     "register",
+    "score_all",
     "zscore",
 ]

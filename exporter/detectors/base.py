@@ -147,14 +147,20 @@ def apply_filters(
     direction: Direction = "both",
     min_deviation: float = 0.0,
     min_relative_deviation: float = 0.0,
+    valid_range: tuple[float, float] | None = None,
 ) -> Estimate:
-    """Zero the scores that the query's false-positive controls rule out.
+    """Apply the query's false-positive controls to a detector's verdict.
 
     `direction="up"` ignores drops below the expected value, `"down"` ignores rises;
     deviations smaller than `min_deviation` (absolute) or `min_relative_deviation` x
-    |expected| are not anomalies however narrow the band is.
+    |expected| are not anomalies however narrow the band is. With `valid_range` the expected
+    value and band are clipped into the range (a ratio is never predicted below 0), and a
+    newest value outside the range is anomalous whatever the detector thought.
     """
-    deviation = newest - estimate.expected
+    expected, lower, upper = estimate.expected, estimate.lower, estimate.upper
+    if valid_range is not None:
+        expected, lower, upper = (np.clip(a, *valid_range) for a in (expected, lower, upper))
+    deviation = newest - expected
     score = estimate.score.copy()
     keep = np.ones_like(score, dtype=bool)
     if direction == "up":
@@ -165,11 +171,12 @@ def apply_filters(
         if min_deviation > 0:
             keep &= ~(np.abs(deviation) < min_deviation)
         if min_relative_deviation > 0:
-            keep &= ~(np.abs(deviation) < min_relative_deviation * np.abs(estimate.expected))
+            keep &= ~(np.abs(deviation) < min_relative_deviation * np.abs(expected))
     score[~keep & ~np.isnan(score)] = 0.0
-    return Estimate(
-        score=score, expected=estimate.expected, lower=estimate.lower, upper=estimate.upper
-    )
+    if valid_range is not None:
+        outside = (newest < valid_range[0]) | (newest > valid_range[1])
+        score[outside] = np.fmax(score[outside], 1.0)
+    return Estimate(score=score, expected=expected, lower=lower, upper=upper)
 
 
 def scale_floor(scale: FloatArray, expected: FloatArray) -> FloatArray:

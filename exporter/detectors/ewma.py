@@ -53,37 +53,66 @@ class EWMADetector:
         if width >= 1:
             for lo in range(0, rows, _BLOCK_ROWS):
                 hi = min(rows, lo + _BLOCK_ROWS)
-                mean[lo:hi], std[lo:hi] = self._moments(values[lo:hi, :-1])
+                m, s = self._moments(values[lo:hi, :-1], trace=False)
+                mean[lo:hi], std[lo:hi] = m[:, 0], s[:, 0]
         newest = values[:, -1] if width else mean
         return band_estimate(newest, mean, std, self.params.threshold)
 
-    def _moments(self, past: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """EW mean and bias-corrected EW standard deviation per row (NaN below min_points)."""
+    def score_all(self, window: Window) -> Estimate:
+        """Every column scored as `score` would score it as the newest: `(series, time)` arrays.
+
+        The recursion is the same as `score`'s, its state recorded after every column, so the
+        two agree to the last bit.
+        """
+        values = np.asarray(window.values, dtype=np.float64)
+        rows, width = values.shape
+        mean = np.full((rows, width), np.nan)
+        std = np.full((rows, width), np.nan)
+        for lo in range(0, rows, _BLOCK_ROWS):
+            hi = min(rows, lo + _BLOCK_ROWS)
+            m, s = self._moments(values[lo:hi], trace=True)
+            mean[lo:hi], std[lo:hi] = m[:, :width], s[:, :width]
+        return band_estimate(values, mean, std, self.params.threshold)
+
+    def _moments(self, past: FloatArray, trace: bool) -> tuple[FloatArray, FloatArray]:
+        """EW mean and bias-corrected EW standard deviation per row (NaN below min_points).
+
+        Arrays of shape `(rows, 1)` describing all of `past`; with `trace`, `(rows, width + 1)`
+        where column j describes `past[:, :j]`.
+        """
         alpha = self.params.alpha
         rows, width = past.shape
-        if width < self.params.min_points:
-            return np.full(rows, np.nan), np.full(rows, np.nan)
+        out = (rows, width + 1) if trace else (rows, 1)
+        if width < self.params.min_points and not trace:
+            return np.full(out, np.nan), np.full(out, np.nan)
         finite = np.isfinite(past)
-        count = np.count_nonzero(finite, axis=1)
+        means, variances = np.full(out, np.nan), np.zeros(out)
+        if trace:
+            counts = np.zeros(out, dtype=np.intp)
+            np.cumsum(finite, axis=1, out=counts[:, 1:])
+        else:
+            counts = np.count_nonzero(finite, axis=1)[:, None]
         # Starting each series at its first sample makes that step a no-op (d = 0), so the
         # loop needs no per-series "first point" branch.
-        first = np.argmax(finite, axis=1)
-        mean = past[np.arange(rows), first]
+        first = np.argmax(finite, axis=1) if width else np.zeros(rows, dtype=np.intp)
+        mean = past[np.arange(rows), first] if width else np.full(rows, np.nan)
         var = np.zeros(rows)
         # Time-major and contiguous, so each step reads one cache-friendly row.
         cols = np.ascontiguousarray(past.T)
         d = np.empty(rows)
         with np.errstate(invalid="ignore", over="ignore"):
-            if count.min() == width:
-                for x in cols:
+            if not width or counts[:, -1].min() == width:
+                for j, x in enumerate(cols, start=1):
                     np.subtract(x, mean, out=d)
                     mean += alpha * d
                     var += alpha * d * d
                     var *= 1 - alpha
+                    if trace:
+                        means[:, j], variances[:, j] = mean, var
             else:
                 seen = finite.T.astype(np.float64, order="C")
                 cols[~np.isfinite(cols)] = 0.0
-                for x, ok in zip(cols, seen, strict=True):
+                for j, (x, ok) in enumerate(zip(cols, seen, strict=True), start=1):
                     np.subtract(x, mean, out=d)
                     d *= ok
                     mean += alpha * d
@@ -91,13 +120,17 @@ class EWMADetector:
                     # a gap leaves the variance as it was.
                     var -= (alpha * ok) * var
                     var += (1 - alpha) * alpha * d * d
+                    if trace:
+                        means[:, j], variances[:, j] = mean, var
+            if not trace:
+                means[:, 0], variances[:, 0] = mean, var
             # Started from 0, the EW variance reaches its level only after a few 1/alpha
             # points; dividing by 1 - (1-alpha)^(n-1) keeps the early band from being too
             # narrow, as Adam's bias correction does for its moments.
-            warm = 1.0 - (1.0 - alpha) ** np.maximum(count - 1, 1)
-            std = np.sqrt(var / warm)
-        enough = count >= self.params.min_points
-        return np.where(enough, mean, np.nan), np.where(enough, std, np.nan)
+            warm = 1.0 - (1.0 - alpha) ** np.maximum(counts - 1, 1)
+            std = np.sqrt(variances / warm)
+        enough = counts >= self.params.min_points
+        return np.where(enough, means, np.nan), np.where(enough, std, np.nan)
 
 
 register("ewma", EWMAParams, EWMADetector)
