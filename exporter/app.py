@@ -12,19 +12,28 @@ import contextlib
 import html
 import logging
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
-from exporter.config import Config, format_duration
-from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics
+from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
+from exporter.alerts.enrich import AlertEnricher
+from exporter.alerts.outbox import Outbox
+from exporter.alerts.webhook import WebhookReceiver, disabled
+from exporter.config import Config, ConfigError, format_duration
+from exporter.detectors import arima
+from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller
 from exporter.prometheus import PrometheusClient, make_session
+from exporter.state import StateStore
+from exporter.text.encoder import ModelError, TextModel
 
 log = logging.getLogger("augur.app")
 
@@ -57,7 +66,17 @@ METRICS = web.AppKey("metrics", SelfMetrics)
 HEALTH = web.AppKey("health", Health)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 CLIENT = web.AppKey("client", PrometheusClient)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 POLLER = web.AppKey("poller", Poller)
+STORE = web.AppKey("store", StateStore)
+MODEL = web.AppKey("model", TextModel)
+OUTBOX = web.AppKey("outbox", Outbox)
+SENDER = web.AppKey("sender", AlertmanagerSender)
+RECEIVER = web.AppKey("receiver", WebhookReceiver)
+ALERT_METRICS = web.AppKey("alert_metrics", AlertMetrics)
+
+POLLER_STOP_SECONDS = 10.0
+"""How long a cycle in flight at shutdown may take to finish before it is cancelled."""
 
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -69,10 +88,89 @@ async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
     executor.shutdown(wait=False, cancel_futures=True)
 
 
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    path = app[CONFIG].state.path
+    try:
+        store = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], StateStore, path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(
+            f"cannot open the state database {path}: {exc}; point --state.path (or "
+            "state.path) at a writable file"
+        ) from None
+    app[STORE] = store
+    yield
+    store.close()
+
+
+async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if not config.alertmanager.enabled():
+        yield  # no alert loop: the model is not loaded, its memory not spent
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        model = await loop.run_in_executor(
+            app[EXECUTOR], lambda: TextModel(config.model.dir, threads=config.model.threads)
+        )
+    except ModelError as exc:
+        raise StartupError(f"cannot load the text model: {exc}") from None
+    app[MODEL] = model
+    app[METRICS].model_info.labels(model.name, model.version, model.sha256).set(1)
+    log.info("model_loaded", extra={"model": model.name, "version": model.version})
+    yield
+
+
+async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if not config.alertmanager.enabled():
+        log.info(
+            "alert_enrichment_disabled",
+            extra={"hint": "list Alertmanager replicas under alertmanager.urls to enable it"},
+        )
+        yield
+        return
+    path = config.state.path.with_name(config.state.path.stem + "-outbox.db")
+    try:
+        outbox = await Outbox.open(path, config.alertmanager.urls)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(
+            f"cannot open the alert outbox {path}: {exc}; point state.path at a writable folder"
+        ) from None
+    # The enricher gets a Prometheus client of its own with one retry: its deadline cuts every
+    # call short anyway, and it must not queue behind the scoring loop's range queries.
+    enricher = AlertEnricher(
+        app[MODEL],
+        PrometheusClient.from_config(
+            config.prometheus.model_copy(update={"retries": 1}), app[SESSION]
+        ),
+        config.enrich,
+        executor=app[EXECUTOR],
+    )
+    for problem in await enricher.start():
+        log.warning("runbook_problem", extra={"problem": problem})
+    sender = AlertmanagerSender(config.alertmanager, outbox, app[ALERT_METRICS])
+    try:
+        receiver = WebhookReceiver(
+            config.webhook, outbox, enricher, app[ALERT_METRICS], on_accepted=sender.wake
+        )
+    except ConfigError as exc:
+        await outbox.close()
+        raise StartupError(str(exc)) from None
+    app[OUTBOX], app[SENDER], app[RECEIVER] = outbox, sender, receiver
+    await sender.start()
+    log.info("alert_enrichment", extra={"alertmanagers": ", ".join(config.alertmanager.urls)})
+    yield
+    # In-flight webhook requests finished before cleanup began; what is accepted is on disk.
+    await sender.stop()
+    await enricher.close()
+    await outbox.close()
+
+
 async def _prometheus_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     session = make_session(config.prometheus)
     metrics = app[METRICS]
+    app[SESSION] = session
     client = PrometheusClient.from_config(
         config.prometheus,
         session,
@@ -103,9 +201,19 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EXECUTOR],
         interval=config.poll.interval,
         cpu_timeout=config.poll.cpu_timeout,
+        store=app[STORE],
+        snapshot_interval=config.state.snapshot_interval,
     )
     app[POLLER] = poller
     app[HEALTH].poller = poller
+    detectors = DetectorCollector(
+        lambda: [
+            (runner.config.name, name, detector)
+            for runner in poller.runners
+            for name, detector in runner.detectors.items()
+        ]
+    )
+    app[REGISTRY].register(detectors)
     task = asyncio.create_task(poller.run(), name="augur-poller")
     log.info(
         "polling",
@@ -116,9 +224,19 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
         },
     )
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Let the cycle in flight finish and the final snapshot be written, within a bound.
+    poller.stop()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), POLLER_STOP_SECONDS)
+    except TimeoutError:
+        log.warning("poller_stop_timeout", extra={"seconds": POLLER_STOP_SECONDS})
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    poller.close()
+    app[REGISTRY].unregister(detectors)
+    # ARIMA fits run in a process pool shared by all detectors; its workers must not outlive us.
+    await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], arima.shutdown_pools)
 
 
 async def _mark_not_ready(app: web.Application) -> None:
@@ -170,6 +288,12 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(text=f"augur is {reason}.\n", status=200 if ok else 503)
 
 
+async def webhook(request: web.Request) -> web.Response:
+    """Alertmanager's webhook; 503 (so Alertmanager retries) when enrichment is not set up."""
+    receiver = request.app.get(RECEIVER)
+    return await (receiver.handle(request) if receiver else disabled(request))
+
+
 def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.Application:
     """Assemble the application; resources are created when the app starts, not here."""
     app = web.Application()
@@ -181,12 +305,16 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
     app[BOARD] = board
     app[METRICS] = SelfMetrics(registry)
     app[HEALTH] = Health()
-    app.cleanup_ctx.extend([_executor_ctx, _prometheus_ctx, _poller_ctx])
+    app[ALERT_METRICS] = AlertMetrics(registry)
+    app.cleanup_ctx.extend(
+        [_executor_ctx, _state_ctx, _prometheus_ctx, _model_ctx, _alerts_ctx, _poller_ctx]
+    )
     app.on_shutdown.append(_mark_not_ready)
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/webhook", webhook)
     return app
 
 
@@ -196,7 +324,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     host, port = config.web.host_port()
     # shutdown_timeout: how long in-flight requests (a scrape) get before connections close.
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        await runner.cleanup()
+        raise
     try:
         await web.TCPSite(runner, host, port).start()
     except BaseException as exc:

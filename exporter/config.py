@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.alerts.enrich import EnrichConfig
+from exporter.alerts.models import AlertmanagerConfig, WebhookConfig
 from exporter.detectors import DETECTORS, DetectorParams
 
 ENV_PREFIX = "AUGUR_"
@@ -221,10 +223,22 @@ class LogConfig(Strict):
     format: Literal["logfmt", "json"] = "logfmt"
 
 
+REPO_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
+"""The model shipped in the source tree; images and installs set `model.dir` explicitly."""
+
+
+class ModelConfig(Strict):
+    """The alert-text model: where its files are and how many threads inference gets."""
+
+    dir: Path = REPO_MODEL_DIR
+    threads: int = Field(1, ge=1, le=16)
+
+
 class StateConfig(Strict):
-    """Where detector state is kept between restarts."""
+    """Where detector state is kept between restarts, and how often it is written."""
 
     path: Path = Path("augur.db")
+    snapshot_interval: Duration = Field(300.0, gt=0)
 
 
 def _detectors(value: Any) -> dict[str, DetectorParams]:
@@ -275,6 +289,9 @@ class QueryConfig(Strict):
     min_relative_deviation: float = Field(0.0, ge=0)
     labels: list[str] | None = None
     max_series: int = Field(1000, ge=1)
+    valid_range: tuple[float, float] | None = None
+    seasonality: str = "none"
+    horizons: list[Duration] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -291,6 +308,32 @@ class QueryConfig(Strict):
                 raise ValueError(f"not a valid label name: {label!r}")
         return value
 
+    @field_validator("seasonality")
+    @classmethod
+    def _seasonality(cls, value: str) -> str:
+        if value not in ("none", "auto"):
+            try:
+                parse_duration(value)
+            except ValueError:
+                raise ValueError(
+                    f"write none, auto or a period such as 1d or 1w, got {value!r}"
+                ) from None
+        return value
+
+    @field_validator("valid_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"write [low, high] with low < high, got {list(value)}")
+        return value
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, value: list[float]) -> list[float]:
+        if any(h <= 0 for h in value):
+            raise ValueError("every horizon must be a positive duration such as 1h")
+        return sorted(set(value))
+
     @model_validator(mode="after")
     def _window(self) -> QueryConfig:
         if self.lookback < 2 * self.step:
@@ -298,7 +341,21 @@ class QueryConfig(Strict):
                 f"lookback ({format_duration(self.lookback)}) must cover at least two steps "
                 f"({format_duration(self.step)})"
             )
+        period = self.season_seconds()
+        if isinstance(period, float) and period < 2 * self.step:
+            raise ValueError(
+                f"seasonality ({self.seasonality}) must span at least two steps "
+                f"({format_duration(self.step)})"
+            )
         return self
+
+    def season_seconds(self) -> float | str | None:
+        """The seasonality as the detectors' wrapper takes it: None, "auto" or a period."""
+        if self.seasonality == "none":
+            return None
+        if self.seasonality == "auto":
+            return "auto"
+        return parse_duration(self.seasonality)
 
 
 DEFAULT_QUERIES: tuple[QueryConfig, ...] = (
@@ -326,6 +383,10 @@ class Config(Strict):
     log: LogConfig = LogConfig()
     state: StateConfig = StateConfig()
     queries: list[QueryConfig] = Field(default_factory=list)
+    alertmanager: AlertmanagerConfig = AlertmanagerConfig()
+    webhook: WebhookConfig = WebhookConfig()
+    enrich: EnrichConfig = EnrichConfig()
+    model: ModelConfig = ModelConfig()
 
     @field_validator("queries")
     @classmethod
@@ -455,9 +516,19 @@ def check_files(config: Config) -> list[str]:
             config.prometheus.basic_auth.password_file if config.prometheus.basic_auth else None
         ),
         "prometheus.tls.ca_file": config.prometheus.tls.ca_file,
+        "webhook.bearer_token_file": config.webhook.bearer_token_file,
     }
     problems = []
     for key, file in files.items():
         if file is not None and not os.access(file, os.R_OK):
             problems.append(f"{key}: cannot read {file}")
+    if config.alertmanager.enabled():
+        manifest = config.model.dir / "manifest.json"
+        if not os.access(manifest, os.R_OK):
+            problems.append(
+                f"model.dir: no readable {manifest}; alert enrichment (alertmanager.urls is "
+                "set) needs the text model: point model.dir at models/onnx"
+            )
+        if not config.enrich.knowledge_dir.is_dir():
+            problems.append(f"enrich.knowledge_dir: {config.enrich.knowledge_dir} is not a folder")
     return problems

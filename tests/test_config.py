@@ -243,3 +243,28 @@ def test_two_credentials_are_refused(tmp_path: Path) -> None:
     text = f"prometheus: {{url: 'http://p', bearer_token_file: '{token}', basic_auth: {{username: u}}}}\n"
     found = problems(write(tmp_path, text))
     assert found == ["prometheus: set either bearer_token_file or basic_auth, not both"]
+
+
+def test_seasonality_range_and_horizons(tmp_path: Path) -> None:
+    cfg = load(
+        write(
+            tmp_path,
+            "prometheus: {url: 'http://p'}\nqueries:\n"
+            "  - {name: a, expr: up, seasonality: 1d, valid_range: [0, 1], horizons: [4h, 1h, 4h]}\n"
+            "  - {name: b, expr: up, seasonality: auto}\n  - {name: c, expr: up}\n",
+        ),
+        environ={},
+    )
+    a, b, c = cfg.queries
+    assert a.season_seconds() == 86400 and a.valid_range == (0, 1) and a.horizons == [3600, 14400]
+    assert b.season_seconds() == "auto" and c.season_seconds() is None
+    found = problems(
+        write(
+            tmp_path,
+            "prometheus: {url: 'http://p'}\nqueries:\n"
+            "  - {name: a, expr: up, seasonality: daily, valid_range: [1, 0], horizons: [0s]}\n",
+        )
+    )
+    assert any(p.startswith("queries[0].seasonality: write none, auto or a period") for p in found)
+    assert any(p.startswith("queries[0].valid_range: write [low, high]") for p in found)
+    assert any(p.startswith("queries[0].horizons: every horizon") for p in found)
