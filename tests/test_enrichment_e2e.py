@@ -1,0 +1,184 @@
+"""augur's own app end to end: real Alertmanager -> webhook -> real model -> Alertmanager -> route.
+
+Unlike tests/test_alert_pipeline.py (which drives the pipeline with a test double), this
+starts the application `augur run` builds, with the shipped text model and runbooks and a
+real Prometheus behind the enrichment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from exporter.app import build_app
+from exporter.config import Config
+from exporter.procs import Process, Sample, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Capture:
+    """A webhook receiver standing in for the team's real one (Slack, PagerDuty…)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.alerts.extend(body["alerts"])
+        self.arrived.set()
+        return web.Response(text="ok")
+
+    async def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], within: float = 30
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for alert in self.alerts:
+                if check(alert):
+                    return alert
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), max(0.05, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+        raise AssertionError(f"no matching alert arrived; got {json.dumps(self.alerts)[:2000]}")
+
+
+def am_config(augur_url: str, capture_url: str) -> dict[str, Any]:
+    fast = {"group_wait": "0s", "group_interval": "100ms", "repeat_interval": "1h"}
+    return {
+        "route": {
+            "receiver": "nobody",
+            "group_by": ["..."],
+            **fast,
+            "routes": [
+                {"receiver": "augur", "matchers": ['augur_enriched!="true"'], "continue": False},
+                {"receiver": "team", "matchers": ['augur_enriched="true"']},
+            ],
+        },
+        "receivers": [
+            {"name": "nobody"},
+            {
+                "name": "augur",
+                "webhook_configs": [{"url": augur_url + "/webhook", "send_resolved": True}],
+            },
+            {"name": "team", "webhook_configs": [{"url": capture_url, "send_resolved": True}]},
+        ],
+    }
+
+
+async def serve_capture(capture: Capture) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/", capture.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+async def stack(
+    prometheus_factory: Callable[..., Process],
+    alertmanager_factory: Callable[..., Process],
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Process, Capture]]:
+    now = time.time()
+    # augur's scores for node-1's disk crossed 1 a few minutes ago: the related series.
+    history = [
+        Sample(
+            "augur_anomaly_score",
+            {
+                "query": "disk_io",
+                "detector": "ensemble",
+                "instance": "node-1:9100",
+                "device": "sda",
+            },
+            now - 600 + 15 * i,
+            0.3 if i < 20 else 3.2,
+        )
+        for i in range(40)
+    ]
+    prom = prometheus_factory(samples=history)
+    capture = Capture()
+    capture_runner, capture_url = await serve_capture(capture)
+    augur_port = free_port()
+    am = alertmanager_factory(am_config(f"http://127.0.0.1:{augur_port}", capture_url))
+    config = Config.model_validate(
+        {
+            "prometheus": {"url": prom.url},
+            "poll": {"interval": "1m"},
+            "web": {"listen_address": f"127.0.0.1:{augur_port}"},
+            "state": {"path": str(tmp_path / "augur.db")},
+            "queries": [{"name": "up", "expr": "up"}],
+            "alertmanager": {"urls": [am.url], "repost_interval": "1m"},
+            "enrich": {"deadline": "2s"},
+        }
+    )
+    runner = web.AppRunner(build_app(config))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", augur_port).start()
+    try:
+        yield am, capture
+    finally:
+        await runner.cleanup()
+        await capture_runner.cleanup()
+
+
+async def post_alert(am: Process, alert: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(am.url + "/api/v2/alerts", json=[alert]) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def test_chinese_alert_arrives_enriched_and_resolves(stack: tuple[Process, Capture]) -> None:
+    am, capture = stack
+    starts = time.time() - 60
+    alert = {
+        "labels": {
+            "alertname": "HostHighCpuLoad",
+            "instance": "node-1:9100",
+            "severity": "warning",
+        },
+        "annotations": {
+            "summary": "服务器 CPU 使用率过高",
+            "description": "node-1 的 CPU 使用率已连续 10 分钟超过 95%",
+        },
+        "startsAt": iso(starts),
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=100+-+avg+by+(instance)+(rate(node_cpu_seconds_total%7Bmode%3D%22idle%22%7D%5B5m%5D))+*+100+%3E+90",
+    }
+    await post_alert(am, alert)
+    enriched = await capture.wait_for(lambda a: a["status"] == "firing")
+    labels, notes = enriched["labels"], enriched["annotations"]
+    assert labels["augur_enriched"] == "true"
+    assert labels["category"] == "cpu"
+    assert labels["alertname"] == "HostHighCpuLoad" and labels["instance"] == "node-1:9100"
+    assert notes["augur_category"] == "cpu" and 0 < float(notes["augur_confidence"]) <= 1
+    entities = json.loads(notes["augur_entities"])
+    assert "node-1:9100" in json.dumps(entities) and "node_cpu_seconds_total" in json.dumps(
+        entities
+    )
+    assert 'device="sda"' in notes["augur_related"] and "3.20" in notes["augur_related"]
+    assert notes["augur_runbook"]
+    assert any("\u4e00" <= c <= "\u9fff" for c in notes["augur_summary"])  # said in Chinese
+    assert notes["summary"] == "服务器 CPU 使用率过高"  # the original annotations stay
+
+    await post_alert(am, {**alert, "endsAt": iso(time.time())})
+    resolved = await capture.wait_for(lambda a: a["status"] == "resolved")
+    assert resolved["labels"]["augur_enriched"] == "true"
+    assert resolved["labels"]["category"] == "cpu"
