@@ -257,7 +257,7 @@ def test_seasonality_range_and_horizons(tmp_path: Path) -> None:
     )
     a, b, c = cfg.queries
     assert a.season_seconds() == 86400 and a.valid_range == (0, 1) and a.horizons == [3600, 14400]
-    assert b.season_seconds() == "auto" and c.season_seconds() is None
+    assert b.season_seconds() == "auto" and c.season_seconds() == "auto"  # the default
     found = problems(
         write(
             tmp_path,

@@ -119,14 +119,14 @@ def test_a_long_excursion_is_one_detection_then_held() -> None:
     values = noise(6)
     values[AT : AT + 100] += 20  # a plateau, back to normal after 100 points
     values[AT + 150] += 40  # a second, larger spike inside the hold
-    score = ensemble().score_all(window(values)).score[0]
+    score = ensemble(hold=86400.0).score_all(window(values)).score[0]
     assert np.flatnonzero(score >= 1).tolist() == [AT]
     assert np.nanmax(score[AT + 1 :]) == pytest.approx(HELD_SCORE)
     unheld = ensemble(hold=0).score_all(window(values)).score[0]
     assert np.count_nonzero(unheld >= 1) > 1
     # After the hold (one day = 288 points here) the next anomaly fires again.
     values[AT + 400] += 40
-    assert ensemble().score_all(window(values)).score[0, AT + 400] >= 1
+    assert ensemble(hold=86400.0).score_all(window(values)).score[0, AT + 400] >= 1
 
 
 # --- calibration and combination --------------------------------------------------------------

@@ -118,7 +118,7 @@ class EnsembleParams(DetectorParams):
     """Points the calibration remembers (an exponential weighting, 1/memory per point)."""
     warmup: int = Field(100, ge=2)
     """Member scores a series needs before the ensemble scores it (NaN until then)."""
-    hold: float = Field(86400.0, ge=0)
+    hold: float = Field(43200.0, ge=0)
     """Seconds after a detection during which the same series' scores stay below 1."""
     bootstrap: int = Field(400, ge=0)
     """Points of a new series' window replayed to start its calibration (0: warm up live)."""

@@ -1,0 +1,419 @@
+"""`augur backtest`: the daemon's detector settings run offline over history, with NAB's score.
+
+CSV folders (NAB's layout) or a Prometheus range are scored causally by every configured
+detector, with the query's seasonality and filters, into one `timestamp,value,anomaly_score,
+expected,lower,upper` CSV per input under `--out`. With anomaly windows it prints NAB's three
+profiles at augur's threshold (score >= 1) and at NAB's optimised one, and per-category counts.
+Exit codes: 0 done, 2 bad usage, configuration or input (with a message), 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import yaml
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from pydantic import ValidationError
+
+from exporter import nab
+from exporter.align import align
+from exporter.config import QueryConfig, parse_duration
+from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
+from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters, build, score_all
+from exporter.detectors.seasonal import wrap
+
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_MAX_POINTS = 10_000
+"""Points per `query_range` request (Prometheus refuses more than 11,000 per series)."""
+
+
+class BacktestError(Exception):
+    """A problem with the command line, the configuration or the input data (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One input series: `name` is its output path relative to `--out` (`cat/file.csv`)."""
+
+    name: str
+    stamps: tuple[str, ...]
+    """Timestamps as written in the output (the input's own text for CSV files)."""
+    times: FloatArray
+    """Unix seconds."""
+    values: FloatArray
+    query: str | None = None
+    """Only this query's detectors score it (series pulled with a query's own expression)."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One detector of one query: what a column of results is called and how it is built."""
+
+    label: str
+    query: QueryConfig
+    detector: str
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `augur backtest` flags."""
+    add = parser.add_argument
+    add("--data", type=Path, help="input: a folder of timestamp,value CSV files (any depth)")
+    add("--nab", type=Path, help="input: NAB's DIR/data, scored with DIR/labels")
+    add("--prometheus", metavar="URL", help="input: history pulled from this Prometheus")
+    add("--query", metavar="PROMQL", help="with --prometheus (default: the config's queries)")
+    add("--start", help="RFC 3339, unix seconds or now-<duration> (default: now-1d)")
+    add("--end", help="as --start (default: now)")
+    add("--step", help="resolution of the pulled history (default: the query's step)")
+    add("--labels", type=Path, help="anomaly windows, NAB's combined_windows.json format")
+    add("--config", type=Path, help="YAML with the daemon's `queries` (default: shipped ones)")
+    add("--out", type=Path, help="write one CSV of scores per input and detector here")
+    add("--jobs", type=int, default=1, help="worker processes (default: 1)")
+    add("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    """Run `augur backtest` with parsed `args`; returns the exit code."""
+    try:
+        return _run(args)
+    except BacktestError as exc:
+        print(f"augur backtest: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a crash in a detector or a worker: report, do not trace
+        print(f"augur backtest: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    sources = [s for s in (args.data, args.nab, args.prometheus) if s is not None]
+    if len(sources) != 1:
+        raise BacktestError("give exactly one of --data DIR, --nab DIR or --prometheus URL")
+    if args.jobs < 1:
+        raise BacktestError("--jobs must be at least 1")
+    queries = load_queries(args.config)
+    labels = args.labels
+    if args.nab is not None:
+        args.data = args.nab / "data"
+        labels = labels or args.nab / "labels" / "combined_windows.json"
+    try:
+        windows = nab.load_windows(labels) if labels else None
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise BacktestError(f"{labels}: cannot read NAB windows from it ({exc})") from None
+    started = time.perf_counter()
+    if args.prometheus:
+        series = fetch_prometheus(
+            args.prometheus, args.query, args.start, args.end, args.step, queries
+        )
+    else:
+        series = read_folder(args.data)
+    setups = [
+        Setup(name if len(queries) == 1 else f"{q.name}.{name}", q, name)
+        for q in queries
+        for name in q.detectors
+    ]
+    results = _score_everything(series, setups, args.out, args.jobs, args.quiet)
+    elapsed = time.perf_counter() - started
+    rows = sum(len(s.values) for s in series)
+    speed = rows * len(setups) / max(elapsed, 1e-9)
+    print(f"backtest: {len(series)} series, {rows:,} rows, {len(setups)} detector(s) in ", end="")
+    print(f"{elapsed:.1f} s ({speed:,.0f} rows/s, {args.jobs} job(s))")
+    if windows is not None:
+        print(nab_report(series, setups, results, windows))
+    return 0
+
+
+def load_queries(path: Path | None) -> list[QueryConfig]:
+    """The `queries` of a config file (the daemon's format), or the shipped default query."""
+    if path is None:
+        return [QueryConfig(name="default", expr="")]
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise BacktestError(f"{path}: cannot read the file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise BacktestError(f"{path}: not valid YAML: {exc}") from None
+    raw = data.get("queries") if isinstance(data, dict) else None
+    if raw is None:
+        return [QueryConfig(name="default", expr="")]
+    if not isinstance(raw, list) or not raw:
+        raise BacktestError(f"{path}: queries must be a non-empty list")
+    queries, problems = [], []
+    for i, item in enumerate(raw):
+        try:
+            item = {"name": f"query{i}", "expr": "", **item} if isinstance(item, dict) else item
+            queries.append(QueryConfig.model_validate(item))
+        except ValidationError as exc:
+            problems += [
+                f"queries[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(
+                    "Value error, ", ""
+                )
+                for e in exc.errors()
+            ]
+    if problems:
+        raise BacktestError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems))
+    return queries
+
+
+def read_folder(root: Path) -> list[Series]:
+    """Every `*.csv` under `root`, named by its path relative to `root`, biggest first."""
+    if not root.is_dir():
+        raise BacktestError(f"{root}: no such directory")
+    files = sorted(root.rglob("*.csv"), key=lambda p: (-p.stat().st_size, str(p)))
+    if not files:
+        raise BacktestError(f"{root}: no .csv files found")
+    return [load_csv(path, path.relative_to(root).as_posix()) for path in files]
+
+
+def load_csv(path: Path, name: str) -> Series:
+    """A `timestamp,value` CSV with a header row; timestamps ISO 8601 or unix seconds."""
+    stamps, times, values = [], [], []
+    with path.open(newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.reader(f), start=1):
+            if line == 1 or not row:
+                continue
+            if len(row) < 2:
+                raise BacktestError(f"{path}:{line}: expected timestamp,value, got {row!r}")
+            stamps.append(row[0])
+            times.append(_seconds(row[0], f"{path}:{line}"))
+            try:
+                values.append(float(row[1]) if row[1].strip() else math.nan)
+            except ValueError:
+                raise BacktestError(f"{path}:{line}: value {row[1]!r} is not a number") from None
+    if not values:
+        raise BacktestError(f"{path}: no data rows")
+    return Series(name, tuple(stamps), np.array(times), np.array(values))
+
+
+def _seconds(text: str, where: str) -> float:
+    """Unix seconds from ISO 8601 (naive means UTC, as in NAB) or a number."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BacktestError(
+            f"{where}: timestamp {text!r} is neither ISO 8601 nor unix seconds"
+        ) from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def score_series(setup: Setup, series: Series) -> Estimate:
+    """`setup`'s detector over the whole series, causally, with the query's filters."""
+    diffs = np.diff(series.times)
+    positive = diffs[diffs > 0]
+    # Irregular files (NAB has 25) are scored row by row; the grid step is the median one.
+    step = float(np.median(positive)) if positive.size else setup.query.step
+    q = setup.query
+    detector = wrap(build(setup.detector, q.detectors[setup.detector]), q.season_seconds(), step)
+    window = Window(series.values[None, :], series.times, [(("series", series.name),)], step)
+    filters = q.model_dump(
+        include={"direction", "min_deviation", "min_relative_deviation", "valid_range"}
+    )
+    return apply_filters(score_all(detector, window), window.values, **filters)
+
+
+def _work(
+    series: Series, setups: Sequence[Setup], out: Path | None
+) -> tuple[str, dict[str, FloatArray], float]:
+    """Score one series with its setups and write its CSVs; returns the scores (for NAB)."""
+    started = time.perf_counter()
+    scores = {}
+    for setup in setups:
+        if series.query is not None and setup.query.name != series.query:
+            continue
+        est = score_series(setup, series)
+        scores[setup.label] = est.score[0]
+        if out is not None:
+            target = out / (setup.label if len(setups) > 1 else "") / series.name
+            write_csv(target, series, est)
+    return series.name, scores, time.perf_counter() - started
+
+
+def write_csv(path: Path, series: Series, est: Estimate) -> None:
+    """`timestamp,value,anomaly_score,expected,lower,upper`; NaN is written as an empty field."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = (series.values, est.score[0], est.expected[0], est.lower[0], est.upper[0])
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["timestamp", "value", "anomaly_score", "expected", "lower", "upper"])
+        for i, stamp in enumerate(series.stamps):
+            writer.writerow([stamp, *(_fmt(c[i]) for c in columns)])
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x)) if math.isfinite(x) else ""
+
+
+def _score_everything(
+    series: list[Series], setups: list[Setup], out: Path | None, jobs: int, quiet: bool
+) -> dict[str, dict[str, FloatArray]]:
+    results: dict[str, dict[str, FloatArray]] = {}
+
+    def done(name: str, scores: dict[str, FloatArray], seconds: float) -> None:
+        results[name] = scores
+        if not quiet and len(series) > 1:
+            print(f"[{len(results)}/{len(series)}] {name} ({seconds:.1f} s)", file=sys.stderr)
+
+    if jobs == 1:
+        for s in series:
+            done(*_work(s, setups, out))
+        return results
+    saved = dict(os.environ)
+    # Spawned workers read these before numpy loads: one BLAS thread each, no oversubscription.
+    os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(_work, s, setups, out) for s in series]):
+                done(*future.result())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return results
+
+
+def nab_report(
+    series: list[Series],
+    setups: list[Setup],
+    results: dict[str, dict[str, FloatArray]],
+    windows: nab.Windows,
+) -> str:
+    """NAB scores of every setup: fixed threshold 1.0 and optimised, per-category counts."""
+    stamps = {s.name: s.times.astype("datetime64[s]") for s in series if s.name in windows}
+    if not stamps:
+        raise BacktestError("no input file has anomaly windows in the labels file")
+    total = sum(len(windows[name]) for name in stamps)
+    head = f"{'':26}" + "".join(f"{p:>20}" for p in nab.PROFILES)
+    lines = [f"NAB score: {len(stamps)} of {len(series)} files labelled, {total} windows", head]
+    counts = []
+    for setup in setups:
+        scores = {
+            n: (t, results[n][setup.label]) for n, t in stamps.items() if setup.label in results[n]
+        }
+        if not scores:
+            continue
+        try:
+            fixed = [nab.score_corpus(scores, windows, p, 1.0) for p in nab.PROFILES.values()]
+            tuned = [nab.optimize_threshold(scores, windows, p) for p in nab.PROFILES.values()]
+        except ValueError as exc:
+            raise BacktestError(f"labels do not fit the data: {exc}") from None
+        lines += [
+            f"{setup.label + ' @ 1.0':26}" + "".join(f"{f.normalized:20.1f}" for f in fixed),
+            f"{setup.label + ' optimised':26}" + "".join(f"{b:20.1f}" for _, b in tuned),
+            f"{'  (its thresholds)':26}" + "".join(f"{t:20.3g}" for t, _ in tuned),
+        ]
+        counts.append(f"{setup.label}, standard profile at 1.0: windows hit / missed, FP rows")
+        for category, t in fixed[0].categories().items():
+            counts.append(f"  {category:28}{t.windows_hit:5} /{t.windows_missed:4}{t.fp_rows:8}")
+    return "\n".join(lines + counts)
+
+
+def fetch_prometheus(
+    url: str,
+    expr: str | None,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    queries: Sequence[QueryConfig],
+) -> list[Series]:
+    """Pull `expr` (or each query's own expression) over [start, end] at `step`."""
+    now = time.time()
+    t_end = _when(end, now, "--end") if end else now
+    t_start = _when(start, now, "--start") if start else t_end - 86400.0
+    if t_start >= t_end:
+        raise BacktestError("--start must be before --end")
+    client = PrometheusConnect(url=url.rstrip("/"), timeout=60)
+    wanted = (
+        [(None, expr, queries[0].step)] if expr else [(q.name, q.expr, q.step) for q in queries]
+    )
+    out: list[Series] = []
+    for query, promql, default_step in wanted:
+        if not promql:
+            raise BacktestError(f"query {query!r} has no expression: give --query PROMQL")
+        seconds = _duration(step, "--step") if step else default_step
+        window = _fetch(client, url, promql, math.floor(t_start), math.floor(t_end), seconds)
+        stamps = tuple(
+            datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+            for t in window.timestamps
+        )
+        for key, row in zip(window.keys, window.values, strict=True):
+            name = ",".join(f"{k}={v}" for k, v in key).replace("/", "_") or "series"
+            folder = f"{query}/" if query else ""
+            out.append(Series(f"{folder}{name}.csv", stamps, window.timestamps, row, query))
+    if not out:
+        raise BacktestError("the query returned no series in that range")
+    return out
+
+
+def _fetch(
+    client: PrometheusConnect, url: str, promql: str, start: int, end: int, step: float
+) -> Window:
+    """One range query, split into requests of at most _MAX_POINTS steps, aligned."""
+    merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    lo = start
+    while lo <= end:
+        hi = min(end, int(lo + step * (_MAX_POINTS - 1)))
+        try:
+            part = client.custom_query_range(
+                promql,
+                datetime.fromtimestamp(lo, tz=UTC),
+                datetime.fromtimestamp(hi, tz=UTC),
+                f"{step:g}s",
+            )
+        except PrometheusApiClientException as exc:
+            if "400" in str(exc) or "422" in str(exc):
+                raise BacktestError(f"Prometheus refused the query {promql!r}: {exc}") from None
+            raise RuntimeError(f"query to {url} failed: {exc}") from None
+        except requests.RequestException as exc:
+            raise RuntimeError(f"cannot reach Prometheus at {url}: {exc}") from None
+        for item in part:
+            key = tuple(sorted(item["metric"].items()))
+            entry = merged.setdefault(key, {"metric": item["metric"], "values": []})
+            entry["values"] += item["values"]
+        # Prometheus evaluates at lo + k*step, so the next request starts one step later.
+        lo = int(lo + step * (math.floor((hi - lo) / step) + 1))
+    return align(list(merged.values()), float(start), float(end), step)
+
+
+def _when(text: str, now: float, flag: str) -> float:
+    """`now`, `now-<duration>`, unix seconds or RFC 3339."""
+    text = text.strip()
+    if text.startswith("now-"):
+        return now - _duration(text[4:], flag)
+    return now if text == "now" else _seconds(text, flag)
+
+
+def _duration(text: str, flag: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise BacktestError(f"{flag}: {exc}") from None
+    if seconds <= 0:
+        raise BacktestError(f"{flag}: must be positive, got {text!r}")
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m exporter.backtest ...`, until `augur backtest` is wired in the CLI."""
+    parser = argparse.ArgumentParser(prog="augur backtest", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_backtest(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
