@@ -231,7 +231,8 @@ def test_documented_example_is_valid_and_matches_the_readme() -> None:
     root = Path(__file__).resolve().parents[1]
     example = root / "docs" / "augur.yaml"
     cfg = load(example, environ={})
-    assert [q.name for q in cfg.queries] == ["api_latency"]
+    assert [q.name for q in cfg.queries] == ["api_latency", "disk_used"]
+    assert cfg.alertmanager.enabled()
     readme = (root / "README.md").read_text(encoding="utf-8")
     body = example.read_text(encoding="utf-8").split("\n", 2)[2]  # after the two comment lines
     assert f"```yaml\n{body}```" in readme

@@ -36,13 +36,6 @@ EXTERNAL_PATCHES = {SIDECAR / "prometheus-patch.yaml"}
 # Metrics that later issues add. Until the README's table lists one, only a collapsed row of
 # the dashboard may show it; once it is listed, remove it from here.
 PLANNED = {
-    "augur_forecast_value",
-    "augur_alerts_received_total",
-    "augur_alerts_enriched_total",
-    "augur_alerts_posted_total",
-    "augur_alert_post_failures_total",
-    "augur_outbox_pending",
-    "augur_model_info",
     "augur_model_inference_seconds",
 }
 
