@@ -322,26 +322,27 @@ def test_rules_fire_when_they_should(tmp_path: Path) -> None:
         {
             "interval": "1m",
             "input_series": [
-                {"series": score.format("zscore", "checkout"), "values": "0.2 0.3 1.5x8"},
-                {"series": score.format("ewma", "checkout"), "values": "0.2 0.3 1.2x8"},
-                # One detector disagrees: no alert for search.
-                {"series": score.format("zscore", "search"), "values": "0.2 0.3 2x8"},
-                {"series": score.format("ewma", "search"), "values": "0.2x10"},
+                # One detection at 2m, then held below 1 (the ensemble's hold).
+                {"series": score.format("ensemble", "checkout"), "values": "0.2 0.3 1.5 0.99x25"},
+                # Never at 1: no alert for search.
+                {"series": score.format("ensemble", "search"), "values": "0.2 0.3 0.9x25"},
             ],
             "alert_rule_test": [
-                {"eval_time": "4m", "alertname": "AnomalousSeries", "exp_alerts": []},
+                {"eval_time": "1m", "alertname": "AnomalousSeries", "exp_alerts": []},
                 {
-                    "eval_time": "6m",
+                    "eval_time": "10m",
                     "alertname": "AnomalousSeries",
                     "exp_alerts": [
                         {
                             "exp_labels": {**checkout, "severity": "warning"},
                             "exp_annotations": rendered_annotations(
-                                "AnomalousSeries", checkout, "1.2"
+                                "AnomalousSeries", checkout, "1.5"
                             ),
                         }
                     ],
                 },
+                # 15 minutes after the detection the alert resolves.
+                {"eval_time": "18m", "alertname": "AnomalousSeries", "exp_alerts": []},
             ],
         },
         {
