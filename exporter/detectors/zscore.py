@@ -181,10 +181,13 @@ class ZScoreDetector:
     ) -> FloatArray:
         """The median of the last `k` points where it left the band around `center`, else NaN."""
         rows, cols = center.shape
-        padded = np.concatenate([np.full((rows, k), np.nan), y], axis=1)
+        lo = first - k
+        part = y[:, max(lo, 0) : first + cols - 1]
+        if lo < 0:
+            part = np.concatenate([np.full((rows, -lo), np.nan), part], axis=1)
         # recent[i, c] holds the k points before column first + c; NaN sorts last, so the
         # median of the finite ones is read by their count.
-        recent = np.sort(sliding_window_view(padded, k, axis=1)[:, first : first + cols], axis=2)
+        recent = np.sort(sliding_window_view(part, k, axis=1), axis=2)
         count = np.count_nonzero(np.isfinite(recent), axis=2)
         median = _sorted_median(recent, count)
         with np.errstate(invalid="ignore"):
