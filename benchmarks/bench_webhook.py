@@ -1,13 +1,20 @@
-"""Webhook to outbox: latency per group and sustained alerts/s, with the sender running.
+"""Webhook to outbox: latency per group, sustained alerts/s, and how fast enrichment drains.
 
-augur's alert loop (webhook receiver, SQLite outbox with synchronous=FULL, sender) serves on a
-loopback port and drains into a real Alertmanager; a separate load process posts webhook
-notifications of new alerts (1 to 10 per group) on a fixed schedule, 50 groups/s by default,
-so a slow answer cannot slow the offered load down. Then a closed-loop phase (8 requests in
-flight) finds the ceiling. The enricher is a test double doing a fixed small amount of CPU
-work per alert (about what tokenising an alert's text costs); the real model is not in it.
+augur's alert loop as app.py wires it (webhook receiver, SQLite outbox with synchronous=FULL,
+enrichment worker, sender) serves on a loopback port and drains into a real Alertmanager; a
+separate load process posts webhook notifications of new alerts (1 to 10 per group) on a
+fixed schedule, 50 groups/s by default, so a slow answer cannot slow the offered load down.
+The webhook answers once the group is on disk; the worker enriches behind it, so after the
+load the benchmark waits for the enrichment backlog to drain and reports its rate.
+
+By default the enricher is a test double doing a fixed small amount of CPU work per alert,
+and a closed-loop phase (8 requests in flight) follows to find the webhook's ceiling. With
+`--real-model` it is the real AlertEnricher: the shipped ONNX model (models/onnx), the
+shipped runbooks and a real Prometheus holding augur scores for the alerts' hosts; every
+alert's text is new, so the model's cache never answers.
 
     .venv/bin/python benchmarks/bench_webhook.py [--rate 50] [--seconds 20] [--min-alerts 1]
+    .venv/bin/python benchmarks/bench_webhook.py --real-model [--seconds 10]
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +42,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
+from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.models import (
     AlertmanagerConfig,
+    Enricher,
     Enrichment,
     WebhookAlert,
     WebhookConfig,
@@ -42,7 +53,15 @@ from exporter.alerts.models import (
 )
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
-from exporter.procs import free_port, start_alertmanager
+from exporter.alerts.worker import BATCH as worker_batch
+from exporter.alerts.worker import EnrichmentWorker
+from exporter.config import REPO_MODEL_DIR, PrometheusConfig
+from exporter.procs import Sample, free_port, start_alertmanager, start_prometheus
+from exporter.prometheus import PrometheusClient, make_session
+from exporter.text.encoder import TextModel
+
+HOSTS = 10
+DRAIN_TIMEOUT_SECONDS = 600.0
 
 WORK_BYTES = 64 * 1024
 """sha256 over this many bytes per alert: ~0.07 ms of CPU here, the enricher double's work."""
@@ -73,7 +92,12 @@ def group(seq: int, size: int) -> dict[str, Any]:
         {
             "status": "firing",
             "labels": {"alertname": f"Bench{seq}", "instance": f"host-{i}:9100", "job": "node"},
-            "annotations": {"summary": f"disk on host-{i} is filling up", "description": "x" * 200},
+            "annotations": {
+                "summary": f"disk on host-{i} is filling up",
+                "description": f"/var/lib/postgresql on host-{i}:9100 is at {90 + i % 10}% and "
+                f"will be full in about {seq % 7 + 1} hours; node_filesystem_avail_bytes falls "
+                "steadily while writes to the database grow.",
+            },
             "startsAt": now,
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=node_filesystem_avail_bytes",
@@ -144,64 +168,177 @@ async def run_phase(url: str, args: argparse.Namespace, closed: int) -> dict[str
     return data
 
 
+def scores_history(now: float) -> list[Sample]:
+    """augur's anomaly scores for the benchmark's hosts: what the enricher's look-ups find."""
+    return [
+        Sample(
+            "augur_anomaly_score",
+            {"query": "disk_io", "detector": "ensemble", "instance": f"host-{h}:9100"},
+            now - 1200 + 15 * i,
+            0.3 if i < 60 else 3.0 + h / 10,
+        )
+        for h in range(HOSTS)
+        for i in range(80)
+    ]
+
+
+@asynccontextmanager
+async def real_enricher(tmp: Path) -> AsyncIterator[Enricher]:
+    """The AlertEnricher as app.py builds it, on the shipped model and a real Prometheus."""
+    prom = start_prometheus(tmp / "prom", samples=scores_history(time.time()))
+    executor = ThreadPoolExecutor(2, thread_name_prefix="augur-cpu")
+    try:
+        model = TextModel(REPO_MODEL_DIR)
+        cfg = PrometheusConfig(url=prom.url, retries=1)
+        async with make_session(cfg) as session:
+            enricher = AlertEnricher(
+                model, PrometheusClient.from_config(cfg, session), executor=executor
+            )
+            problems = await enricher.start()
+            if problems:
+                print(f"runbook problems: {problems}")
+            try:
+                yield enricher
+            finally:
+                await enricher.close()
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        prom.stop()
+
+
+async def drain(outbox: Outbox, metrics: AlertMetrics) -> tuple[int, float]:
+    """Wait until nothing awaits enrichment; (alerts enriched meanwhile, seconds)."""
+    before = metrics.enriched._value.get()
+    started = time.perf_counter()
+    deadline = started + DRAIN_TIMEOUT_SECONDS
+    while time.perf_counter() < deadline:
+        if not await outbox.awaiting_count():
+            break
+        await asyncio.sleep(0.1)
+    return int(metrics.enriched._value.get() - before), time.perf_counter() - started
+
+
+def histogram_sum_count(histogram: Any) -> tuple[float, float]:
+    """(sum, count) of an unlabelled prometheus_client Histogram."""
+    values = {s.name: s.value for m in histogram.collect() for s in m.samples}
+    return values[histogram._name + "_sum"], values[histogram._name + "_count"]
+
+
 async def bench(args: argparse.Namespace, tmp: Path) -> None:
     am = start_alertmanager(
         tmp / "am", {"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}
     )
     try:
-        registry = CollectorRegistry()
-        metrics = AlertMetrics(registry)
-        config = AlertmanagerConfig(urls=[am.url])
-        outbox = await Outbox.open(tmp / "outbox.db", config.urls, time.time())
-        sender = AlertmanagerSender(config, outbox, metrics)
-        receiver = WebhookReceiver(
-            WebhookConfig(), outbox, FixedWorkEnricherDouble(), metrics, on_accepted=sender.wake
-        )
-        server_times: list[float] = []
-
-        async def timed(request: web.Request) -> web.StreamResponse:
-            t0 = time.perf_counter()
-            resp = await receiver.handle(request)
-            server_times.append(time.perf_counter() - t0)
-            return resp
-
-        app = web.Application()
-        app.router.add_post("/webhook", timed)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await sender.start()
-        url = f"http://127.0.0.1:{port}/webhook"
-        try:
-            for label, closed in (("open loop", 0), ("closed loop, 8 in flight", 8)):
-                server_times.clear()
-                posted_before = metrics.posted.labels(am.url)._value.get()
-                data = await run_phase(url, args, closed)
-                results = data["results"]
-                client = [r[0] for r in results]
-                alerts = sum(r[1] for r in results)
-                bad = sum(1 for r in results if r[2] != 200)
-                posted = metrics.posted.labels(am.url)._value.get() - posted_before
-                offered = f"{args.rate:g} groups/s offered" if not closed else "as fast as served"
-                print(f"\n{label} ({offered}, {data['elapsed']:.1f} s):")
-                print(f"  groups {len(results)}, alerts {alerts}, non-200 answers {bad}")
-                print(
-                    f"  sustained: {len(results) / data['elapsed']:.1f} groups/s, "
-                    f"{alerts / data['elapsed']:.0f} alerts/s; posted to Alertmanager: {posted:.0f}"
-                )
-                for name, values in (("server", server_times), ("client", client)):
-                    ms = [v * 1000 for v in values]
-                    print(
-                        f"  {name} latency ms: p50 {pct(ms, 50):.1f}  p99 {pct(ms, 99):.1f}  "
-                        f"max {max(ms):.1f}"
-                    )
-        finally:
-            await sender.stop()
-            await runner.cleanup()
-            await outbox.close()
+        if args.real_model:
+            async with real_enricher(tmp) as enricher:
+                await serve_and_measure(args, tmp, am.url, enricher)
+        else:
+            await serve_and_measure(args, tmp, am.url, FixedWorkEnricherDouble())
     finally:
         am.stop()
+
+
+async def serve_and_measure(
+    args: argparse.Namespace, tmp: Path, am_url: str, enricher: Enricher
+) -> None:
+    registry = CollectorRegistry()
+    metrics = AlertMetrics(registry)
+    config = AlertmanagerConfig(urls=[am_url])
+    webhook = WebhookConfig()
+    outbox = await Outbox.open(tmp / "outbox.db", config.urls, time.time())
+    sender = AlertmanagerSender(config, outbox, metrics)
+    worker = EnrichmentWorker(
+        outbox,
+        enricher,
+        metrics,
+        timeout=webhook.enrich_timeout,
+        on_enriched=sender.wake,
+        batch=args.batch,
+    )
+    receiver = WebhookReceiver(
+        webhook, outbox, metrics, on_accepted=worker.wake, on_changed=sender.wake
+    )
+    server_times: list[float] = []
+
+    async def timed(request: web.Request) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        resp = await receiver.handle(request)
+        server_times.append(time.perf_counter() - t0)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/webhook", timed)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await sender.start()
+    worker.start()
+    url = f"http://127.0.0.1:{port}/webhook"
+    phases = [("open loop", 0)] if args.real_model else [("open loop", 0), ("closed loop", 8)]
+    mode = (
+        "real AlertEnricher (shipped model, real Prometheus)"
+        if args.real_model
+        else ("enricher double (fixed CPU work per alert)")
+    )
+    print(f"enricher: {mode}")
+    try:
+        for label, closed in phases:
+            server_times.clear()
+            posted_before = metrics.posted.labels(am_url)._value.get()
+            enriched_before = metrics.enriched._value.get()
+            batch_before = histogram_sum_count(metrics.enrich_duration)
+            data = await run_phase(url, args, closed)
+            results = data["results"]
+            client = [r[0] for r in results]
+            alerts = sum(r[1] for r in results)
+            bad = sum(1 for r in results if r[2] != 200)
+            during = metrics.enriched._value.get() - enriched_before
+            backlog = await outbox.awaiting_count()
+            drained, drain_seconds = await drain(outbox, metrics)
+            total_enriched = metrics.enriched._value.get() - enriched_before
+            total_seconds = data["elapsed"] + drain_seconds
+            batch_after = histogram_sum_count(metrics.enrich_duration)
+            batches = batch_after[1] - batch_before[1]
+            batch_ms = 1000 * (batch_after[0] - batch_before[0]) / max(batches, 1)
+            await asyncio.sleep(1.0)  # the sender posts the last enriched alerts
+            posted = metrics.posted.labels(am_url)._value.get() - posted_before
+            offered = (
+                f"{args.rate:g} groups/s offered"
+                if not closed
+                else (f"{closed} in flight, as fast as served")
+            )
+            print(f"\n{label} ({offered}, {data['elapsed']:.1f} s):")
+            print(f"  groups {len(results)}, alerts {alerts}, non-200 answers {bad}")
+            print(
+                f"  webhook sustained: {len(results) / data['elapsed']:.1f} groups/s, "
+                f"{alerts / data['elapsed']:.0f} alerts/s"
+            )
+            for name, values in (("server", server_times), ("client", client)):
+                ms = [v * 1000 for v in values]
+                print(
+                    f"  webhook-to-outbox {name} latency ms: p50 {pct(ms, 50):.1f}  "
+                    f"p99 {pct(ms, 99):.1f}  max {max(ms):.1f}"
+                )
+            print(
+                f"  enriched during the load: {during:.0f} ({during / data['elapsed']:.0f} "
+                f"alerts/s); backlog at its end: {backlog}"
+            )
+            print(
+                f"  backlog drained: {drained} alerts in {drain_seconds:.1f} s "
+                f"({drained / max(drain_seconds, 1e-9):.0f} alerts/s); overall "
+                f"{total_enriched / total_seconds:.0f} alerts/s enriched"
+            )
+            print(
+                f"  enricher: {batches:.0f} batches of up to {args.batch}, {batch_ms:.0f} ms each "
+                f"on average, {metrics.enrich_failures._value.get():.0f} alerts sent on with a "
+                f"minimal enrichment; posted to Alertmanager: {posted:.0f} (re-posts included)"
+            )
+    finally:
+        await worker.stop()
+        await sender.stop()
+        await runner.cleanup()
+        await outbox.close()
 
 
 def main() -> None:
@@ -210,6 +347,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--min-alerts", type=int, default=1, help="fewest alerts per group")
     parser.add_argument("--max-alerts", type=int, default=10, help="most alerts per group")
+    parser.add_argument(
+        "--real-model",
+        action="store_true",
+        help="enrich with the real AlertEnricher (shipped model, real Prometheus)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=worker_batch, help="alerts per enricher call (worker)"
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--closed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

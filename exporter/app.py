@@ -27,6 +27,7 @@ from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver, disabled
+from exporter.alerts.worker import EnrichmentWorker
 from exporter.config import Config, ConfigError, format_duration
 from exporter.detectors import arima
 from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
@@ -149,18 +150,33 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     for problem in await enricher.start():
         log.warning("runbook_problem", extra={"problem": problem})
     sender = AlertmanagerSender(config.alertmanager, outbox, app[ALERT_METRICS])
+    worker = EnrichmentWorker(
+        outbox,
+        enricher,
+        app[ALERT_METRICS],
+        timeout=config.webhook.enrich_timeout,
+        on_enriched=sender.wake,
+    )
     try:
         receiver = WebhookReceiver(
-            config.webhook, outbox, enricher, app[ALERT_METRICS], on_accepted=sender.wake
+            config.webhook,
+            outbox,
+            app[ALERT_METRICS],
+            on_accepted=worker.wake,
+            on_changed=sender.wake,
         )
     except ConfigError as exc:
         await outbox.close()
         raise StartupError(str(exc)) from None
     app[OUTBOX], app[SENDER], app[RECEIVER] = outbox, sender, receiver
     await sender.start()
+    # Alerts accepted but not enriched before a crash or stop are picked up here first.
+    worker.start()
     log.info("alert_enrichment", extra={"alertmanagers": ", ".join(config.alertmanager.urls)})
     yield
-    # In-flight webhook requests finished before cleanup began; what is accepted is on disk.
+    # In-flight webhook requests finished before cleanup began; what is accepted is on disk,
+    # enriched or not: the next start finishes the rest.
+    await worker.stop()
     await sender.stop()
     await enricher.close()
     await outbox.close()

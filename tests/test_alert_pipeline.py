@@ -3,11 +3,12 @@
 An alert posted to a real Alertmanager is routed to augur's webhook (a real aiohttp server
 running the receiver, outbox and sender), enriched by a test double, posted back, and must
 arrive at a capture receiver through a route matching `augur_enriched="true"`. Also:
-Alertmanager down and back, augur SIGKILLed after answering 200 (a subprocess running this
-file as a script), two replicas, refused alerts, the resolve timeout, and the routing docs.
+Alertmanager down and back, augur SIGKILLed after answering 200 and before enriching (a
+subprocess running this file as a script), two replicas, refused alerts, the resolve timeout,
+and the routing docs.
 
 Run as a script, this file serves augur's alert loop:
-`python tests/test_alert_pipeline.py --port P --outbox F --alertmanager URL [--no-sender]`.
+`python tests/test_alert_pipeline.py --port P --outbox F --alertmanager URL [--accept-only]`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from exporter.alerts.models import (
 )
 from exporter.alerts.outbox import Outbox, Record
 from exporter.alerts.webhook import WebhookReceiver
+from exporter.alerts.worker import EnrichmentWorker
 from exporter.procs import Process, find_binary, free_port
 
 pytestmark = pytest.mark.integration
@@ -82,11 +84,12 @@ class KindEnricherDouble:
 
 @dataclass
 class Augur:
-    """augur's alert loop as app.py runs it: webhook, outbox and sender on a real server."""
+    """augur's alert loop as app.py runs it: webhook, outbox, worker, sender on a real server."""
 
     url: str
     outbox: Outbox
     sender: AlertmanagerSender | None
+    worker: EnrichmentWorker | None
     metrics: AlertMetrics
     registry: CollectorRegistry
     runner: web.AppRunner
@@ -116,12 +119,16 @@ class Augur:
         )
         outbox = await Outbox.open(outbox_path, config.urls, time.time())
         snd = AlertmanagerSender(config, outbox, metrics, housekeeping_interval=0.1)
+        webhook = WebhookConfig(bearer_token_file=token_file)
+        worker = EnrichmentWorker(
+            outbox, enricher, metrics, timeout=webhook.enrich_timeout, on_enriched=snd.wake
+        )
         receiver = WebhookReceiver(
-            WebhookConfig(bearer_token_file=token_file),
+            webhook,
             outbox,
-            enricher,
             metrics,
-            on_accepted=snd.wake if sender else None,
+            on_accepted=worker.wake if sender else None,
+            on_changed=snd.wake if sender else None,
         )
         app = web.Application()
         app.router.add_post("/webhook", receiver.handle)
@@ -130,11 +137,20 @@ class Augur:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         if sender:
             await snd.start()
+            worker.start()
         return cls(
-            f"http://127.0.0.1:{port}", outbox, snd if sender else None, metrics, registry, runner
+            f"http://127.0.0.1:{port}",
+            outbox,
+            snd if sender else None,
+            worker if sender else None,
+            metrics,
+            registry,
+            runner,
         )
 
     async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
         if self.sender is not None:
             await self.sender.stop()
         await self.runner.cleanup()
@@ -399,7 +415,7 @@ async def _webhook_notifications(
     )
 
 
-async def test_augur_sigkilled_after_answering_200_delivers_after_restart(
+async def test_augur_sigkilled_after_answering_200_delivers_enriched_after_restart(
     alertmanager_factory: Callable[..., Process],
     capture: Capture,
     session: aiohttp.ClientSession,
@@ -414,8 +430,8 @@ async def test_augur_sigkilled_after_answering_200_delivers_after_restart(
         args = _serve_args(port, outbox, am, *extra)
         return await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log)
 
-    # First life: the webhook only, so that nothing can be delivered before the kill.
-    proc = await spawn("--no-sender")
+    # First life: the webhook only, so that nothing is enriched or delivered before the kill.
+    proc = await spawn("--accept-only")
     try:
         await eventually(lambda: _listening(port))
         await post_alerts(session, am, source("Crash", time.time(), kind="memory"))
@@ -424,7 +440,14 @@ async def test_augur_sigkilled_after_answering_200_delivers_after_restart(
         proc.kill()  # ... and augur dies at once by SIGKILL, without any shutdown.
         assert await proc.wait() == -signal.SIGKILL
         assert capture.notifications == []
-        # Second life on the same outbox file, sender on: the accepted alert is delivered.
+        box = await Outbox.open(outbox, [am.url], time.time())
+        try:
+            (row,) = await box.rows()
+            assert (row["enriched"], row["state"]) == (0, "firing")  # accepted, raw
+        finally:
+            await box.close()
+        # Second life on the same outbox file, worker and sender on: the accepted alert is
+        # enriched and delivered.
         proc = await spawn()
         await eventually(lambda: capture.alerts("firing", "Crash"))
         await asyncio.sleep(1.5)
@@ -439,7 +462,20 @@ async def test_augur_sigkilled_after_answering_200_delivers_after_restart(
 
 
 async def _sent_ok(session: aiohttp.ClientSession, am: Process) -> bool:
-    return await _webhook_notifications(session, am) == (1.0, 0.0)
+    # notifications_total counts a notification when it starts; the latency histogram only
+    # once the webhook answered 2xx, which is the moment this test must kill augur after.
+    async with session.get(am.url + "/metrics") as resp:
+        text = await resp.text()
+    answered = re.search(
+        r'^alertmanager_notification_latency_seconds_count{integration="webhook"} (\S+)$',
+        text,
+        re.M,
+    )
+    return (
+        answered is not None
+        and float(answered.group(1)) == 1.0
+        and await _webhook_notifications(session, am) == (1.0, 0.0)
+    )
 
 
 async def _listening(port: int) -> bool:
@@ -681,7 +717,11 @@ def test_docs_augur_settings_and_rules_are_valid(tmp_path: Path) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     augur = await Augur.start(
-        args.port, Path(args.outbox), args.alertmanager, KindEnricherDouble(), sender=args.sender
+        args.port,
+        Path(args.outbox),
+        args.alertmanager,
+        KindEnricherDouble(),
+        sender=not args.accept_only,
     )
     try:
         await asyncio.Event().wait()
@@ -694,5 +734,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--outbox", required=True)
     parser.add_argument("--alertmanager", action="append", default=[])
-    parser.add_argument("--no-sender", dest="sender", action="store_false")
+    parser.add_argument("--accept-only", action="store_true", help="no worker, no sender")
     asyncio.run(_serve(parser.parse_args()))

@@ -188,3 +188,72 @@ async def test_closed_outbox_refuses_work(tmp_path: Path) -> None:
     await box.close()
     with pytest.raises(RuntimeError):
         await box.accept([record()], T0)
+
+
+def raw(name: str = "Disk", status: Literal["firing", "resolved"] = "firing") -> Record:
+    """A record as the webhook writes it: the source's labels and the source alert as JSON."""
+    return Record(
+        fingerprint=f"fp-{name}",
+        starts_at=STARTS,
+        status=status,
+        ends_at=T0 + 3 if status == "resolved" else None,
+        labels={"alertname": name},
+        annotations={"summary": "disk full"},
+        enrichment={},
+        generator_url="",
+        source='{"alertname": "' + name + '"}',
+    )
+
+
+async def test_accepted_raw_alert_is_sendable_only_once_enriched(outbox: Outbox) -> None:
+    assert (await outbox.accept([raw("Old"), raw("New")], T0)).inserted == 2
+    assert await outbox.due(A, T0 + 100, 10) == []
+    assert await outbox.next_due(A) is None
+    assert await outbox.awaiting_count() == 2
+    assert await outbox.pending() == 4  # not delivered: counted as pending all along
+    old, new = await outbox.awaiting(10)  # in the order accepted
+    assert (old.labels, old.source) == ({"alertname": "Old"}, '{"alertname": "Old"}')
+    labels = {"alertname": "Old", "augur_enriched": "true", "category": "disk"}
+    stored = await outbox.store_enrichment([(old.alert_id, labels, {"augur_category": "disk"})], T0)
+    assert stored == 1
+    # Storing it again (a worker that raced a restart) changes nothing.
+    assert await outbox.store_enrichment([(old.alert_id, {"x": "y"}, {})], T0 + 1) == 0
+    assert [a.alert_id for a in await outbox.awaiting(10)] == [new.alert_id]
+    (entry,) = await outbox.due(A, T0, 10)
+    assert entry.labels == labels
+    assert entry.annotations == {"summary": "disk full", "augur_category": "disk"}
+    assert await outbox.next_due(A) == T0
+
+
+async def test_resolution_while_awaiting_enrichment_is_posted_after_it(outbox: Outbox) -> None:
+    await outbox.accept([raw()], T0)
+    assert (await outbox.accept([raw(status="resolved")], T0 + 4)).changed == 1
+    assert await outbox.due(A, T0 + 4, 10) == []
+    # Not purged while waiting, however old: its resolution has not reached anyone yet.
+    assert await outbox.purge(T0 + 10_000, retention=0) == 0
+    (waiting,) = await outbox.awaiting(10)
+    await outbox.store_enrichment([(waiting.alert_id, {"alertname": "Disk"}, {})], T0 + 5)
+    (entry,) = await outbox.due(A, T0 + 5, 10)
+    assert (entry.state, entry.ends_at) == ("resolved", T0 + 3)
+
+
+async def test_an_older_outbox_is_migrated_and_its_rows_stay_sendable(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as db:  # the schema before enrichment moved behind the webhook
+        db.executescript(
+            "CREATE TABLE outbox_alerts (id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, "
+            "starts_at TEXT NOT NULL, state TEXT NOT NULL, version INTEGER NOT NULL, "
+            "ends_at REAL, labels TEXT NOT NULL, annotations TEXT NOT NULL, "
+            "enrichment TEXT NOT NULL, generator_url TEXT NOT NULL, last_seen REAL NOT NULL, "
+            "changed_at REAL NOT NULL, UNIQUE (fingerprint, starts_at));"
+            "INSERT INTO outbox_alerts VALUES (1, 'fp', '2023-11-14T22:13:20.000000Z', "
+            "'firing', 1, NULL, '{\"alertname\":\"Old\"}', '{}', '{}', '', 0, 0);"
+        )
+    db.close()
+    box = await Outbox.open(path, [A], T0)
+    try:
+        assert await box.awaiting_count() == 0
+        (entry,) = await box.due(A, T0, 10)
+        assert entry.labels == {"alertname": "Old"}
+    finally:
+        await box.close()

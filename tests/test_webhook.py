@@ -1,4 +1,8 @@
-"""POST /webhook on a real aiohttp server with a real outbox: answers, validation, idempotency."""
+"""POST /webhook on a real aiohttp server with a real outbox and the enrichment worker.
+
+Answers, validation, idempotency, and the order of events: the webhook answers 200 once the
+group is on disk, before enrichment; the worker enriches afterwards, also after a crash.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,12 @@ from exporter.alerts.models import (
     Enrichment,
     WebhookAlert,
     WebhookConfig,
+    WebhookPayload,
     fingerprint,
 )
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver, read_token
+from exporter.alerts.worker import EnrichmentWorker
 from exporter.config import ConfigError
 
 Client = TestClient[web.Request, web.Application]
@@ -36,9 +42,14 @@ class LabelEnricherDouble:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.calls: list[list[str]] = []
+        self.gate = asyncio.Event()  # cleared by a test to hold enrichment back
+        self.gate.set()
+        self.started = asyncio.Event()
 
     async def enrich(self, alerts: Sequence[WebhookAlert]) -> list[Enrichment]:
         self.calls.append([a.labels["alertname"] for a in alerts])
+        self.started.set()
+        await self.gate.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
         return [
@@ -103,23 +114,38 @@ async def make_client(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]], tmp_path: Path
 ) -> Any:
     boxes: list[Outbox] = []
+    workers: list[EnrichmentWorker] = []
 
     async def make(enricher: Any = None, **settings: Any) -> tuple[Client, Outbox, WebhookReceiver]:
+        """Webhook, outbox and a running worker wired as app.py wires them (no sender)."""
         box = await Outbox.open(tmp_path / f"outbox-{len(boxes)}.db", [REPLICA], 0.0)
         boxes.append(box)
-        receiver = WebhookReceiver(
-            WebhookConfig(**settings),
-            box,
-            enricher or LabelEnricherDouble(),
-            AlertMetrics(CollectorRegistry()),
+        config = WebhookConfig(**settings)
+        metrics = AlertMetrics(CollectorRegistry())
+        worker = EnrichmentWorker(
+            box, enricher or LabelEnricherDouble(), metrics, timeout=config.enrich_timeout
         )
+        workers.append(worker)
+        receiver = WebhookReceiver(config, box, metrics, on_accepted=worker.wake)
         app = web.Application()
         app.router.add_post("/webhook", receiver.handle)
+        worker.start()
         return await aiohttp_client(app), box, receiver
 
     yield make
+    for worker in workers:
+        await worker.stop()
     for box in boxes:
         await box.close()
+
+
+async def enriched(box: Outbox, within: float = 5.0) -> list[dict[str, Any]]:
+    """The outbox's rows once nothing awaits enrichment any more."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await box.awaiting_count():
+        assert asyncio.get_running_loop().time() < deadline, "enrichment did not finish"
+        await asyncio.sleep(0.01)
+    return await box.rows()
 
 
 async def post(client: Client, body: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
@@ -133,7 +159,7 @@ async def test_accepts_a_group_and_stores_enriched_alerts(make_client: MakeClien
     status, body = await post(client, payload(alert("DiskFull", kind="disk"), alert("CPU")))
     assert status == 200, body
     assert body["inserted"] == 2
-    rows = {json.loads(r["labels"])["alertname"]: r for r in await box.rows()}
+    rows = {json.loads(r["labels"])["alertname"]: r for r in await enriched(box)}
     disk = rows["DiskFull"]
     assert json.loads(disk["labels"]) == {
         "alertname": "DiskFull",
@@ -147,8 +173,11 @@ async def test_accepts_a_group_and_stores_enriched_alerts(make_client: MakeClien
         {"alertname": "DiskFull", "instance": "pg-1:9100", "kind": "disk"}
     )
     assert disk["starts_at"] == "2024-05-01T10:00:00.123456Z"
+    assert (disk["enriched"], disk["source"]) == (1, None)
     assert receiver.metrics.received._value.get() == 2
     assert receiver.metrics.enriched._value.get() == 2
+    assert receiver.metrics.awaiting._value.get() == 0
+    assert receiver.metrics.enrich_duration._sum.get() > 0
 
 
 def test_fingerprint_is_alertmanagers() -> None:
@@ -164,7 +193,7 @@ async def test_same_group_twice_is_one_entry_enriched_once(make_client: MakeClie
     second = await post(client, payload())
     assert first[1]["inserted"] == 1
     assert (second[1]["inserted"], second[1]["refreshed"]) == (0, 1)
-    assert len(await box.rows()) == 1
+    assert len(await enriched(box)) == 1
     assert enricher.calls == [["DiskFull"]]
 
 
@@ -175,8 +204,8 @@ async def test_concurrent_replicas_enrich_once(make_client: MakeClient) -> None:
     results = await asyncio.gather(*(post(client, payload()) for _ in range(3)))
     assert [status for status, _ in results] == [200, 200, 200]
     assert sum(body["inserted"] for _, body in results) == 1
+    assert len(await enriched(box)) == 1
     assert enricher.calls == [["DiskFull"]]
-    assert len(await box.rows()) == 1
 
 
 async def test_resolved_notification_updates_the_entry(make_client: MakeClient) -> None:
@@ -187,6 +216,120 @@ async def test_resolved_notification_updates_the_entry(make_client: MakeClient) 
     (row,) = await box.rows()
     assert row["state"] == "resolved"
     assert row["ends_at"] == pytest.approx(1714557900.0)
+
+
+async def test_answers_200_before_enrichment_then_the_worker_enriches(
+    make_client: MakeClient,
+) -> None:
+    enricher = LabelEnricherDouble()
+    enricher.gate.clear()  # the model is busy: enrichment cannot finish
+    client, box, receiver = await make_client(enricher)
+    status, body = await asyncio.wait_for(post(client, payload(alert(kind="disk"))), 2.0)
+    assert (status, body["inserted"]) == (200, 1)
+    # On disk, raw and not yet sendable: no delivery is due.
+    (row,) = await box.rows()
+    assert row["enriched"] == 0 and "augur_enriched" not in json.loads(row["labels"])
+    assert await box.due(REPLICA, 1e12, 10) == []
+    assert await box.next_due(REPLICA) is None
+    await asyncio.wait_for(enricher.started.wait(), 2.0)
+    assert receiver.metrics.enriched._value.get() == 0
+    enricher.gate.set()
+    (row,) = await enriched(box)
+    assert json.loads(row["labels"])["category"] == "disk"
+    (entry,) = await box.due(REPLICA, 1e12, 10)
+    assert entry.annotations["augur_summary"] == "DiskFull needs a look"
+    assert receiver.metrics.enriched._value.get() == 1
+
+
+async def test_resolved_before_enrichment_finishes_is_delivered_resolved_and_enriched(
+    make_client: MakeClient,
+) -> None:
+    enricher = LabelEnricherDouble()
+    enricher.gate.clear()
+    client, box, _ = await make_client(enricher)
+    assert (await post(client, payload(alert(kind="disk"))))[0] == 200
+    await asyncio.wait_for(enricher.started.wait(), 2.0)
+    resolved = payload(alert(status="resolved", kind="disk"), status="resolved")
+    status, body = await post(client, resolved)
+    assert (status, body["changed"]) == (200, 1)
+    assert await box.due(REPLICA, 1e12, 10) == []  # resolved, but still not sendable
+    enricher.gate.set()
+    (row,) = await enriched(box)
+    assert row["state"] == "resolved"
+    (entry,) = await box.due(REPLICA, 1e12, 10)
+    assert entry.state == "resolved"
+    assert entry.ends_at == pytest.approx(1714557900.0)
+    assert entry.labels["category"] == "disk"
+    assert entry.annotations["augur_summary"] == "DiskFull needs a look"
+
+
+async def test_alerts_accepted_before_a_crash_are_enriched_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    box = await Outbox.open(path, [REPLICA], 0.0)
+    receiver = WebhookReceiver(WebhookConfig(), box, AlertMetrics(CollectorRegistry()))
+    await receiver.accept(WebhookPayload.model_validate(payload(alert("A"), alert("B"))))
+    await box.close()  # the process dies here: accepted, answered, not enriched
+    box = await Outbox.open(path, [REPLICA], 1.0)
+    enricher = LabelEnricherDouble()
+    worker = EnrichmentWorker(box, enricher, AlertMetrics(CollectorRegistry()), timeout=5.0)
+    try:
+        assert await box.awaiting_count() == 2
+        worker.start()
+        rows = await enriched(box)
+        assert enricher.calls == [["A", "B"]]  # oldest first, in one batch
+        assert sorted(json.loads(r["enrichment"])["augur_summary"] for r in rows) == [
+            "A needs a look",
+            "B needs a look",
+        ]
+        assert len(await box.due(REPLICA, 1e12, 10)) == 2
+    finally:
+        await worker.stop()
+        await box.close()
+
+
+async def test_stop_mid_enrichment_is_prompt_and_leaves_the_alerts_accepted(
+    tmp_path: Path,
+) -> None:
+    box = await Outbox.open(tmp_path / "outbox.db", [REPLICA], 0.0)
+    metrics = AlertMetrics(CollectorRegistry())
+    enricher = LabelEnricherDouble()
+    enricher.gate.clear()  # hangs until cancelled
+    worker = EnrichmentWorker(box, enricher, metrics, timeout=60.0)
+    receiver = WebhookReceiver(WebhookConfig(), box, metrics, on_accepted=worker.wake)
+    try:
+        worker.start()
+        await receiver.accept(WebhookPayload.model_validate(payload()))
+        await asyncio.wait_for(enricher.started.wait(), 2.0)
+        started = asyncio.get_running_loop().time()
+        await worker.stop()
+        assert asyncio.get_running_loop().time() - started < 3.0
+        assert await box.awaiting_count() == 1  # for the next start to pick up
+    finally:
+        await box.close()
+
+
+async def test_new_alerts_wake_the_worker_and_changes_the_sender(tmp_path: Path) -> None:
+    box = await Outbox.open(tmp_path / "outbox.db", [REPLICA], 0.0)
+    woken: list[str] = []
+    receiver = WebhookReceiver(
+        WebhookConfig(),
+        box,
+        AlertMetrics(CollectorRegistry()),
+        on_accepted=lambda: woken.append("worker"),
+        on_changed=lambda: woken.append("sender"),
+    )
+    try:
+        for body in (
+            payload(),
+            payload(),  # a repeat: nothing new, nothing changed
+            payload(alert(status="resolved"), status="resolved"),
+        ):
+            await receiver.accept(WebhookPayload.model_validate(body))
+        assert woken == ["worker", "sender"]
+    finally:
+        await box.close()
 
 
 async def test_already_enriched_alerts_are_ignored_and_counted(make_client: MakeClient) -> None:
@@ -205,8 +348,8 @@ async def test_failing_enricher_still_stores_a_marked_alert(
 ) -> None:
     client, box, receiver = await make_client(BrokenEnricherDouble(how), enrich_timeout=0.2)
     status, _ = await post(client, payload())
-    assert status == 200
-    (row,) = await box.rows()
+    assert status == 200  # the enricher runs after the answer and cannot affect it
+    (row,) = await enriched(box)
     assert json.loads(row["labels"])["augur_enriched"] == "true"
     missing = json.loads(row["enrichment"])["augur_missing"]
     assert {"raise": "model exploded", "hang": "enrich_timeout", "miscount": "0 results"}[how] in (

@@ -49,6 +49,7 @@ class AlertMetrics:
         augur_alerts_posted_total{alertmanager="http://am-0:9093"} 9.0
         augur_alert_post_failures_total{alertmanager="http://am-1:9093"} 3.0
         augur_outbox_pending 3.0
+        augur_alerts_awaiting_enrichment 0.0
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -66,7 +67,7 @@ class AlertMetrics:
         )
         self.enriched = Counter(
             "augur_alerts_enriched",
-            "Alerts enriched and stored in the outbox, once per incident of a source alert.",
+            "Alerts enriched and made sendable in the outbox, once per incident of a source alert.",
             registry=registry,
         )
         self.enrich_failures = Counter(
@@ -92,6 +93,17 @@ class AlertMetrics:
             "Alert states in the outbox not yet delivered, one per alert and replica.",
             registry=registry,
         )
+        self.awaiting = Gauge(
+            "augur_alerts_awaiting_enrichment",
+            "Alerts accepted by the webhook and on disk, not yet enriched (so not yet sent).",
+            registry=registry,
+        )
+        self.enrich_duration = Histogram(
+            "augur_alert_enrichment_duration_seconds",
+            "Time the enricher took for one batch of accepted alerts (failures included).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
         self.webhook_requests = Counter(
             "augur_webhook_requests",
             "Webhook requests answered, by HTTP status code.",
@@ -100,7 +112,8 @@ class AlertMetrics:
         )
         self.webhook_duration = Histogram(
             "augur_webhook_duration_seconds",
-            "Time to answer a webhook request, enrichment and durable outbox write included.",
+            "Time to answer a webhook request: validation and the durable outbox write "
+            "(enrichment happens after the answer).",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )

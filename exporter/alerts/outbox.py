@@ -1,12 +1,14 @@
 """The outbox: every accepted alert on disk before the webhook answers, until every replica has it.
 
 One row per incident of a source alert, keyed by (fingerprint, startsAt) so that the same
-alert from two Alertmanager replicas or a re-sent group is one row. Each row carries the
-enriched label set, the source's newest annotations, augur's annotations and its state:
-`firing`, `resolved` (the source said so) or `expired` (not seen for the resolve timeout). A
-delivery row per (alert, replica) says when to post next and whether the current state has
-reached that replica; a `version` bumped on every state change keeps a post that raced with a
-change from marking the newer state as delivered.
+alert from two Alertmanager replicas or a re-sent group is one row. The webhook stores a row
+raw (`enriched = 0`, the source alert kept as JSON): it is accepted but not sendable. The
+enrichment worker later stores the enriched label set and augur's annotations and makes it
+sendable. Each row also carries the source's newest annotations and its state: `firing`,
+`resolved` (the source said so) or `expired` (not seen for the resolve timeout), which may
+change while the row awaits enrichment. A delivery row per (alert, replica) says when to post
+next and whether the current state has reached that replica; a `version` bumped on every
+change keeps a post that raced with a change from marking the newer state as delivered.
 
 SQLite in WAL mode with `synchronous=FULL`: a commit is on disk when `accept` returns. All
 calls run on one dedicated thread, which also serialises them; the methods are coroutines.
@@ -18,7 +20,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,8 @@ CREATE TABLE IF NOT EXISTS outbox_alerts (
     generator_url TEXT NOT NULL,
     last_seen     REAL NOT NULL,
     changed_at    REAL NOT NULL,
+    enriched      INTEGER NOT NULL DEFAULT 1,
+    source        TEXT,
     UNIQUE (fingerprint, starts_at)
 );
 CREATE TABLE IF NOT EXISTS outbox_deliveries (
@@ -65,6 +69,14 @@ CREATE INDEX IF NOT EXISTS outbox_deliveries_pending ON outbox_deliveries (repli
     WHERE pending = 1;
 CREATE INDEX IF NOT EXISTS outbox_alerts_seen ON outbox_alerts (state, last_seen);
 """
+INDEXES_AFTER_MIGRATION = """
+CREATE INDEX IF NOT EXISTS outbox_alerts_awaiting ON outbox_alerts (id) WHERE enriched = 0;
+"""
+MIGRATIONS = (
+    # Outboxes written before enrichment moved behind the webhook hold enriched rows only.
+    ("enriched", "ALTER TABLE outbox_alerts ADD COLUMN enriched INTEGER NOT NULL DEFAULT 1"),
+    ("source", "ALTER TABLE outbox_alerts ADD COLUMN source TEXT"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +88,14 @@ class Record:
     status: Literal["firing", "resolved"]
     ends_at: float | None
     labels: dict[str, str]
-    """The enriched label set; used only when the row is created."""
+    """The label set (enriched, or the source's while `source` is set); used only on insert."""
     annotations: dict[str, str]
     """The source's annotations; the newest replace the stored ones."""
     enrichment: dict[str, str]
     """augur's annotations; used only when the row is created."""
     generator_url: str
+    source: str | None = None
+    """The source alert as JSON when it is still to be enriched: the row is not sendable yet."""
 
 
 @dataclass
@@ -108,6 +122,15 @@ class Entry:
     generator_url: str
 
 
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A stored alert awaiting enrichment: its source alert as JSON and its stored labels."""
+
+    alert_id: int
+    labels: dict[str, str]
+    source: str
+
+
 def _json(value: dict[str, str]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -127,6 +150,11 @@ class Outbox:
         # FULL: a commit survives power loss, which is what the webhook's 200 promises.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox_alerts)")}
+        for column, sql in MIGRATIONS:
+            if column not in columns:
+                self._db.execute(sql)
+        self._db.executescript(INDEXES_AFTER_MIGRATION)
         self._sync_replicas(time.time() if now is None else now)
 
     @classmethod
@@ -168,14 +196,6 @@ class Outbox:
 
         self._transaction(sync)
 
-    async def known(self, keys: Iterable[Key]) -> dict[Key, State]:
-        """The stored state of each of these (fingerprint, startsAt) keys that has a row."""
-        return await self._run(self._known, list(keys))
-
-    def _known(self, keys: list[Key]) -> dict[Key, State]:
-        sql = "SELECT state FROM outbox_alerts WHERE fingerprint = ? AND starts_at = ?"
-        return {key: state for key in keys for (state,) in self._db.execute(sql, key)}
-
     async def accept(self, records: Sequence[Record], now: float) -> Accepted:
         """Store a notification's alerts in one durable transaction."""
         return await self._run(self._transaction, lambda: self._accept(records, now))
@@ -194,8 +214,8 @@ class Outbox:
                     continue
                 cursor = self._db.execute(
                     "INSERT INTO outbox_alerts (fingerprint, starts_at, state, version, ends_at, "
-                    "labels, annotations, enrichment, generator_url, last_seen, changed_at) "
-                    "VALUES (?, ?, 'firing', 1, NULL, ?, ?, ?, ?, ?, ?)",
+                    "labels, annotations, enrichment, generator_url, last_seen, changed_at, "
+                    "enriched, source) VALUES (?, ?, 'firing', 1, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         rec.fingerprint,
                         rec.starts_at,
@@ -205,6 +225,8 @@ class Outbox:
                         rec.generator_url,
                         now,
                         now,
+                        int(rec.source is None),
+                        rec.source,
                     ),
                 )
                 self._db.executemany(
@@ -247,6 +269,46 @@ class Outbox:
             (now, alert_id),
         )
 
+    async def awaiting(self, limit: int) -> list[Awaiting]:
+        """Up to `limit` alerts awaiting enrichment, in the order they were accepted."""
+
+        def awaiting() -> list[Awaiting]:
+            rows = self._db.execute(
+                "SELECT id, labels, source FROM outbox_alerts WHERE enriched = 0 "
+                "ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [Awaiting(r[0], json.loads(r[1]), r[2] or "") for r in rows]
+
+        return await self._run(awaiting)
+
+    async def store_enrichment(
+        self, enriched: Sequence[tuple[int, dict[str, str], dict[str, str]]], now: float
+    ) -> int:
+        """Store (alert id, enriched labels, augur's annotations) and make those alerts sendable.
+
+        In one durable transaction; returns how many alerts were still awaiting enrichment.
+        """
+
+        def store() -> int:
+            done = 0
+            for alert_id, labels, augur in enriched:
+                cursor = self._db.execute(
+                    "UPDATE outbox_alerts SET labels = ?, enrichment = ?, enriched = 1, "
+                    "source = NULL, version = version + 1 WHERE id = ? AND enriched = 0",
+                    (_json(labels), _json(augur), alert_id),
+                )
+                if cursor.rowcount:
+                    done += 1
+                    # Whatever state the alert reached meanwhile (resolved, expired) is due now.
+                    self._db.execute(
+                        "UPDATE outbox_deliveries SET due_at = ?, pending = 1 WHERE alert_id = ?",
+                        (now, alert_id),
+                    )
+            return done
+
+        return await self._run(self._transaction, store)
+
     async def due(self, replica: str, now: float, limit: int) -> list[Entry]:
         """Up to `limit` deliveries due to `replica`, oldest incident first."""
         return await self._run(self._due, replica, now, limit)
@@ -258,7 +320,8 @@ class Outbox:
             "SELECT a.id, a.version, a.state, a.starts_at, a.ends_at, a.labels, a.annotations, "
             "a.enrichment, a.generator_url FROM outbox_deliveries d "
             "JOIN outbox_alerts a ON a.id = d.alert_id "
-            "WHERE d.replica = ? AND d.due_at <= ? ORDER BY a.starts_at, a.id LIMIT ?",
+            "WHERE d.replica = ? AND d.due_at <= ? AND a.enriched = 1 "
+            "ORDER BY a.starts_at, a.id LIMIT ?",
             (replica, now, limit),
         ).fetchall()
         return [
@@ -344,7 +407,8 @@ class Outbox:
             ids = [
                 (r[0],)
                 for r in self._db.execute(
-                    "SELECT id FROM outbox_alerts a WHERE state != 'firing' AND changed_at < ? "
+                    "SELECT id FROM outbox_alerts a WHERE state != 'firing' AND enriched = 1 "
+                    "AND changed_at < ? "
                     "AND NOT EXISTS (SELECT 1 FROM outbox_deliveries d "
                     "WHERE d.alert_id = a.id AND d.pending = 1)",
                     (now - retention,),
@@ -363,10 +427,17 @@ class Outbox:
         """Deliveries whose current state has not yet reached their replica."""
         return int(await self._scalar("SELECT COUNT(*) FROM outbox_deliveries WHERE pending = 1"))
 
+    async def awaiting_count(self) -> int:
+        """Alerts accepted but not yet enriched."""
+        return int(await self._scalar("SELECT COUNT(*) FROM outbox_alerts WHERE enriched = 0"))
+
     async def next_due(self, replica: str) -> float | None:
         """When the next delivery to `replica` is due (unix seconds), if any is."""
+        # Alerts awaiting enrichment are not sendable: their due times do not count yet.
         due = await self._scalar(
-            "SELECT MIN(due_at) FROM outbox_deliveries WHERE replica = ?", replica
+            "SELECT MIN(d.due_at) FROM outbox_deliveries d JOIN outbox_alerts a "
+            "ON a.id = d.alert_id WHERE d.replica = ? AND a.enriched = 1",
+            replica,
         )
         return None if due is None else float(due)
 

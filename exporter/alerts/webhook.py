@@ -1,21 +1,22 @@
-"""`POST /webhook`: Alertmanager's notifications in, durably stored enriched alerts out.
+"""`POST /webhook`: Alertmanager's notifications in, durably stored alerts out.
 
 The answer is 200 only once every alert of the group is in the outbox (one SQLite transaction
 on disk), so anything that fails before is covered by Alertmanager's own retry: a failure on
 augur's side answers 503, which Alertmanager retries; bad input answers 4xx, which it does
-not. Notifications are idempotent: an alert is keyed by (fingerprint, startsAt), so the same
-group again or from another replica refreshes the stored alert instead of adding one, and is
-enriched only once — also when two replicas deliver it at the same moment.
+not. New alerts are stored raw, as accepted: the enrichment worker (`worker.py`) enriches
+them after the answer, so the model and Prometheus never hold a notification up.
+Notifications are idempotent: an alert is keyed by (fingerprint, startsAt), so the same group
+again or from another replica refreshes the stored alert instead of adding one, and it is
+enriched once — the outbox's single writer decides which notification inserts it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,10 @@ from pydantic import ValidationError
 from exporter.alerts.alertmanager import AlertMetrics
 from exporter.alerts.models import (
     ENRICHED_LABEL,
-    Enricher,
-    Enrichment,
     WebhookAlert,
     WebhookConfig,
     WebhookPayload,
     generator_url,
-    merge,
-    minimal_enrichment,
 )
 from exporter.alerts.outbox import Accepted, Key, Outbox, Record
 from exporter.config import ConfigError
@@ -91,31 +88,30 @@ async def disabled(request: web.Request) -> web.Response:
 
 
 class WebhookReceiver:
-    """The webhook handler: validate, enrich new alerts, store them durably, answer.
+    """The webhook handler: validate, store the group's alerts durably, answer.
 
-    Register `handle` as `POST /webhook`; `on_accepted` is called after anything new was
-    stored (the sender's `wake`).
+    Register `handle` as `POST /webhook`. `on_accepted` is called after new alerts were stored
+    (the enrichment worker's `wake`), `on_changed` after a stored alert changed state, e.g.
+    resolved (the sender's `wake`).
     """
 
     def __init__(
         self,
         config: WebhookConfig,
         outbox: Outbox,
-        enricher: Enricher,
         metrics: AlertMetrics,
         *,
         on_accepted: Callable[[], None] | None = None,
+        on_changed: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.outbox = outbox
-        self.enricher = enricher
         self.metrics = metrics
         self.on_accepted = on_accepted
+        self.on_changed = on_changed
         self._clock = clock
         self._token = read_token(config.bearer_token_file) if config.bearer_token_file else None
-        # Keys being enriched by a request in flight -> set when its outbox write is done.
-        self._inflight: dict[Key, asyncio.Future[bool]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one notification (aiohttp handler)."""
@@ -178,7 +174,7 @@ class WebhookReceiver:
         )
 
     async def accept(self, payload: WebhookPayload) -> Accepted:
-        """Enrich the group's new alerts and store all of them; raises if storing fails."""
+        """Store the group's alerts, new ones raw for the worker to enrich; raises on failure."""
         self.metrics.received.inc(len(payload.alerts))
         if payload.truncatedAlerts:
             log.warning(
@@ -198,34 +194,15 @@ class WebhookReceiver:
                 alerts[alert.key()] = alert
         if not alerts:
             return Accepted()
-        known = await self.outbox.known(alerts)
-        fresh = [k for k, a in alerts.items() if a.status == "firing" and k not in known]
-        mine = [k for k in fresh if k not in self._inflight]
-        theirs = [self._inflight[k] for k in fresh if k in self._inflight]
-        loop = asyncio.get_running_loop()
-        for key in mine:
-            self._inflight[key] = loop.create_future()
-        stored = False
-        try:
-            enrichments = await self._enrich([alerts[k] for k in mine])
-            if theirs:
-                # Another replica's notification is enriching these: wait for its write, so
-                # this one only refreshes them.
-                await asyncio.wait(theirs)
-            fallback = minimal_enrichment("stored by a concurrent notification that failed")
-            records = [
-                self._record(alert, enrichments.get(key, fallback)) for key, alert in alerts.items()
-            ]
-            accepted = await self.outbox.accept(records, self._clock())
-            stored = True
-        finally:
-            for key in mine:
-                self._inflight.pop(key).set_result(stored)
+        accepted = await self.outbox.accept(
+            [self._record(alert) for alert in alerts.values()], self._clock()
+        )
         for reason in accepted.ignored:
             self.metrics.ignored.labels(reason).inc()
-        self.metrics.enriched.inc(accepted.inserted)
-        if (accepted.inserted or accepted.changed) and self.on_accepted is not None:
+        if accepted.inserted and self.on_accepted is not None:
             self.on_accepted()
+        if accepted.changed and self.on_changed is not None:
+            self.on_changed()
         log.debug(
             "webhook_accepted",
             extra={
@@ -238,26 +215,7 @@ class WebhookReceiver:
         )
         return accepted
 
-    async def _enrich(self, alerts: Sequence[WebhookAlert]) -> Mapping[Key, Enrichment]:
-        if not alerts:
-            return {}
-        timeout = self.config.enrich_timeout
-        try:
-            result = await asyncio.wait_for(self.enricher.enrich(alerts), timeout)
-            if len(result) != len(alerts) or not all(isinstance(e, Enrichment) for e in result):
-                raise TypeError(f"returned {len(result)} results for {len(alerts)} alerts")
-            return {a.key(): e for a, e in zip(alerts, result, strict=True)}
-        except TimeoutError:
-            reason = f"enrichment took longer than webhook.enrich_timeout ({timeout:g} s)"
-        except Exception as exc:
-            reason = f"enrichment failed: {type(exc).__name__}: {exc}"
-        log.warning("enrichment_failed", extra={"alerts": len(alerts), "error": reason})
-        self.metrics.enrich_failures.inc(len(alerts))
-        fallback = minimal_enrichment(reason)
-        return {a.key(): fallback for a in alerts}
-
-    def _record(self, alert: WebhookAlert, enrichment: Enrichment) -> Record:
-        labels, annotations = merge(alert, enrichment)
+    def _record(self, alert: WebhookAlert) -> Record:
         fingerprint, starts_at = alert.key()
         ends_at = alert.endsAt.timestamp() if alert.status == "resolved" and alert.endsAt else None
         return Record(
@@ -265,8 +223,10 @@ class WebhookReceiver:
             starts_at=starts_at,
             status=alert.status,
             ends_at=ends_at,
-            labels=labels,
+            labels=alert.labels,
             annotations=alert.annotations,
-            enrichment=annotations,
+            enrichment={},
             generator_url=generator_url(alert.generatorURL),
+            # Only a new row keeps it, until the worker has enriched the alert.
+            source=alert.model_dump_json(),
         )
