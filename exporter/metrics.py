@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.detectors import Estimate, SeriesKey
+from exporter.detectors.base import parts as detector_parts
 
 log = logging.getLogger("augur.metrics")
 
@@ -331,7 +332,7 @@ class DetectorCollector(Collector):
             labels=["query", "detector"],
         )
         for query, name, detector in self.detectors():
-            parts = list(_parts(detector))
+            parts = list(detector_parts(detector))
             for attr, family in counters.items():
                 values = [
                     getattr(p, attr) for p in parts if isinstance(getattr(p, attr, None), int)
@@ -342,12 +343,3 @@ class DetectorCollector(Collector):
             if waiting:
                 pending.add_metric([query, name], sum(waiting))
         return [*counters.values(), pending]
-
-
-def _parts(detector: object) -> Iterator[object]:
-    """The detector and everything it is made of (a seasonal wrapper's or ensemble's parts)."""
-    yield detector
-    children = getattr(detector, "children", None)
-    if callable(children):
-        for child in children():
-            yield from _parts(child)

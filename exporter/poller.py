@@ -32,6 +32,7 @@ from exporter.detectors import (
     apply_filters,
     build,
 )
+from exporter.detectors.base import parts
 from exporter.detectors.seasonal import wrap
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.prometheus import PrometheusClient, PrometheusError
@@ -239,9 +240,10 @@ class Poller:
         """Release what the detectors hold outside the process (e.g. a pool of fit workers)."""
         for runner in self.runners:
             for detector in runner.detectors.values():
-                close = getattr(detector, "close", None)
-                if callable(close):
-                    close()
+                for part in parts(detector):
+                    close = getattr(part, "close", None)
+                    if callable(close):
+                        close()
 
     def _stateful(self) -> list[tuple[QueryRunner, str, Stateful]]:
         return [

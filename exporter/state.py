@@ -67,9 +67,7 @@ class StateStore:
             )
         return len(text)
 
-    def load(
-        self, query: str, detector: str, version: int, settings: str
-    ) -> dict[str, Any] | None:
+    def load(self, query: str, detector: str, version: int, settings: str) -> dict[str, Any] | None:
         """The snapshot for (query, detector) if it matches `version` and `settings`."""
         with self._lock:
             row = self._db.execute(
@@ -84,8 +82,10 @@ class StateStore:
         if saved_version != version:
             log.warning(
                 "state_discarded",
-                extra={**context, "reason": f"snapshot version {saved_version}, "
-                       f"this augur writes {version}"},
+                extra={
+                    **context,
+                    "reason": f"snapshot version {saved_version}, this augur writes {version}",
+                },
             )
             return None
         if saved_settings != settings:

@@ -98,3 +98,22 @@ def test_forecasts_are_exported_and_expire_with_their_query() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     board.missed("disk")
     assert "augur_forecast_value{" not in generate_latest(registry).decode()
+
+
+def test_detector_counters_are_found_inside_wrappers_and_ensembles() -> None:
+    from exporter.detectors import build
+    from exporter.detectors.ensemble import EnsembleParams
+    from exporter.detectors.seasonal import wrap
+    from exporter.metrics import DetectorCollector
+
+    params = EnsembleParams.model_validate(
+        {"members": [{"detector": "zscore"}, {"detector": "arima", "workers": 0}]}
+    )
+    ensemble = wrap(build("ensemble", params), 86400.0, 300.0)
+    arima = next(d for d in ensemble.children()[0].children() if hasattr(d, "fits"))  # type: ignore[attr-defined]
+    arima.fits, arima.fit_failures = 7, 2
+    registry = CollectorRegistry()
+    registry.register(DetectorCollector(lambda: [("disk", "ensemble", ensemble)]))
+    text = generate_latest(registry).decode()
+    assert 'augur_detector_fits_total{detector="ensemble",query="disk"} 7.0' in text
+    assert 'augur_detector_fit_failures_total{detector="ensemble",query="disk"} 2.0' in text

@@ -63,6 +63,7 @@ def config(prom: Process, state: Path) -> Config:
                     # workers 0: fits run in the scoring thread, so the test knows when.
                     "detectors": {"arima": {"workers": 0, "fit_window": 300, "min_points": 30}},
                     "horizons": ["1h"],
+                    "seasonality": "none",
                 }
             ],
         }

@@ -15,7 +15,7 @@ Three optional capabilities, checked with isinstance():
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -218,3 +218,16 @@ def score_all(detector: Detector, window: Window) -> Estimate:
         for name in out:
             out[name][:, j - 1] = getattr(est, name)
     return Estimate(**out)
+
+
+def parts(detector: object) -> Iterator[object]:
+    """The detector and, depth first, everything it is made of.
+
+    Wrappers and combinations (seasonality, the ensemble) expose `children()`; the scoring
+    loop uses this to export the counters of a detector nested in them and to close it.
+    """
+    yield detector
+    children = getattr(detector, "children", None)
+    if callable(children):
+        for child in children():
+            yield from parts(child)

@@ -161,6 +161,10 @@ class EnsembleDetector:
         self._seen = np.zeros(0)
         self._pending = np.zeros(0, dtype=bool)  # new series whose bootstrap is still due
 
+    def children(self) -> list[Detector]:
+        """The member detectors."""
+        return list(self.members)
+
     @property
     def replayable(self) -> bool:
         """Whether every member can score a whole window afresh (so new series bootstrap)."""

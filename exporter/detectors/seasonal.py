@@ -75,6 +75,10 @@ class Seasonal:
             [inner, *(make() for _ in self.periods)] if auto else [inner, inner]
         )
 
+    def children(self) -> list[Detector]:
+        """The detectors it wraps (one per variant; the same one twice when not `auto`)."""
+        return list({id(v): v for v in self.variants}.values())
+
     def score(self, window: Window) -> Estimate:
         """Score the newest point of every series against its de-seasonalised past."""
         values = np.asarray(window.values, dtype=np.float64)
