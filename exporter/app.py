@@ -34,7 +34,8 @@ from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, Self
 from exporter.poller import Poller
 from exporter.prometheus import PrometheusClient, make_session
 from exporter.state import StateStore
-from exporter.text.encoder import ModelError, TextModel
+from exporter.text.encoder import ModelError
+from exporter.text.reload import ReloadableModel
 
 log = logging.getLogger("augur.app")
 
@@ -70,7 +71,7 @@ CLIENT = web.AppKey("client", PrometheusClient)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 POLLER = web.AppKey("poller", Poller)
 STORE = web.AppKey("store", StateStore)
-MODEL = web.AppKey("model", TextModel)
+MODEL = web.AppKey("model", ReloadableModel)
 OUTBOX = web.AppKey("outbox", Outbox)
 SENDER = web.AppKey("sender", AlertmanagerSender)
 RECEIVER = web.AppKey("receiver", WebhookReceiver)
@@ -109,9 +110,15 @@ async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
         yield  # no alert loop: the model is not loaded, its memory not spent
         return
     loop = asyncio.get_running_loop()
+    metrics = app[METRICS]
     try:
         model = await loop.run_in_executor(
-            app[EXECUTOR], lambda: TextModel(config.model.dir, threads=config.model.threads)
+            app[EXECUTOR],
+            lambda: ReloadableModel(
+                config.model.dir,
+                threads=config.model.threads,
+                on_inference=lambda seconds, texts: metrics.model_inference.observe(seconds),
+            ),
         )
     except ModelError as exc:
         raise StartupError(f"cannot load the text model: {exc}") from None
@@ -255,6 +262,20 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], arima.shutdown_pools)
 
 
+async def reload_model(app: web.Application) -> None:
+    """SIGHUP: load the model files again and swap them in if they verify; never drops a call."""
+    model = app.get(MODEL)
+    if model is None:
+        log.info("reload_skipped", extra={"reason": "alert enrichment is off: no model loaded"})
+        return
+    info = app[METRICS].model_info
+    old = (model.name, model.version, model.sha256)
+    error = await model.reload(app[EXECUTOR])
+    if error is None and old != (model.name, model.version, model.sha256):
+        info.remove(*old)
+        info.labels(model.name, model.version, model.sha256).set(1)
+
+
 async def _mark_not_ready(app: web.Application) -> None:
     app[HEALTH].shutting_down = True
 
@@ -360,10 +381,18 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(reload_model(app))
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("shutting_down")
         app[HEALTH].shutting_down = True

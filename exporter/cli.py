@@ -1,4 +1,4 @@
-"""The `augur` command: run | check-config | demo.
+"""The `augur` command: run | check-config | demo | backtest | classify | model.
 
 Exit codes: 0 success, 1 runtime failure (cannot start, demo failed), 2 invalid configuration
 or usage.
@@ -109,6 +109,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from exporter.backtest import run_backtest
+
+    logs.setup(args.log_level or "info", args.log_format or "logfmt")
+    return run_backtest(args)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `augur` command."""
     root = argparse.ArgumentParser(
@@ -139,6 +146,21 @@ def parser() -> argparse.ArgumentParser:
 
     add_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    backtest = sub.add_parser(
+        "backtest",
+        help="score CSV files, NAB or a Prometheus range offline; print NAB scores with labels",
+    )
+    backtest.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning"])
+    backtest.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
+    from exporter import backtest as backtest_module
+
+    backtest_module.add_arguments(backtest)
+    backtest.set_defaults(func=_cmd_backtest)
+
+    from exporter.text import cli_model
+
+    cli_model.add_commands(sub)  # classify, model build, model eval
     return root
 
 

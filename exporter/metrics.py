@@ -281,6 +281,12 @@ class SelfMetrics:
             ["name", "version", "sha256"],
             registry=registry,
         )
+        self.model_inference = Histogram(
+            "augur_model_inference_seconds",
+            "Time of one call of the text model (a batch of alert texts), encoder and head.",
+            buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
         self.build_info = Gauge(
             "augur_build_info",
             "augur's version; always 1.",

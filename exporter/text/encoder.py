@@ -213,8 +213,18 @@ class TextModel:
 
     def classify(self, texts: Sequence[str]) -> list[Classification]:
         """Most likely category, its probability and the top three, for each text."""
+        return self._verdicts(self.probabilities(texts))
+
+    def embed_and_classify(self, texts: Sequence[str]) -> tuple[np.ndarray, list[Classification]]:
+        """The embeddings and the verdicts of one encoder pass (retrieval reuses the vectors)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        embeddings = self.embed(texts)
+        return embeddings, self._verdicts(self._head.probabilities(embeddings))
+
+    def _verdicts(self, probabilities: np.ndarray) -> list[Classification]:
         result = []
-        for row in self.probabilities(texts):
+        for row in probabilities:
             top = np.argsort(-row, kind="stable")[:3]
             top3 = tuple((self.labels[i], float(row[i])) for i in top)
             result.append(Classification(top3[0][0], top3[0][1], top3))

@@ -1,0 +1,127 @@
+"""SIGHUP swaps the text model of a running `augur run`, and a bad file never replaces a good one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from test_model_cli import _flip_byte, _swap_head_rows
+
+from exporter.config import REPO_MODEL_DIR
+from exporter.procs import Process, free_port
+from exporter.text.encoder import sha256_file
+
+pytestmark = pytest.mark.integration
+
+
+def model_info(port: int) -> set[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        s.labels["sha256"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "augur_model_info"
+    }
+
+
+def wait_for(check: Callable[[], bool], within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def test_sighup_reloads_the_model_and_refuses_a_corrupt_one(
+    prometheus_factory: Callable[..., Process],
+    alertmanager_factory: Callable[..., Process],
+    tmp_path: Path,
+) -> None:
+    prom = prometheus_factory()
+    am = alertmanager_factory({"route": {"receiver": "null"}, "receivers": [{"name": "null"}]})
+    model_dir = tmp_path / "onnx"
+    shutil.copytree(REPO_MODEL_DIR, model_dir)
+    port = free_port()
+    cfg = tmp_path / "augur.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "prometheus": {"url": prom.url},
+                "poll": {"interval": "2s"},
+                "state": {"path": str(tmp_path / "augur.db")},
+                "alertmanager": {"urls": [am.url]},
+                "model": {"dir": str(model_dir)},
+                "queries": [
+                    {
+                        "name": "up",
+                        "expr": "up",
+                        "detectors": ["zscore"],
+                        "lookback": "1h",
+                        "step": "1m",
+                    }
+                ],
+            }
+        )
+    )
+    log = (tmp_path / "augur.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter.cli",
+            "run",
+            "--config",
+            str(cfg),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--log.format",
+            "json",
+        ],
+        stderr=log,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AUGUR_")},
+    )
+    try:
+        first = sha256_file(model_dir / "manifest.json")
+        wait_for(lambda: model_info(port) == {first})
+
+        _swap_head_rows(model_dir, "cpu", "disk")
+        second = sha256_file(model_dir / "manifest.json")
+        assert second != first
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: model_info(port) == {second})
+
+        _flip_byte(model_dir / "head.json")  # no longer matches the manifest
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "model_reload_failed" in (tmp_path / "augur.log").read_text())
+        assert model_info(port) == {second}  # the verified model keeps serving
+        assert proc.poll() is None
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(25) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    events = [
+        json.loads(line)["event"] for line in (tmp_path / "augur.log").read_text().splitlines()
+    ]
+    assert (
+        "model_loaded" in events and "model_reloaded" in events and "model_reload_failed" in events
+    )
