@@ -158,12 +158,8 @@ class Process:
     proc: subprocess.Popen[bytes]
     workdir: Path
     argv: list[str] = field(default_factory=list)
-
-    @property
-    def log_path(self) -> Path:
-        """Where the server's own log (its stderr) is written."""
-        name = "alertmanager" if "alertmanager" in Path(self.argv[0]).name else "prometheus"
-        return self.workdir / f"{name}.log"
+    log_path: Path = Path("/dev/null")
+    """Where the server's own log (its stderr) is written."""
 
     def stop(self, timeout: float = 10) -> None:
         """Terminate the process, killing it if it does not exit in `timeout` seconds."""
@@ -185,6 +181,19 @@ class Process:
         """Start the same command again on the same port (after stop/kill)."""
         self.proc = _spawn(self.argv, self.log_path)
         _wait_ready(self.url + ready_path, self.proc, self.log_path, timeout)
+
+
+def _launch(
+    argv: list[str], workdir: Path, name: str, url: str, port: int, timeout: float
+) -> Process:
+    log_path = workdir / f"{name}.log"
+    proc = _spawn(argv, log_path)
+    try:
+        _wait_ready(url + "/-/ready", proc, log_path, timeout)
+    except BaseException:
+        proc.kill()
+        raise
+    return Process(url=url, port=port, proc=proc, workdir=workdir, argv=argv, log_path=log_path)
 
 
 def start_prometheus(
@@ -243,14 +252,7 @@ def start_prometheus(
         # Alert links (generatorURL) then point at this loopback server, not the hostname.
         f"--web.external-url={url}",
     ]
-    log_path = workdir / "prometheus.log"
-    proc = _spawn(argv, log_path)
-    try:
-        _wait_ready(url + "/-/ready", proc, log_path, timeout)
-    except BaseException:
-        proc.kill()
-        raise
-    return Process(url=url, port=port, proc=proc, workdir=workdir, argv=argv)
+    return _launch(argv, workdir, "prometheus", url, port, timeout)
 
 
 def start_alertmanager(
@@ -278,14 +280,7 @@ def start_alertmanager(
         "--cluster.listen-address=",
         f"--web.external-url={url}",
     ]
-    log_path = workdir / "alertmanager.log"
-    proc = _spawn(argv, log_path)
-    try:
-        _wait_ready(url + "/-/ready", proc, log_path, timeout)
-    except BaseException:
-        proc.kill()
-        raise
-    return Process(url=url, port=port, proc=proc, workdir=workdir, argv=argv)
+    return _launch(argv, workdir, "alertmanager", url, port, timeout)
 
 
 @contextlib.contextmanager

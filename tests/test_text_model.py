@@ -10,24 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from exporter.text import CATEGORIES as ALL_CATEGORIES
 from exporter.text import ModelError, TextModel, normalize_alert_text
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
-CATEGORIES = {
-    "cpu",
-    "memory",
-    "disk",
-    "network",
-    "availability",
-    "latency",
-    "errors",
-    "saturation",
-    "security",
-    "data_integrity",
-    "deployment",
-    "hardware",
-    "other",
-}
+CATEGORIES = set(ALL_CATEGORIES)
 
 
 @pytest.fixture(scope="module")

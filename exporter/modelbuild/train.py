@@ -11,23 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from exporter.text.encoder import normalize_alert_text
+from exporter.text.encoder import CATEGORIES, normalize_alert_text
 
-LABELS = (
-    "cpu",
-    "memory",
-    "disk",
-    "network",
-    "availability",
-    "latency",
-    "errors",
-    "saturation",
-    "security",
-    "data_integrity",
-    "deployment",
-    "hardware",
-    "other",
-)
+LABELS = CATEGORIES
 TEST_FOLD = 0
 N_FOLDS = 5
 

@@ -16,6 +16,23 @@ from tokenizers import Tokenizer
 
 MANIFEST = "manifest.json"
 QUERY_PREFIX = "query: "  # E5 was trained with this prefix for classification and similarity
+CATEGORIES = (
+    "cpu",
+    "memory",
+    "disk",
+    "network",
+    "availability",
+    "latency",
+    "errors",
+    "saturation",
+    "security",
+    "data_integrity",
+    "deployment",
+    "hardware",
+    "other",
+)
+"""The fixed category set of the design; the head is trained on exactly these, in this order."""
+
 DEFAULT_MAX_TOKENS = 256
 # int8 dynamic quantisation scales activations per batch tensor, so a borderline text can land
 # in another category depending on its batch mates (2 of 157 test texts at 16); one text per
