@@ -3,8 +3,10 @@
 The first thing a new user runs. Six hours of workload history are backfilled before
 Prometheus starts, so augur has a past to learn from at once; the workload then injects an
 anomaly every few minutes, the first within half a minute, and augur's scores, the
-`AugurAnomaly` alert and Alertmanager show it. Everything lives in a temporary directory that
-is removed on exit, and every child process is stopped whatever happens.
+`AugurAnomaly` alert and Alertmanager show it. Alertmanager routes every alert through augur's
+webhook; the enriched copies augur posts back go to a receiver in this process, which prints
+them. Everything lives in a temporary directory that is removed on exit, and every child
+process is stopped whatever happens.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any, ParamSpec
 import aiohttp
 import yaml
 
+from exporter.config import ModelConfig
+from exporter.demo_receiver import serve as serve_receiver
 from exporter.procs import (
     INSTALL_HINT,
     MissingBinaryError,
@@ -56,45 +60,105 @@ AUGUR_STOP_SECONDS = 25.0
 WORKLOAD_TARGET = {"job": "workload", "instance": "demo-workload"}
 """The workload's target labels, which the backfilled history carries too."""
 URLS_FILE = "demo-urls.json"
+ENRICHED_LOG = "enriched.jsonl"
 
 
 # The filters are what a user would tune for these series: each keeps the workload's normal
 # noise under the threshold (checked over a simulated day) and the injected anomalies above.
+# `metric` keeps the series' metric name on its score, for the alert's text and for augur.
 QUERIES_YAML = """\
-- {name: http_requests, expr: demo_http_requests_per_second, labels: [instance, service],
+- {name: http_requests, expr: demo_http_requests_per_second, labels: [metric, instance, service],
    min_relative_deviation: 0.2}
 - {name: http_latency_p99, expr: demo_http_request_duration_seconds,
-   labels: [instance, service], direction: up, min_relative_deviation: 0.4}
-- {name: cpu_usage, expr: demo_cpu_usage_ratio, labels: [instance], direction: up,
+   labels: [metric, instance, service], direction: up, min_relative_deviation: 0.4}
+- {name: cpu_usage, expr: demo_cpu_usage_ratio, labels: [metric, instance], direction: up,
    min_deviation: 0.2}
-- {name: disk_used, expr: demo_disk_used_ratio, labels: [instance, device, mountpoint],
+- {name: disk_used, expr: demo_disk_used_ratio, labels: [metric, instance, device, mountpoint],
    direction: up, min_deviation: 0.03}
 """
 
+# AugurAnomaly takes the highest score of the two detectors: one alert per series, not two
+# saying the same. Its summary is plain language because augur classifies the alert by it.
+# The other two rules are what a team writes by hand, on the workload itself: they fire on the
+# latency jump and the disk fill burst, so enriched alerts of other categories show up too.
 RULES_YAML = """\
 groups:
   - name: augur-demo
     rules:
       - alert: AugurAnomaly
-        expr: augur_anomaly_score >= 1
+        expr: max without (detector) (augur_anomaly_score) >= 1
         for: 0s
         labels:
           severity: warning
         annotations:
-          summary: '{{ $labels.query }} is anomalous ({{ $labels.detector }} score
-            {{ printf "%.2f" $value }})'
-          description: 'augur''s {{ $labels.detector }} detector scores the series
+          summary: '{{ $labels.metric }} {{ if $labels.service }}of service
+            {{ $labels.service }}{{ else if $labels.mountpoint }}of {{ $labels.mountpoint }}
+            on {{ $labels.device }}{{ else }}on {{ $labels.instance }}{{ end }} is anomalous:
+            score {{ printf "%.1f" $value }}'
+          description: 'augur scores the series {{ $labels.metric }} with
             {{ range $k, $v := $labels }}{{ if not (eq $k "__name__" "alertname" "query"
-            "detector" "job" "severity") }}{{ $k }}="{{ $v }}" {{ end }}{{ end }}of query
-            {{ $labels.query }} at {{ printf "%.2f" $value }} (1 or more is anomalous).'
+            "metric" "job" "severity") }}{{ $k }}="{{ $v }}" {{ end }}{{ end }}(query
+            {{ $labels.query }}) at {{ printf "%.2f" $value }}: far outside the band it expects
+            from the last hour (1 or more is anomalous).'
+      - alert: HighRequestLatency
+        expr: demo_http_request_duration_seconds > 0.8
+        labels:
+          severity: page
+        annotations:
+          summary: 'p99 latency of {{ $labels.service }} is {{ humanizeDuration $value }},
+            above 800 ms'
+          description: '1 in 100 requests to {{ $labels.service }} on {{ $labels.instance }}
+            takes longer than {{ humanizeDuration $value }}; it should stay under 800 ms.'
+      - alert: DiskWillFillIn1Hour
+        expr: predict_linear(demo_disk_used_ratio[2m], 3600) > 1
+        labels:
+          severity: page
+        annotations:
+          summary: 'Filesystem {{ $labels.mountpoint }} on {{ $labels.device }} will be full
+            within an hour at this rate'
+          description: 'At the rate of the last 2 minutes, {{ $labels.mountpoint }}
+            ({{ $labels.device }}) on {{ $labels.instance }} runs out of space within an hour.'
 """
 
-# Idle for now: it shows the alerts and sends them nowhere.
+# Routed as docs/alertmanager.md says: originals to augur's webhook and only there, what augur
+# posts back (augur_enriched="true") on to the team's receiver, here the demo's own.
 ALERTMANAGER_YAML = """\
-route: {receiver: "null", group_by: [alertname, query], group_wait: 10s, group_interval: 1m,
-        repeat_interval: 1h}
-receivers: [{name: "null"}]
+route:
+  receiver: "null"
+  group_by: [alertname]
+  routes:
+    - receiver: augur
+      matchers: ['augur_enriched!="true"']
+      group_by: ['...']
+      group_wait: 0s
+      group_interval: 10s
+      repeat_interval: 1m
+      continue: false
+    - receiver: demo
+      matchers: ['augur_enriched="true"']
+      group_by: ['...']
+      group_wait: 0s
+      group_interval: 10s
+      repeat_interval: 1h
+receivers:
+  - name: "null"
+  - name: augur
+    webhook_configs:
+      - url: {augur}/webhook
+        send_resolved: true
+  - name: demo
+    webhook_configs:
+      - url: {receiver}
+        send_resolved: true
 """
+
+
+def alertmanager_config(augur_url: str, receiver_url: str) -> dict[str, Any]:
+    """The demo's alertmanager.yml (parsed): to augur's webhook, enriched to the receiver."""
+    out: dict[str, Any] = yaml.safe_load(
+        ALERTMANAGER_YAML.format(augur=augur_url, receiver=receiver_url)
+    )
+    return out
 
 
 def _scrape_configs(workload_port: int, augur_port: int) -> list[dict[str, Any]]:
@@ -116,7 +180,9 @@ def queries() -> list[dict[str, Any]]:
     return out
 
 
-def augur_config(prometheus_url: str, listen_address: str, state_path: Path) -> dict[str, Any]:
+def augur_config(
+    prometheus_url: str, listen_address: str, state_path: Path, alertmanager_url: str
+) -> dict[str, Any]:
     """The augur configuration the demo runs with (a parsed augur.yml)."""
     step = f"{SCRAPE_INTERVAL:g}s"
     common = {"detectors": ["zscore", "ewma"], "lookback": "1h", "step": step}
@@ -126,6 +192,13 @@ def augur_config(prometheus_url: str, listen_address: str, state_path: Path) -> 
         "web": {"listen_address": listen_address},
         "state": {"path": str(state_path)},
         "queries": [{**q, **common} for q in queries()],
+        "alertmanager": {"urls": [alertmanager_url]},
+        # Prometheus, augur and the model share the machine's cores here: a longer deadline
+        # than the default keeps "related series unknown" out of the demo's alerts. Nearly all
+        # demo series share one instance and a new one is disturbed every 3 minutes, so the
+        # default 15 minutes before an alert would call the previous, unrelated disturbances
+        # related; one minute keeps to what coincides.
+        "enrich": {"deadline": "2s", "related_before": "1m"},
     }
 
 
@@ -166,6 +239,14 @@ def run_demo(args: argparse.Namespace) -> int:
     except MissingBinaryError:
         print(f"augur demo: {INSTALL_HINT}", file=sys.stderr)
         return 1
+    model = ModelConfig().dir
+    if not (model / "manifest.json").is_file():
+        print(
+            f"augur demo: the text model that enriches alerts is not in {model}; run the demo "
+            "from a checkout of augur's source (scripts/demo), which has it in models/onnx",
+            file=sys.stderr,
+        )
+        return 1
     try:
         return asyncio.run(_main(args))
     except DemoError as exc:
@@ -182,10 +263,12 @@ class _Augur:
         self.log_path = log_path
 
     @classmethod
-    async def start(cls, tmp: Path, prometheus: str, host: str, port: int, level: str) -> _Augur:
+    async def start(
+        cls, tmp: Path, prometheus: str, alertmanager: str, host: str, port: int, level: str
+    ) -> _Augur:
         """Write the demo's augur.yml and start `python -m exporter.cli run` with it."""
         config, address = tmp / "augur.yml", f"{host}:{port}"
-        doc = augur_config(prometheus, address, tmp / "augur.db")
+        doc = augur_config(prometheus, address, tmp / "augur.db", alertmanager)
         config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         argv = ["-m", "exporter.cli", "run", "--config", str(config), "--web.listen-address"]
         argv += [address, *(["--log.level", level] if level else [])]
@@ -276,7 +359,8 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         # Each child's stop goes on the stack as soon as it exists, so whatever happens the
-        # children are stopped, in reverse order: augur, Prometheus, Alertmanager, workload.
+        # children are stopped, in reverse order: augur, Prometheus, Alertmanager, then the
+        # demo's own receiver and workload.
         async with AsyncExitStack() as stack:
             return await _run(args, stack, stop)
     finally:
@@ -303,7 +387,8 @@ async def _run(args: argparse.Namespace, stack: AsyncExitStack, stop: asyncio.Ev
 
     workload_port, augur_port = free_port(), free_port()
     workload_url = await stack.enter_async_context(serve(workload, host, workload_port))
-    am_config = yaml.safe_load(ALERTMANAGER_YAML)
+    receiver = await stack.enter_async_context(serve_receiver(tmp / ENRICHED_LOG))
+    am_config = alertmanager_config(f"http://127.0.0.1:{augur_port}", receiver.url)
     am = await _started(
         "Alertmanager", stack, start_alertmanager, tmp / "alertmanager", am_config, listen_host=host
     )
@@ -319,7 +404,7 @@ async def _run(args: argparse.Namespace, stack: AsyncExitStack, stop: asyncio.Ev
         listen_host=host,
     )
     level = getattr(args, "log_level", None) or ""
-    augur = await _Augur.start(tmp, prom.url, host, augur_port, level)
+    augur = await _Augur.start(tmp, prom.url, am.url, host, augur_port, level)
     stack.push_async_callback(augur.stop)
     await augur.wait_ready(stop)
     if stop.is_set():
@@ -336,6 +421,8 @@ async def _run(args: argparse.Namespace, stack: AsyncExitStack, stop: asyncio.Ev
         "graph": f"{ui}/graph?{urllib.parse.urlencode(graph)}",
         "alerts": f"{ui}/alerts",
         "alertmanager": am.url,
+        "receiver": receiver.url,
+        "enriched_log": str(receiver.log_path),
         "augur": f"{augur.url}/metrics",
         "workload": f"{workload_url}/metrics",
         "dir": str(tmp),
@@ -383,17 +470,23 @@ augur demo is running (stop it with Ctrl-C)
   Alertmanager  {info["alertmanager"]}
   augur         {info["augur"]}
   workload      {info["workload"]}
+  receiver      {info["receiver"]}  (the enriched alerts, printed below too)
 
 What to look at
   * augur_anomaly_score, one line per series and detector: 0..1 is normal, 1 or more is
     anomalous. The graph shows it above demo_injected_anomaly, which is 1 while the
     workload disturbs a series on purpose: for about a minute, every {period:g} minutes.
     The first: {first["kind"]} on {first["series"]} at {at} (in {wait:.0f} s)
-  * The AugurAnomaly alert fires on every score of 1 or more: see "alerts" and Alertmanager.
-    An alert on a series that was not disturbed is a false positive; the filters that keep
-    those rare are in augur.yml.
+  * The AugurAnomaly alert fires on every series scored 1 or more: see "alerts" and
+    Alertmanager. An alert on a series that was not disturbed is a false positive; the
+    filters that keep those rare are in augur.yml. Two hand-written rules fire as well:
+    HighRequestLatency on checkout's latency jump, DiskWillFillIn1Hour on the disk fill burst.
+  * Alertmanager sends each alert to augur, which enriches it (category, entities, related
+    anomalies, runbook, a one-sentence summary) and posts it back with augur_enriched="true";
+    that label routes it to the demo's receiver. Each enriched alert is printed below as it
+    arrives (FIRING, then RESOLVED) and logged to {ENRICHED_LOG}.
   * {HISTORY_SECONDS / 3600:g} h of history were backfilled in {filled:.1f} s, so augur's
     hour of look-back was full at once; everything was up in {up:.1f} s.
 
-Files: {info["dir"]}  (augur.yml, augur.log, {URLS_FILE})
+Files: {info["dir"]}  (augur.yml, augur.log, {ENRICHED_LOG}, {URLS_FILE})
 """
