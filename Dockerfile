@@ -49,7 +49,8 @@ LABEL org.opencontainers.image.title="augur" \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    OPENBLAS_NUM_THREADS=1
+    OPENBLAS_NUM_THREADS=1 \
+    AUGUR_MODEL_DIR=/opt/augur/models/onnx
 
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=models /ctx/models/onnx /opt/augur/models/onnx
