@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from test_alert_pipeline import am_config
 
 from exporter.app import build_app
 from exporter.config import Config
@@ -57,29 +58,6 @@ class Capture:
             except TimeoutError:
                 break
         raise AssertionError(f"no matching alert arrived; got {json.dumps(self.alerts)[:2000]}")
-
-
-def am_config(augur_url: str, capture_url: str) -> dict[str, Any]:
-    fast = {"group_wait": "0s", "group_interval": "100ms", "repeat_interval": "1h"}
-    return {
-        "route": {
-            "receiver": "nobody",
-            "group_by": ["..."],
-            **fast,
-            "routes": [
-                {"receiver": "augur", "matchers": ['augur_enriched!="true"'], "continue": False},
-                {"receiver": "team", "matchers": ['augur_enriched="true"']},
-            ],
-        },
-        "receivers": [
-            {"name": "nobody"},
-            {
-                "name": "augur",
-                "webhook_configs": [{"url": augur_url + "/webhook", "send_resolved": True}],
-            },
-            {"name": "team", "webhook_configs": [{"url": capture_url, "send_resolved": True}]},
-        ],
-    }
 
 
 async def serve_capture(capture: Capture) -> tuple[web.AppRunner, str]:
