@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -157,8 +157,9 @@ class Process:
     port: int
     proc: subprocess.Popen[bytes]
     workdir: Path
-    argv: list[str] = field(default_factory=list)
-    log_path: Path = Path("/dev/null")
+    argv: list[str]
+    """The command line, so `restart()` can run it again."""
+    log_path: Path
     """Where the server's own log (its stderr) is written."""
 
     def stop(self, timeout: float = 10) -> None:
