@@ -70,10 +70,19 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_onnx(model_dir: Path, texts: list[str], threads: int, rounds: int, q: Any) -> None:
-    """The shipped runtime: TextModel (onnxruntime + tokenizers + numpy)."""
+def run_onnx(
+    model_dir: Path, texts: list[str], threads: int, rounds: int, all_fusions: bool, q: Any
+) -> None:
+    """The shipped runtime: TextModel (onnxruntime + tokenizers + numpy).
+
+    `all_fusions` leaves onnxruntime's SkipLayerNormalization fusion on, which the runtime
+    turns off (`DISABLED_OPTIMIZERS`): the baseline that shows what turning it off is worth.
+    """
+    from exporter.text import encoder
     from exporter.text.encoder import TextModel
 
+    if all_fusions:
+        encoder.DISABLED_OPTIMIZERS = ()
     started = time.perf_counter()
     model = TextModel(model_dir, threads=threads, batch_size=BATCH)
     load = time.perf_counter() - started
@@ -171,6 +180,13 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "|---|---|---|---|---|---|---|---|",
         *rows,
     ]
+    for threads, ratio in report["fusion_ratio"].items():
+        lines.append("")
+        lines.append(
+            f"At {threads} thread{'s' if threads > 1 else ''} onnxruntime's SkipLayerNormalization "
+            f"fusion makes one alert take {ratio:.2f}x the time of the shipped session, which "
+            "turns it off."
+        )
     for threads, ratio in report["ratios"].items():
         lines.append("")
         plural = "s" if threads > 1 else ""
@@ -212,14 +228,20 @@ def main() -> None:
         "median_tokens": int(statistics.median(tokens)),
         "engines": {},
         "ratios": {},
+        "fusion_ratio": {},
     }
     with tempfile.TemporaryDirectory(prefix="augur-bench-") as tmp:
         hf = args.hf
         if hf is None and not args.no_torch:
             hf = in_process(_hf_job, Path(tmp))["hf"]
         for threads in args.threads:
-            onnx = in_process(run_onnx, args.model, texts, threads, args.rounds)
+            onnx = in_process(run_onnx, args.model, texts, threads, args.rounds, False)
             report["engines"][f"ONNX int8 (shipped)/{threads}"] = onnx
+            fused = in_process(run_onnx, args.model, texts, threads, args.rounds, True)
+            report["engines"][f"ONNX int8, SkipLayerNorm fused/{threads}"] = fused
+            report["fusion_ratio"][threads] = (
+                fused["one_text_median_ms"] / onnx["one_text_median_ms"]
+            )
             if args.no_torch:
                 continue
             torch = in_process(run_torch, Path(hf), args.model, texts, threads, args.rounds)

@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from exporter.text.encoder import open_session
+
 OPSET = 18
 EMBEDDING_OUTPUT = "sentence_embedding"
 
@@ -201,14 +203,9 @@ class Encoder:
     """An ONNX sentence encoder plus its tokenizer, for the build's own measurements."""
 
     def __init__(self, onnx_path: Path, tokenizer_path: Path, threads: int, max_tokens: int):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_session(onnx_path, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_length=max_tokens)
 

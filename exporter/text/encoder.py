@@ -38,11 +38,30 @@ DEFAULT_MAX_TOKENS = 256
 # in another category depending on its batch mates (2 of 157 test texts at 16); one text per
 # run keeps every alert's category independent of the others for ~10-20 % less throughput.
 DEFAULT_BATCH_SIZE = 1
+# onnxruntime 1.32 fuses each residual Add + LayerNormalization into SkipLayerNormalization,
+# whose CPU kernel is ~3x slower than the pair it replaces; with it one alert takes 1.14x as
+# long at 1 thread, 1.4x at 2 (benchmarks/bench_model.py). Unfused, the embeddings are as
+# close to fp32 as fused ones (mean cosine 0.99888 both), so the build and the runtime skip it.
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 _TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
 _LABEL_REF = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", ":", "：")
+
+
+def open_session(path: Path, threads: int) -> ort.InferenceSession:
+    """The CPU session the runtime serves with; the build measures through the same one."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(
+        str(path),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(DISABLED_OPTIMIZERS),
+    )
 
 
 class ModelError(Exception):
@@ -172,13 +191,7 @@ class TextModel:
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._pad_id = int(self.manifest.get("pad_id", 1))
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(
-            str(encoder), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = open_session(encoder, threads)
         self._head = self._load_head(head)
 
     def _load_head(self, path: Path) -> _Head:
