@@ -88,14 +88,16 @@ class Head:
         return np.asarray(np.argmax(self.logits(x), axis=1))
 
 
-def train_head(
-    x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, steps: int = 3000, lr: float = 0.05
-) -> Head:
-    """Class-balanced multinomial logistic regression by full-batch Adam; deterministic.
+def train_head(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float) -> Head:
+    """Class-balanced multinomial logistic regression, solved to convergence by L-BFGS.
 
-    Features are standardised for the optimiser and the scaling is then folded into the
-    weights, so serving is one matrix product on the embedding.
+    The problem is convex, so the solution does not depend on rounding: the Adam loop this
+    replaces stopped short of the optimum, and 1 against 2 BLAS threads moved its dev macro-F1
+    by up to 0.03 and changed which L2 penalty won. Features are standardised for the solver
+    and the scaling is then folded into the weights, so serving is one matrix product.
     """
+    from scipy.optimize import minimize
+
     x = x.astype(np.float64)
     mu = x.mean(axis=0)
     sigma = x.std(axis=0) + 1e-6
@@ -105,24 +107,28 @@ def train_head(
     # balanced weights: every class contributes equally, which is what macro-F1 rewards
     sample_w = (n / (n_classes * np.maximum(counts, 1)))[y]
     onehot = np.eye(n_classes)[y]
-    w = np.zeros((n_classes, d))
-    b = np.zeros(n_classes)
-    m_w, v_w, m_b, v_b = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for t in range(1, steps + 1):
+
+    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = theta[: n_classes * d].reshape(n_classes, d)
+        b = theta[n_classes * d :]
         logits = z @ w.T + b
         logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        g = (p - onehot) * sample_w[:, None] / n
-        g_w = g.T @ z + l2 * w
-        g_b = g.sum(axis=0)
-        for param, grad, m, v in ((w, g_w, m_w, v_w), (b, g_b, m_b, v_b)):
-            m *= beta1
-            m += (1 - beta1) * grad
-            v *= beta2
-            v += (1 - beta2) * grad * grad
-            param -= lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss = -np.sum(sample_w * log_p[np.arange(n), y]) / n + 0.5 * l2 * np.sum(w * w)
+        g = (np.exp(log_p) - onehot) * sample_w[:, None] / n
+        return float(loss), np.concatenate([(g.T @ z + l2 * w).ravel(), g.sum(axis=0)])
+
+    result = minimize(
+        loss_and_grad,
+        np.zeros(n_classes * d + n_classes),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-8},
+    )
+    if not result.success:
+        raise RuntimeError(f"head training did not converge: {result.message}")
+    w = result.x[: n_classes * d].reshape(n_classes, d)
+    b = result.x[n_classes * d :]
     weight = w / sigma
     bias = b - weight @ mu
     return Head(weight.astype(np.float32), bias.astype(np.float32))
