@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,3 +44,16 @@ def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def augur_run_argv() -> Callable[[Path, int], list[str]]:
+    """The command line of the real `augur run` on a loopback port, logging JSON to stderr."""
+
+    def argv(config: Path, port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "exporter.cli", "run", "--config", str(config)),
+            *("--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"),
+        ]
+
+    return argv

@@ -253,7 +253,9 @@ async def test_endpoints_and_promtool_check_metrics(running: tuple[Augur, Proces
 
 
 def test_augur_run_exits_cleanly_on_sigterm(
-    prometheus_factory: Callable[..., Process], tmp_path: Path
+    prometheus_factory: Callable[..., Process],
+    augur_run_argv: Callable[[Path, int], list[str]],
+    tmp_path: Path,
 ) -> None:
     """The real console entry point: JSON logs, readiness, SIGTERM -> exit 0 well within 25 s."""
     prom = prometheus_factory(samples=history(time.time(), days=0.2))
@@ -269,18 +271,7 @@ def test_augur_run_exits_cleanly_on_sigterm(
         )
     )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter.cli",
-            "run",
-            "--config",
-            str(cfg),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--log.format",
-            "json",
-        ],
+        augur_run_argv(cfg, port),
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

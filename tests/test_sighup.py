@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -51,6 +50,7 @@ def wait_for(check: Callable[[], bool], within: float = 60) -> None:
 def test_sighup_reloads_the_model_and_refuses_a_corrupt_one(
     prometheus_factory: Callable[..., Process],
     alertmanager_factory: Callable[..., Process],
+    augur_run_argv: Callable[[Path, int], list[str]],
     tmp_path: Path,
 ) -> None:
     prom = prometheus_factory()
@@ -81,18 +81,7 @@ def test_sighup_reloads_the_model_and_refuses_a_corrupt_one(
     )
     log = (tmp_path / "augur.log").open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter.cli",
-            "run",
-            "--config",
-            str(cfg),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--log.format",
-            "json",
-        ],
+        augur_run_argv(cfg, port),
         stderr=log,
         env={k: v for k, v in os.environ.items() if not k.startswith("AUGUR_")},
     )
