@@ -35,8 +35,9 @@ CATEGORIES = (
 
 DEFAULT_MAX_TOKENS = 256
 # int8 dynamic quantisation scales activations per batch tensor, so a borderline text can land
-# in another category depending on its batch mates (2 of 157 test texts at 16); one text per
-# run keeps every alert's category independent of the others for ~10-20 % less throughput.
+# in another category depending on its batch mates (2 of the 157 first-round test texts at 16);
+# one text per run keeps every alert's category independent of the others for ~10-20 % less
+# throughput.
 DEFAULT_BATCH_SIZE = 1
 # onnxruntime 1.32 fuses each residual Add + LayerNormalization into SkipLayerNormalization,
 # whose CPU kernel is ~3x slower than the pair it replaces; with it one alert takes 1.14x as
