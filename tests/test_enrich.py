@@ -27,9 +27,9 @@ from exporter.alerts.enrich import (
     AlertEnricher,
     EnrichConfig,
     Model,
-    rank_related,
 )
 from exporter.alerts.models import ANNOTATIONS, WebhookAlert
+from exporter.alerts.related import rank_related
 from exporter.procs import Process, Sample
 from exporter.prometheus import PrometheusClient
 from exporter.text import TextModel
