@@ -17,6 +17,7 @@ from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.statespace.initialization import Initialization
 
 import exporter.detectors.arima as arima
+import exporter.detectors.arima_fit as arima_fit
 from exporter.detectors import kalman
 from exporter.detectors.arima import ARIMADetector, ARIMAParams, fit_model
 from exporter.detectors.base import DETECTORS, FloatArray, Window, score_all
@@ -371,18 +372,18 @@ def test_degenerate_series_fall_back_without_exceptions_or_warnings() -> None:
 def test_failed_fits_fall_back_to_simpler_orders_and_are_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = arima._mle
+    real = arima_fit._mle
 
     def refuse_two_terms(
         y: FloatArray, order: tuple[int, int, int], *args: Any
     ) -> ARIMAModel | None:
         return None if order[0] + order[2] > 1 else real(y, order, *args)
 
-    monkeypatch.setattr(arima, "_mle", refuse_two_terms)
+    monkeypatch.setattr(arima_fit, "_mle", refuse_two_terms)
     result = fit_model(np.cumsum(arma(720, 0.5, 0.3, 51)), (1, 1, 1), "c", 0.0)
     assert result.model is not None and result.model.order == (1, 1, 0)
     assert result.failures == 1 and result.fallback
-    monkeypatch.setattr(arima, "_mle", lambda *args: None)
+    monkeypatch.setattr(arima_fit, "_mle", lambda *args: None)
     det = sync(order=(2, 1, 1))
     est = det.score(window(np.cumsum(arma(720, 0.5, 0.3, 52))))
     assert det._models[0] is not None and det._models[0].order == (0, 1, 0)

@@ -12,28 +12,29 @@ its real fit runs; a fit that raises or does not converge falls back to a simple
 ((p, d, q) -> (1, d, 0) -> (0, d, 0), the last in closed form). The `fits`, `fit_failures`
 and `fallbacks` attributes count these for export. Each series keeps its last `fit_window`
 points (8 bytes each) for refits, so windows may carry only the new points.
+
+The fitting and its worker processes are in `arima_fit.py`, the per-series arrays in
+`arima_bank.py`; this module keeps the detector, which schedules fits and filters.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import os
-import signal
-import threading
-import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 
-from exporter.detectors import kalman
+from exporter.detectors import arima_fit, kalman
+from exporter.detectors.arima_bank import BoolArray, IntArray, SeriesBank
+from exporter.detectors.arima_fit import MAX_P, MAX_Q, FitResult, Order, Trend
+from exporter.detectors.arima_fit import _pools as _pools  # re-exported: tests, benchmarks read it
+from exporter.detectors.arima_fit import fit_model as fit_model
+from exporter.detectors.arima_fit import shutdown_pools as shutdown_pools
 from exporter.detectors.base import (
     DetectorParams,
     Estimate,
@@ -43,15 +44,7 @@ from exporter.detectors.base import (
     band_estimate,
     register,
 )
-from exporter.detectors.kalman import ARIMAModel, FilterState, StateSpace
-
-Trend = Literal["n", "c", "t"]
-Order = tuple[int, int, int]
-IntArray = npt.NDArray[np.intp]
-BoolArray = npt.NDArray[np.bool_]
-
-MAX_P, MAX_Q = 2, 2
-"""Bounds of the automatic order selection (d is 0 or 1, chosen by a KPSS test)."""
+from exporter.detectors.kalman import ARIMAModel
 
 REFILTER = 200
 """Points of history a new model is filtered over before it scores: its warm-up."""
@@ -59,8 +52,6 @@ REFILTER = 200
 _BATCH = 8
 """Series per pool task: a large first fit lands progressively, and a shutdown waits for at
 most one task per worker (8 fits: ~0.5 s, a few seconds at worst)."""
-
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ARIMAParams(DetectorParams):
@@ -101,228 +92,6 @@ class ARIMAParams(DetectorParams):
         return value
 
 
-@dataclass(frozen=True)
-class FitResult:
-    """A fit's outcome: the model (None if the data cannot carry one) and how it went."""
-
-    model: ARIMAModel | None
-    failures: int
-    fallback: bool
-
-
-def fit_model(
-    values: FloatArray,
-    order: Order | None,
-    trend: Trend,
-    ref_time: float,
-    start: ARIMAModel | None = None,
-) -> FitResult:
-    """Fit one series with statsmodels; warnings are swallowed, failures counted.
-
-    `ref_time` is when `values[0]` was taken; `start`, the previous model, warm-starts the
-    optimiser when the order is unchanged.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    if np.count_nonzero(np.isfinite(x)) < 3:
-        return FitResult(None, 0, False)
-    # Imported before the block below: statsmodels adds "always" filters on first import,
-    # which would outrank the block's "ignore".
-    import statsmodels.tsa.arima.model
-    import statsmodels.tsa.stattools  # noqa: F401
-
-    ok = np.isfinite(x)
-    idx = np.arange(x.size)
-    filled = np.interp(idx, idx[ok], x[ok])  # KPSS and least squares cannot skip gaps
-    failures = 0
-    with warnings.catch_warnings(action="ignore"):
-        d = order[1] if order else _choose_d(filled, trend)
-        p, q = (order[0], order[2]) if order else _choose_pq(np.diff(filled) if d else filled)
-        chain = [(p, q)] + [pq for pq in ((1, 0), (0, 0)) if sum(pq) < p + q]
-        for p, q in chain:
-            if (p, q) == (0, 0):
-                model = kalman.moment_models(x[None], d, trend, np.array([ref_time]), False)[0]
-            else:
-                guess = start if start and start.order == (p, d, q) else None
-                model = _mle(np.diff(x) if d else x, (p, d, q), trend, ref_time, guess)
-                failures += model is None
-            if model is not None:
-                break
-    return FitResult(model, failures, (p, q) != chain[0])
-
-
-def _choose_d(x: FloatArray, trend: Trend) -> int:
-    """1 when KPSS rejects (level or trend) stationarity at 5 %, as auto.arima does."""
-    from statsmodels.tsa.stattools import kpss
-
-    try:
-        pvalue = kpss(x, regression="ct" if trend == "t" else "c", result_object=True).pvalue
-    except (ValueError, ZeroDivisionError, np.linalg.LinAlgError):
-        return 0  # a constant series: nothing to difference
-    return 1 if pvalue < 0.05 else 0
-
-
-def _choose_pq(y: FloatArray) -> tuple[int, int]:
-    """(p, q) by BIC over the grid, each candidate estimated by Hannan-Rissanen.
-
-    Two least-squares fits (a long AR for the innovations, then the ARMA regression) cost
-    ~2 ms for all nine candidates, where a likelihood fit costs 10-400 ms each. BIC rather
-    than AIC: on NAB it picks smaller models whose fits are 2.5x faster, and these residuals
-    flatter larger models anyway. Within 2 units of the best, the fewest terms win.
-    """
-    y = y - y.mean()
-    n = y.size
-    m = min(math.ceil(10 * math.log10(max(n, 2))), n // 4)
-    if m < 1 or n - m <= MAX_Q + 10 or not y.any():
-        return 0, 0
-    long_ar = np.column_stack([y[m - i : n - i] for i in range(1, m + 1)])
-    e = np.zeros(n)
-    e[m:] = y[m:] - long_ar @ np.linalg.lstsq(long_ar, y[m:], rcond=None)[0]
-    lo = m + max(MAX_P, MAX_Q)
-    target = y[lo:]
-    scored = []
-    for p in range(MAX_P + 1):
-        for q in range(MAX_Q + 1):
-            cols = [y[lo - i : n - i] for i in range(1, p + 1)]
-            cols += [e[lo - i : n - i] for i in range(1, q + 1)]
-            resid = target
-            if cols:
-                design = np.column_stack(cols)
-                resid = target - design @ np.linalg.lstsq(design, target, rcond=None)[0]
-            var = float(resid @ resid) / target.size
-            penalty = math.log(target.size) * (p + q)
-            scored.append((target.size * math.log(var) + penalty if var > 0 else -math.inf, p, q))
-    best = min(s[0] for s in scored)
-    return min((p + q, bic, p, q) for bic, p, q in scored if bic <= best + 2)[2:]
-
-
-def _mle(
-    y: FloatArray, order: Order, trend: Trend, ref_time: float, start: ARIMAModel | None
-) -> ARIMAModel | None:
-    """Exact-likelihood ARMA(p, q) fit of `y` (the differenced series when d=1).
-
-    statsmodels' ARIMA on the differences rather than on the levels or SARIMAX: the same
-    model without a diffuse state, and its constant is the mean (regression with ARMA
-    errors) where SARIMAX's is a state intercept. Scale concentrated out, no parameter
-    covariance: the fastest variant measured.
-    """
-    from statsmodels.tsa.arima.model import ARIMA
-
-    p, d, q = order
-    line = d == 0 and trend == "t"
-    sm_trend = "n" if trend == "n" else ("ct" if line else "c")
-    k = {"n": 0, "c": 1, "ct": 2}[sm_trend]
-    guess = None if start is None or line else np.array([start.mean] * k + [*start.ar, *start.ma])
-    try:
-        model = ARIMA(y, order=(p, 0, q), trend=sm_trend, concentrate_scale=True)
-        res = model.fit(start_params=guess, cov_type="none", low_memory=True)
-    except (ValueError, np.linalg.LinAlgError, IndexError, OverflowError):
-        return None
-    params, sigma2 = np.asarray(res.params, dtype=np.float64), float(res.scale)
-    if not (res.mle_retvals.get("converged") and np.isfinite(params).all() and sigma2 >= 0):
-        return None
-    slope = float(params[1]) if line else 0.0
-    mean = float(params[0]) + slope if k else 0.0  # statsmodels counts time from 1
-    ar, ma = params[k : k + p], params[k + p : k + p + q]
-    return ARIMAModel(
-        order, trend, tuple(ar.tolist()), tuple(ma.tolist()), mean, slope, sigma2, ref_time
-    )
-
-
-def _fit_batch(jobs: list[tuple[Any, ...]]) -> list[FitResult]:
-    """One pool task: `fit_model(*job)` for each job."""
-    return [fit_model(*job) for job in jobs]
-
-
-def _init_worker() -> None:
-    """Pool initializer: BLAS single-threaded for anything loaded later; Ctrl-C to the parent."""
-    for var in _THREAD_VARS:
-        os.environ[var] = "1"
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-_pools: dict[int, ProcessPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """The fitting processes, started on first use and shared by detectors of one size."""
-    with _pools_lock:
-        if workers not in _pools:
-            # A worker's BLAS reads these as it loads, before any initializer runs (unpickling
-            # the first task imports numpy): they must be in the environment it inherits.
-            # 100 fits in 2 workers: 21 s with the default threads, 1.5 s with one.
-            for var in _THREAD_VARS:
-                os.environ.setdefault(var, "1")
-            context = multiprocessing.get_context("spawn")  # fork is unsafe with threads
-            _pools[workers] = ProcessPoolExecutor(workers, context, initializer=_init_worker)
-        return _pools[workers]
-
-
-def shutdown_pools(wait: bool = True) -> None:
-    """Stop the fitting processes (call on exit); a later fit starts them again."""
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        pool.shutdown(wait=wait, cancel_futures=True)
-
-
-@dataclass
-class _Bank:
-    """Per-series arrays, one row per series: history, bookkeeping, matrices, filter state."""
-
-    hist: FloatArray  # (n, fit_window): the newest points, oldest first, NaN before the first
-    hist_len: IntArray
-    last_ts: FloatArray  # when the newest consumed point was taken (-inf: none yet)
-    seen: FloatArray  # newest timestamp of the last window holding the series
-    fit_end: FloatArray  # when the last point of the model's fit data was taken
-    pending: BoolArray  # a fit is running in the pool
-    fresh: BoolArray  # a new model: filter it over the history before it scores
-    provisional: BoolArray  # a moment estimate standing in for a fit
-    last: FloatArray  # (n, 3): newest value, its one-step prediction, its variance
-    T: FloatArray
-    Z: FloatArray
-    RQR: FloatArray
-    integrated: BoolArray
-    a: FloatArray
-    P: FloatArray
-    diffuse: BoolArray
-
-    @classmethod
-    def empty(cls, n: int, width: int, k: int) -> _Bank:
-        """`n` rows without history or model."""
-        shapes = {"hist": (width,), "last": (3,), "T": (k, k), "Z": (k,), "RQR": (k, k)}
-        shapes |= {"a": (k,), "P": (k, k)}
-        fills = {"hist": np.nan, "last": np.nan, "seen": np.nan, "last_ts": -np.inf}
-        fills |= {"fit_end": -np.inf}
-        flags = {"pending", "fresh", "provisional", "integrated", "diffuse"}
-        return cls(
-            **{
-                f.name: np.full(
-                    (n, *shapes.get(f.name, ())),
-                    fills.get(f.name, 0),
-                    dtype=bool if f.name in flags else np.intp if f.name == "hist_len" else float,
-                )
-                for f in fields(cls)
-            }
-        )
-
-    def extend(self, other: _Bank) -> None:
-        """Append the rows of `other`."""
-        for f in fields(self):
-            setattr(self, f.name, np.concatenate([getattr(self, f.name), getattr(other, f.name)]))
-
-    def keep(self, rows: IntArray) -> None:
-        """Keep only `rows`, in that order."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name)[rows])
-
-    def system(self, rows: IntArray) -> tuple[StateSpace, FilterState]:
-        """Copies of the matrices and filter state of `rows`."""
-        ssm = StateSpace(self.T[rows], self.Z[rows], self.RQR[rows], self.integrated[rows])
-        return ssm, FilterState(self.a[rows], self.P[rows], self.diffuse[rows])
-
-
 @dataclass
 class _Job:
     future: Future[list[FitResult]]
@@ -360,7 +129,7 @@ class ARIMADetector:
         self._index: dict[SeriesKey, int] = {}
         self._keys: list[SeriesKey] = []
         self._models: list[ARIMAModel | None] = []
-        self._bank = _Bank.empty(0, self.params.fit_window, self._k)
+        self._bank = SeriesBank.empty(0, self.params.fit_window, self._k)
 
     @property
     def pending(self) -> int:
@@ -484,7 +253,9 @@ class ARIMADetector:
         rows = self._rows(window.keys, float(ts[-1]) if ts.size else math.nan)
         self._harvest()
         if ts.size:
-            steps = self._ingest(rows, values, ts, window.step)
+            steps = self._bank.ingest(rows, values, ts, window.step)
+            # Many new points: cheaper to start over from the history.
+            self._bank.fresh[rows[steps > REFILTER]] = True
             self._stand_in(rows, window.step)
             self._schedule(rows, window.step)
             self._filter(rows, steps, window.step)
@@ -503,7 +274,7 @@ class ARIMADetector:
             self._index[key] = len(self._keys)
             self._keys.append(key)
             self._models.append(None)
-        self._bank.extend(_Bank.empty(len(keys), self.params.fit_window, self._k))
+        self._bank.extend(SeriesBank.empty(len(keys), self.params.fit_window, self._k))
 
     def _modelled(self, rows: IntArray) -> BoolArray:
         return np.array([self._models[r] is not None for r in rows.tolist()], dtype=bool)
@@ -521,44 +292,6 @@ class ARIMADetector:
         self._models = [self._models[i] for i in keep.tolist()]
         self._index = {key: row for row, key in enumerate(self._keys)}
 
-    def _ingest(self, rows: IntArray, values: FloatArray, ts: FloatArray, step: float) -> IntArray:
-        """Append each series' columns newer than its last point to its history.
-
-        Returns the steps appended per window row; steps missed between the previous window
-        and this one count as missing samples.
-        """
-        b, width = self._bank, ts.size
-        last = b.last_ts[rows]
-        first = np.searchsorted(ts, last + 0.5 * step)
-        new = first < width
-        with np.errstate(invalid="ignore"):
-            gap = np.rint((ts[np.minimum(first, width - 1)] - last) / step) - 1
-        gap = np.where(new & np.isfinite(gap), np.maximum(gap, 0), 0).astype(np.intp)
-        steps = np.zeros(rows.size, dtype=np.intp)
-        for f, g in set(zip(first[new].tolist(), gap[new].tolist(), strict=True)):
-            sel = np.flatnonzero(new & (first == f) & (gap == g))
-            pad = np.full((sel.size, min(g, self.params.fit_window)), np.nan)
-            block = np.concatenate([pad, values[sel, f:]], axis=1)
-            self._append(rows[sel], block)
-            steps[sel] = block.shape[1]
-        b.last_ts[rows[new]] = ts[-1]
-        b.fresh[rows[steps > REFILTER]] = True  # cheaper to start over from the history
-        return steps
-
-    def _append(self, rows: IntArray, block: FloatArray) -> None:
-        b, width, count = self._bank, self.params.fit_window, block.shape[1]
-        if count >= width:
-            b.hist[rows] = block[:, -width:]
-        elif rows.size and rows[-1] - rows[0] == rows.size - 1 and (np.diff(rows) == 1).all():
-            # The usual case, a query's series in the order they were first seen: shifting
-            # in place costs one pass over the history instead of three fancy-index copies.
-            hist = b.hist[rows[0] : rows[-1] + 1]
-            hist[:, :-count] = hist[:, count:]
-            hist[:, -count:] = block
-        else:
-            b.hist[rows] = np.concatenate([b.hist[rows, count:], block], axis=1)
-        b.hist_len[rows] = np.minimum(b.hist_len[rows] + count, width)
-
     def _fittable(self, rows: IntArray) -> BoolArray:
         finite = np.count_nonzero(np.isfinite(self._bank.hist[rows]), axis=1)
         return np.asarray(finite >= self.params.min_points)
@@ -571,16 +304,7 @@ class ARIMADetector:
             return
         x = self._bank.hist[new]
         refs = self._bank.last_ts[new] - (self.params.fit_window - 1) * step
-        order = self.params.order
-        candidates = [
-            kalman.moment_models(x, d, self.params.trend, refs)
-            for d in ((order[1],) if order else (0, 1))
-        ]
-        # Without a configured d, the one with the smaller one-step variance.
-        best = [
-            min((c for c in row if c), key=lambda c: c.sigma2, default=None)
-            for row in zip(*candidates, strict=True)
-        ]
+        best = arima_fit.stand_ins(x, self.params.order, self.params.trend, refs)
         got = np.array([i for i, model in enumerate(best) if model], dtype=np.intp)
         self._set_models(new[got], [best[i] for i in got.tolist()], provisional=True)
 
@@ -606,11 +330,8 @@ class ARIMADetector:
         b.pending[rows[due]] = True
         for lo in range(0, len(jobs), _BATCH):
             batch = slice(lo, lo + _BATCH)
-            try:
-                future = _pool(p.workers).submit(_fit_batch, jobs[batch])
-            except RuntimeError as exc:  # broken or shut down: these try again next cycle
-                if isinstance(exc, BrokenProcessPool):
-                    shutdown_pools(wait=False)
+            future = arima_fit.submit(p.workers, jobs[batch])
+            if future is None:  # broken or shut down: these try again next cycle
                 b.pending[[self._index[k] for k in keys[batch]]] = False
                 continue
             self._jobs.append(_Job(future, keys[batch], ends[batch], self._generation))
@@ -622,13 +343,8 @@ class ARIMADetector:
             if not job.future.done():
                 running.append(job)
                 continue
-            try:
-                results = job.future.result()
-            except Exception as exc:  # a killed worker, a cancelled task: counted, retried
-                if isinstance(exc, BrokenProcessPool):
-                    shutdown_pools(wait=False)
-                results = [FitResult(None, 1, False)] * len(job.keys)
-            for key, end, result in zip(job.keys, job.ends, results, strict=True):
+            done = arima_fit.collect(job.future, len(job.keys))
+            for key, end, result in zip(job.keys, job.ends, done, strict=True):
                 row = self._index.get(key)
                 if row is not None and job.generation == self._generation:
                     self._bank.pending[row] = False
@@ -667,18 +383,12 @@ class ARIMADetector:
             models = [m for m in (self._models[r] for r in group.tolist()) if m is not None]
             since = (b.last_ts[group] - (count - 1) * step - [m.ref_time for m in models]) / step
             ssm, _ = b.system(group)
-            self._run(group, ssm, kalman.initial_state(ssm, models, since), count)
+            state = kalman.initial_state(ssm, models, since)
+            self.filtered_points += b.run(group, ssm, state, count)
             b.fresh[group] = False
         for count in np.unique(steps[modelled & ~fresh & (steps > 0)]).tolist():
             group = rows[modelled & ~fresh & (steps == count)]
-            self._run(group, *b.system(group), count)
-
-    def _run(self, rows: IntArray, ssm: StateSpace, state: FilterState, count: int) -> None:
-        b, y = self._bank, self._bank.hist[rows, -count:]
-        expected, var = kalman.run(ssm, state, y)
-        b.a[rows], b.P[rows], b.diffuse[rows] = state.a, state.P, state.diffuse
-        b.last[rows] = np.column_stack([y[:, -1], expected[:, -1], var[:, -1]])
-        self.filtered_points += y.size
+            self.filtered_points += b.run(group, *b.system(group), count)
 
 
 register("arima", ARIMAParams, ARIMADetector)
