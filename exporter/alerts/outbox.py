@@ -10,6 +10,9 @@ change while the row awaits enrichment. A delivery row per (alert, replica) says
 next and whether the current state has reached that replica; a `version` bumped on every
 change keeps a post that raced with a change from marking the newer state as delivered.
 
+The tables, their migrations and the row types (`Record`, `Accepted`, `Entry`, `Awaiting`)
+are in `outbox_schema`; they are re-exported here.
+
 SQLite in WAL mode with `synchronous=FULL`: a commit is on disk when `accept` returns. All
 calls run on one dedicated thread, which also serialises them; the methods are coroutines.
 """
@@ -22,13 +25,31 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
+
+from exporter.alerts.outbox_schema import (
+    Accepted,
+    Awaiting,
+    Entry,
+    Key,
+    Record,
+    State,
+    connect,
+)
+
+__all__ = [
+    "STALE_FIRING_SECONDS",
+    "Accepted",
+    "Awaiting",
+    "Entry",
+    "Key",
+    "Outbox",
+    "Record",
+    "State",
+]
 
 T = TypeVar("T")
-Key = tuple[str, str]
-State = Literal["firing", "resolved", "expired"]
 
 STALE_FIRING_SECONDS = 60.0
 """A firing notification this soon after the source's resolution is a late replica's, ignored.
@@ -36,99 +57,6 @@ STALE_FIRING_SECONDS = 60.0
 Unclustered replicas can deliver a notification computed before the resolution just after it;
 a real re-fire with the same startsAt follows Alertmanager timing the alert out (minutes).
 """
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox_alerts (
-    id            INTEGER PRIMARY KEY,
-    fingerprint   TEXT NOT NULL,
-    starts_at     TEXT NOT NULL,
-    state         TEXT NOT NULL,
-    version       INTEGER NOT NULL,
-    ends_at       REAL,
-    labels        TEXT NOT NULL,
-    annotations   TEXT NOT NULL,
-    enrichment    TEXT NOT NULL,
-    generator_url TEXT NOT NULL,
-    last_seen     REAL NOT NULL,
-    changed_at    REAL NOT NULL,
-    enriched      INTEGER NOT NULL DEFAULT 1,
-    source        TEXT,
-    UNIQUE (fingerprint, starts_at)
-);
-CREATE TABLE IF NOT EXISTS outbox_deliveries (
-    alert_id   INTEGER NOT NULL,
-    replica    TEXT NOT NULL,
-    due_at     REAL,
-    pending    INTEGER NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    PRIMARY KEY (alert_id, replica)
-);
-CREATE INDEX IF NOT EXISTS outbox_deliveries_due ON outbox_deliveries (replica, due_at);
-CREATE INDEX IF NOT EXISTS outbox_deliveries_pending ON outbox_deliveries (replica)
-    WHERE pending = 1;
-CREATE INDEX IF NOT EXISTS outbox_alerts_seen ON outbox_alerts (state, last_seen);
-"""
-INDEXES_AFTER_MIGRATION = """
-CREATE INDEX IF NOT EXISTS outbox_alerts_awaiting ON outbox_alerts (id) WHERE enriched = 0;
-"""
-MIGRATIONS = (
-    # Outboxes written before enrichment moved behind the webhook hold enriched rows only.
-    ("enriched", "ALTER TABLE outbox_alerts ADD COLUMN enriched INTEGER NOT NULL DEFAULT 1"),
-    ("source", "ALTER TABLE outbox_alerts ADD COLUMN source TEXT"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One alert of an accepted notification, ready to be stored."""
-
-    fingerprint: str
-    starts_at: str
-    status: Literal["firing", "resolved"]
-    ends_at: float | None
-    labels: dict[str, str]
-    """The label set (enriched, or the source's while `source` is set); used only on insert."""
-    annotations: dict[str, str]
-    """The source's annotations; the newest replace the stored ones."""
-    enrichment: dict[str, str]
-    """augur's annotations; used only when the row is created."""
-    generator_url: str
-    source: str | None = None
-    """The source alert as JSON when it is still to be enriched: the row is not sendable yet."""
-
-
-@dataclass
-class Accepted:
-    """What `accept` did with a notification's records."""
-
-    inserted: int = 0
-    changed: int = 0
-    refreshed: int = 0
-    ignored: list[str] = field(default_factory=list)  # unknown_resolved or late_firing, each
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A delivery due to one replica: the stored alert as it is to be posted now."""
-
-    alert_id: int
-    version: int
-    state: State
-    starts_at: str
-    ends_at: float | None
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    generator_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Awaiting:
-    """A stored alert awaiting enrichment: its source alert as JSON and its stored labels."""
-
-    alert_id: int
-    labels: dict[str, str]
-    source: str
 
 
 def _json(value: dict[str, str]) -> str:
@@ -145,16 +73,7 @@ class Outbox:
         self.replicas = tuple(replicas)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="augur-outbox")
         self._closed = False
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit survives power loss, which is what the webhook's 200 promises.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox_alerts)")}
-        for column, sql in MIGRATIONS:
-            if column not in columns:
-                self._db.execute(sql)
-        self._db.executescript(INDEXES_AFTER_MIGRATION)
+        self._db = connect(path)
         self._sync_replicas(time.time() if now is None else now)
 
     @classmethod
