@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.durations import parse_duration
+
 ENRICHED_LABEL = "augur_enriched"
 """Set to "true" on every alert augur posts; routes match on it, and augur skips such alerts."""
 CATEGORY_LABEL = "category"
@@ -223,13 +225,10 @@ def generator_url(value: str) -> str:
     return value
 
 
-# Settings. exporter.config imports this module to build the root Config, so importing it at
-# the top here would be a cycle: the duration parser is looked up when a value is validated.
+# Settings.
 
 
 def _duration(value: object) -> float:
-    from exporter.config import parse_duration
-
     return parse_duration(value)
 
 

@@ -49,6 +49,7 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
+from exporter.durations import parse_duration
 
 IntArray = npt.NDArray[np.intp]
 
@@ -126,9 +127,6 @@ class EnsembleParams(DetectorParams):
     @field_validator("hold", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        # Imported here: exporter.config imports the detector table at import time.
-        from exporter.config import parse_duration
-
         return parse_duration(value)
 
     @model_validator(mode="after")

@@ -38,6 +38,7 @@ from exporter.detectors.base import (
     Window,
     score_all,
 )
+from exporter.durations import parse_duration
 
 DAY, WEEK = 86400.0, 7 * 86400.0
 CYCLES = 7
@@ -277,8 +278,6 @@ def wrap(
             return detector
         return _seasonal(detector)(detector, periods, auto=True, factory=factory)
     if isinstance(seasonality, str):
-        from exporter.config import parse_duration  # the config imports the detector table
-
         seasonality = parse_duration(seasonality)
     period = float(seasonality)
     if period < 2 * step:
