@@ -39,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-fp32-layers",
         type=int,
-        default=3,
-        help="int8 only: FFN output projections left in fp32",
+        default=0,
+        help="int8 only: FFN output projections left in fp32 (the most harmful first)",
+    )
+    parser.add_argument(
+        "--smooth-alpha",
+        type=float,
+        default=0.8,
+        help="int8 only: SmoothQuant migration strength before quantising; 0 turns it off",
     )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         quant=args.quant,
         keep_fp32_layers=args.keep_fp32_layers,
         threads=args.threads,
+        smooth_alpha=args.smooth_alpha,
     )
     try:
         manifest = build(opts)
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, rep in manifest["evaluation"].items():
         print(
             f"{name:30s} n={rep['n']:4d} macro-F1 {rep['macro_f1']:.3f} "
-            f"(fp32 {rep['fp32_macro_f1']:.3f}) agreement {rep['quantized_vs_fp32_agreement']:.3f}"
+            f"(fp32 {rep['fp32_macro_f1']:.3f}) agreement {rep['quantized_vs_fp32_agreement']:.2%}"
         )
     total = sum(f["bytes"] for f in manifest["files"].values())
     print(f"wrote {args.out} ({total / 1e6:.1f} MB)")

@@ -56,8 +56,9 @@ class BuildOptions:
     corpus: Path
     data: Path
     quant: str = "int8"
-    keep_fp32_layers: int = 3
+    keep_fp32_layers: int = 0
     threads: int = 2
+    smooth_alpha: float = 0.8  # int8 only: SmoothQuant strength before quantising; 0: off
 
 
 def _versions() -> dict[str, str]:
@@ -118,6 +119,12 @@ def _quantize(
         report["q4_block32"] = mean_cos(path)
         return path, report
 
+    if opts.smooth_alpha:
+        smoothed = work / "encoder-fp32-smooth.onnx"
+        report["smoothing"] = export.smooth_activations(
+            fp32_opt, smoothed, calib, tokenizer, opts.smooth_alpha
+        )
+        fp32_opt = smoothed  # computes the same; only what int8 makes of it differs
     per_tensor = export.quantize_int8(fp32_opt, work / "int8-per-tensor.onnx", False)
     per_channel = export.quantize_int8(fp32_opt, work / "int8-per-channel.onnx", True)
     report["int8_per_tensor"] = mean_cos(per_tensor)
@@ -346,6 +353,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
             "command": (
                 "python -m exporter.modelbuild --out models/onnx "
                 f"--quant {opts.quant} --keep-fp32-layers {opts.keep_fp32_layers}"
+                + f" --smooth-alpha {opts.smooth_alpha}"
             ),
             "versions": _versions(),
         },
