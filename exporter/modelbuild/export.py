@@ -186,7 +186,8 @@ def smooth_activations(
     divided per channel by s = max|x|^alpha / max|w|^(1 - alpha) (a Mul inserted before the
     node, so the residual path is untouched) and the weight rows are multiplied by s. With
     alpha 0.8 the all-int8 encoder's mean 1 - cosine to fp32 fell from 2.9e-3 to 5.8e-4 on
-    the build's texts (the shipped per-channel + 3 fp32 layers: 1.1e-3); 0.5 helped nothing.
+    the build's texts (the earlier recipe, per-channel + 3 fp32 layers: 1.1e-3); 0.5 helped
+    nothing.
     Written by hand: onnxruntime offers SmoothQuant only through neural-compressor's static
     quantisation, not for dynamic int8.
     """
