@@ -27,13 +27,13 @@ from exporter.alerts.models import (
     CATEGORY_LABEL,
     ENRICHED_LABEL,
     MISSING_ANNOTATION,
-    Duration,
     Enrichment,
     WebhookAlert,
     bound,
 )
 from exporter.alerts.related import Reading, Related, expr_reading, rank_related, related_selector
 from exporter.alerts.summary import format_clock, format_number, summary
+from exporter.durations import Duration
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import Entities, MetricCatalog, extract, is_chinese, rule_expr
 from exporter.text.knowledge import DEFAULT_DIR, MIN_SCORE, KnowledgeBase, RunbookMatch

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.durations import parse_duration
+from exporter.durations import Duration
 
 ENRICHED_LABEL = "augur_enriched"
 """Set to "true" on every alert augur posts; routes match on it, and augur skips such alerts."""
@@ -226,13 +226,6 @@ def generator_url(value: str) -> str:
 
 
 # Settings.
-
-
-def _duration(value: object) -> float:
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 def _url_list(value: object) -> object:

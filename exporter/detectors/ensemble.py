@@ -30,7 +30,6 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -49,7 +48,7 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
-from exporter.durations import parse_duration
+from exporter.durations import Duration
 
 IntArray = npt.NDArray[np.intp]
 
@@ -119,15 +118,10 @@ class EnsembleParams(DetectorParams):
     """Points the calibration remembers (an exponential weighting, 1/memory per point)."""
     warmup: int = Field(100, ge=2)
     """Member scores a series needs before the ensemble scores it (NaN until then)."""
-    hold: float = Field(43200.0, ge=0)
+    hold: Duration = Field(43200.0, ge=0)
     """Seconds after a detection during which the same series' scores stay below 1."""
     bootstrap: int = Field(400, ge=0)
     """Points of a new series' window replayed to start its calibration (0: warm up live)."""
-
-    @field_validator("hold", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _enough_members(self) -> EnsembleParams:
