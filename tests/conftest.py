@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.procs import Process, Sample, start_alertmanager, start_prometheus
+from exporter.procs import Process, Sample, find_binary, start_alertmanager, start_prometheus
 
 
 @pytest.fixture
@@ -57,3 +58,21 @@ def augur_run_argv() -> Callable[[Path, int], list[str]]:
         ]
 
     return argv
+
+
+@pytest.fixture
+def promtool_check_metrics() -> Callable[[bytes], Awaitable[tuple[int, str]]]:
+    """`promtool check metrics` on an exposition: its exit code and what it printed."""
+
+    async def check(exposition: bytes) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *(find_binary("promtool"), "check", "metrics"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(exposition), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    return check

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -288,6 +288,7 @@ async def test_enriched_alert_arrives_and_resolves_with_its_source(
     capture: Capture,
     augurs: list[Augur],
     session: aiohttp.ClientSession,
+    promtool_check_metrics: Callable[[bytes], Awaitable[tuple[int, str]]],
     tmp_path: Path,
 ) -> None:
     token = tmp_path / "token"
@@ -338,16 +339,8 @@ async def test_enriched_alert_arrives_and_resolves_with_its_source(
     # The self-metrics pass promtool's lint.
     exposition = generate_latest(augur.registry)
     assert b'augur_alerts_posted_total{alertmanager="' + am.url.encode() in exposition
-    lint = await asyncio.create_subprocess_exec(
-        find_binary("promtool"),
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await lint.communicate(exposition)
-    assert lint.returncode == 0, out
+    returncode, out = await promtool_check_metrics(exposition)
+    assert returncode == 0, out
 
 
 async def test_alertmanager_down_then_back_gets_everything_once(

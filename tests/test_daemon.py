@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import serve
 from exporter.config import Config
-from exporter.procs import Process, Sample, find_binary, free_port
+from exporter.procs import Process, Sample, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -231,7 +231,10 @@ async def test_survives_prometheus_going_away(running: tuple[Augur, Process]) ->
     )
 
 
-async def test_endpoints_and_promtool_check_metrics(running: tuple[Augur, Process]) -> None:
+async def test_endpoints_and_promtool_check_metrics(
+    running: tuple[Augur, Process],
+    promtool_check_metrics: Callable[[bytes], Awaitable[tuple[int, str]]],
+) -> None:
     augur, _ = running
     await augur.wait_for(lambda f: "augur_anomaly_score" in f)
     status, text = await augur.get("/")
@@ -239,16 +242,8 @@ async def test_endpoints_and_promtool_check_metrics(running: tuple[Augur, Proces
     assert (await augur.get("/-/healthy"))[0] == 200
     assert (await augur.get("/-/ready"))[0] == 200
     status, text = await augur.get("/metrics")
-    check = await asyncio.create_subprocess_exec(
-        find_binary("promtool"),
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await check.communicate(text.encode())
-    assert check.returncode == 0, out.decode()
+    returncode, out = await promtool_check_metrics(text.encode())
+    assert returncode == 0, out
     assert "augur_anomaly_score" in text and "# HELP augur_anomaly_score" in text
 
 

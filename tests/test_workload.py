@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import statistics
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -112,9 +112,11 @@ def test_the_noise_is_standard_normal_and_keyed_by_series_and_bucket() -> None:
     assert _normal("k", 5) == _normal("k", 5) != _normal("j", 5)
 
 
-async def test_metrics_parse_and_pass_promtool() -> None:
+async def test_metrics_parse_and_pass_promtool(
+    promtool_check_metrics: Callable[[bytes], Awaitable[tuple[int, str]]],
+) -> None:
     try:
-        promtool = find_binary("promtool")
+        find_binary("promtool")
     except MissingBinaryError as exc:
         pytest.skip(str(exc))
     t = T0 + 20  # an injection is active
@@ -141,14 +143,6 @@ async def test_metrics_parse_and_pass_promtool() -> None:
     assert all(math.isclose(scraped[k], expected[k], rel_tol=1e-12) for k in expected)
     assert sum(s.value for s in families[INJECTED].samples) == 1
 
-    proc = await asyncio.create_subprocess_exec(
-        promtool,
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(text.encode()), 60)
-    assert proc.returncode == 0, out.decode()
-    assert out.decode().strip() == ""
+    returncode, out = await promtool_check_metrics(text.encode())
+    assert returncode == 0, out
+    assert out.strip() == ""
