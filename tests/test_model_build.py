@@ -133,3 +133,24 @@ def test_smoothing_keeps_fp32_and_cuts_the_int8_error(rebuilt: Path, tmp_path: P
     print(f"\nsmoothed fp32 max 1-cos {same:.1e}; int8 mean 1-cos {plain:.1e} -> {smooth:.1e}")
     assert same < 1e-5  # the inserted Mul and the rescaled weights cancel out
     assert smooth < 0.5 * plain  # measured 0.2x on the build's texts (alpha 0.8)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--smooth-alpha", "1.5"], "--smooth-alpha must be between 0 (off) and 1, not 1.5"),
+        (["--smooth-alpha", "-0.2"], "--smooth-alpha must be between 0 (off) and 1, not -0.2"),
+        (["--keep-fp32-layers", "-1"], "--keep-fp32-layers cannot be negative, not -1"),
+    ],
+)
+def test_build_flags_out_of_range_are_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if missing := missing_build_tools():
+        pytest.skip(f"the model build tools are not installed ({', '.join(missing)} missing)")
+    from exporter.modelbuild.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if not 0 <= args.smooth_alpha <= 1:
+        parser.error(f"--smooth-alpha must be between 0 (off) and 1, not {args.smooth_alpha}")
+    if args.keep_fp32_layers < 0:
+        parser.error(f"--keep-fp32-layers cannot be negative, not {args.keep_fp32_layers}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("augur.modelbuild").setLevel(logging.INFO)
     for noisy in ("onnxruntime", "root", "optimum", "transformers"):
