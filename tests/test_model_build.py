@@ -105,6 +105,20 @@ def test_rebuild_classifies_the_dev_set_like_the_committed_model(rebuilt: Path) 
         assert cosine.min() > 0.99, f"{split}: embeddings drifted, min cosine {cosine.min():.4f}"
 
 
+def test_gptq_brings_the_int8_encoder_closer_to_fp32(rebuilt: Path) -> None:
+    quant = _manifest(rebuilt)["quantization"]
+    assert isinstance(quant, dict)
+    gptq, nearest, shipped = quant["gptq"], quant["nearest_rounding"], quant["shipped"]
+    print(
+        f"\nGPTQ: layer output error {gptq['output_error_rounding']:.1e} -> "
+        f"{gptq['output_error_gptq']:.1e}; encoder 1-cos {1 - nearest['mean']:.1e} -> "
+        f"{1 - shipped['mean']:.1e}"
+    )
+    assert gptq["layers"] == 48  # 12 layers x (QKV, attention output, FFN up, FFN down)
+    assert gptq["output_error_gptq"] < 0.5 * gptq["output_error_rounding"]  # 0.21x measured
+    assert 1 - shipped["mean"] < 0.75 * (1 - nearest["mean"])  # 0.47x measured
+
+
 def check_smoothing(work: Path, tmp: Path) -> tuple[float, float, float]:
     """SmoothQuant leaves the fp32 encoder's output as it was and cuts the int8 error."""
     from exporter.modelbuild import export

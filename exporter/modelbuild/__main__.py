@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.8,
         help="int8 only: SmoothQuant migration strength before quantising; 0 turns it off",
     )
+    parser.add_argument(
+        "--no-gptq",
+        dest="gptq",
+        action="store_false",
+        help="int8 only: round the weights to the nearest step instead of by GPTQ",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if not 0 <= args.smooth_alpha <= 1:
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_fp32_layers=args.keep_fp32_layers,
         threads=args.threads,
         smooth_alpha=args.smooth_alpha,
+        gptq=args.gptq,
     )
     try:
         manifest = build(opts)
@@ -78,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rep in manifest["evaluation"].items():
         print(
             f"{name:30s} n={rep['n']:4d} macro-F1 {rep['macro_f1']:.3f} "
-            f"(fp32 {rep['fp32_macro_f1']:.3f}) agreement {rep['quantized_vs_fp32_agreement']:.2%}"
+            f"(fp32 {rep['fp32_macro_f1']:.3f}) agreement {rep['quantized_vs_fp32_agreement']:.2%} "
+            f"({rep['quantized_vs_fp32_differ']} differ)"
         )
     total = sum(f["bytes"] for f in manifest["files"].values())
     print(f"wrote {args.out} ({total / 1e6:.1f} MB)")
