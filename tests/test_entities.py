@@ -12,13 +12,11 @@ import pytest
 from exporter.text.entities import (
     MAX_VALUES,
     Entities,
-    MetricCatalog,
     extract,
     is_chinese,
-    promql_metric_names,
-    rule_expr,
     split_host_port,
 )
+from exporter.text.promql import MetricCatalog, promql_metric_names, rule_expr
 
 NODE_DISK = {
     "alertname": "NodeFilesystemAlmostOutOfSpace",

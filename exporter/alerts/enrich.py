@@ -35,8 +35,9 @@ from exporter.alerts.related import Reading, Related, expr_reading, rank_related
 from exporter.alerts.summary import format_clock, format_number, summary
 from exporter.durations import Duration
 from exporter.text.encoder import Classification, normalize_alert_text
-from exporter.text.entities import Entities, MetricCatalog, extract, is_chinese, rule_expr
+from exporter.text.entities import Entities, extract, is_chinese
 from exporter.text.knowledge import DEFAULT_DIR, MIN_SCORE, KnowledgeBase, RunbookMatch
+from exporter.text.promql import MetricCatalog, rule_expr
 
 if TYPE_CHECKING:  # exporter.prometheus imports exporter.config, which may import this module
     from exporter.prometheus import PrometheusClient
