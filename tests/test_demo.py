@@ -25,16 +25,16 @@ import pytest
 import yaml
 
 from exporter.config import Config, check_files
-from exporter.demo import (
+from exporter.demo import add_arguments
+from exporter.demo import run_demo as run_demo_fn
+from exporter.demo_config import (
     ENRICHED_LOG,
     RULES_YAML,
     WORKLOAD_TARGET,
-    add_arguments,
     alertmanager_config,
     augur_config,
     queries,
 )
-from exporter.demo import run_demo as run_demo_fn
 from exporter.demo_receiver import format_alert
 from exporter.demo_receiver import serve as serve_receiver
 from exporter.procs import INSTALL_HINT, MissingBinaryError, find_binary
