@@ -351,6 +351,48 @@ def test_missed_cycles_are_filtered_as_missing_points() -> None:
     assert np.isfinite(est.score[0])
 
 
+def _filling_disk(
+    det: ARIMADetector, ends: FloatArray, seed: int = 0, jump: float = 0.0
+) -> tuple[float, float]:
+    """Poll a disk filling 1e-6 of its size per second at `ends`, as the poller does: a 3-day
+    grid at 5-minute steps ending at each poll (`jump` added to the very last value).
+    Returns the last poll's score and 1 h forecast growth."""
+    rng = np.random.default_rng(seed)
+    step, lookback = 300.0, 3 * 86400.0
+    score = growth = np.nan
+    for end in ends:
+        ts = end - lookback + step * np.arange(int(lookback / step) + 1)
+        values = 0.3 + 1e-6 * ts + rng.normal(0, 2e-4, ts.size)
+        if end == ends[-1]:
+            values[-1] += jump
+        w = Window(values=values[None, :], timestamps=ts, keys=[(("s", "a"),)], step=step)
+        score = float(det.score(w).score[0])
+        assert np.isfinite(score)  # every poll is scored, in step or not
+        growth = float(det.forecast(w, [12])[0, 0] - (0.3 + 1e-6 * end))
+    return score, growth
+
+
+def test_polls_between_steps_keep_the_history_at_step_spacing() -> None:
+    # The defaults poll every minute on a 5-minute grid that ends at the poll. Taking every
+    # new grid as the next step put points 3 minutes apart into a 5-minute model: after a
+    # day and a half the 1 h forecast of a filling disk fell 40 % short.
+    polls = 1_000_000.0 + 60.0 * np.arange(40 * 60) + np.linspace(0, 0.5, 40 * 60)
+    det = sync(trend="c")
+    _, growth = _filling_disk(det, polls)
+    assert abs(growth - 3600e-6) < 0.1 * 3600e-6, growth
+
+
+def test_a_poll_schedule_shifted_off_the_grid_is_taken_up_again() -> None:
+    # A restart or a long pause moves the polls by half a step for good: the history goes on
+    # at the new phase (after at most two steps) instead of waiting for the old one.
+    det = sync(trend="c")
+    first = 1_000_000.0 + 300.0 * np.arange(12 * 6)
+    _filling_disk(det, first)
+    shifted = first[-1] + 150.0 + 300.0 * np.arange(12 * 2)  # every poll half a step off
+    score, _ = _filling_disk(det, shifted, seed=1, jump=0.01)  # 50 noise deviations
+    assert score >= 1  # the newest point was taken in, not the last one of the old phase
+
+
 def test_degenerate_series_fall_back_without_exceptions_or_warnings() -> None:
     x = np.full((4, 720), np.nan)
     x[0] = 42.0  # constant

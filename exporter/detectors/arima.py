@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from exporter.detectors import arima_fit, kalman
-from exporter.detectors.arima_bank import BoolArray, IntArray, SeriesBank
+from exporter.detectors.arima_bank import REPHASE_STEPS, BoolArray, IntArray, SeriesBank
 from exporter.detectors.arima_fit import MAX_P, MAX_Q, FitResult, Order, Trend
 from exporter.detectors.arima_fit import _pools as _pools  # re-exported: tests, benchmarks read it
 from exporter.detectors.arima_fit import fit_model as fit_model
@@ -140,11 +140,13 @@ class ARIMADetector:
         """Score the last column of `window.values`; only columns not seen before are filtered."""
         rows = self._update(window)
         newest, expected, var = self._bank.last[rows].T
-        # Only an estimate of this window's last column answers for it.
+        # Only an estimate of this window's last column answers for it, or of the last point
+        # in step with the history when the poll came part of a step after it (`ingest`).
         end = window.timestamps[-1] if window.timestamps.size else np.nan
-        newest = np.where(
-            np.abs(self._bank.last_ts[rows] - end) < 0.5 * window.step, newest, np.nan
-        )
+        behind = (end - self._bank.last_ts[rows]) / window.step
+        with np.errstate(invalid="ignore"):
+            fresh = (behind > -0.5) & (behind < REPHASE_STEPS)
+        newest = np.where(fresh, newest, np.nan)
         with np.errstate(invalid="ignore"):
             return band_estimate(
                 newest, expected, np.sqrt(np.maximum(var, 0)), self.params.threshold
@@ -160,9 +162,16 @@ class ARIMADetector:
         """Forecast mean and band (± threshold standard deviations), each `(series, steps)`."""
         rows = self._update(window)
         mean, var = np.full((2, len(rows), len(steps)), np.nan)
-        ok = np.isfinite(self._bank.last_ts[rows]) & self._modelled(rows)
-        if ok.any():
-            mean[ok], var[ok] = kalman.forecast(*self._bank.system(rows[ok]), steps)
+        # Steps count from the window's end; the model stands at its last point in step, which
+        # a poll between steps leaves behind (`SeriesBank.ingest`).
+        end = window.timestamps[-1] if window.timestamps.size else np.nan
+        with np.errstate(invalid="ignore"):
+            behind = np.maximum(np.rint((end - self._bank.last_ts[rows]) / window.step), 0)
+        ok = np.isfinite(behind) & self._modelled(rows)
+        for lag in np.unique(behind[ok]).astype(int).tolist():
+            sel = ok & (behind == lag)
+            system = self._bank.system(rows[sel])
+            mean[sel], var[sel] = kalman.forecast(*system, [s + lag for s in steps])
         with np.errstate(invalid="ignore"):
             half = self.params.threshold * np.sqrt(np.maximum(var, 0))
         return mean, mean - half, mean + half

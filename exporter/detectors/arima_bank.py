@@ -18,6 +18,13 @@ from exporter.detectors.kalman import FilterState, StateSpace
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
+PHASE_TOLERANCE = 0.1
+"""A window's grid counts as in step with a series' history when its newest point lies within
+this fraction of a step of a whole number of steps after the series' last point."""
+REPHASE_STEPS = 2.0
+"""A window this many steps past the last point is taken whatever its phase (after a restart or
+a pause shifted the poll schedule), so the history never stops."""
+
 
 @dataclass
 class SeriesBank:
@@ -74,11 +81,20 @@ class SeriesBank:
 
         Returns the steps appended per window row; steps missed between the previous window
         and this one count as missing samples.
+
+        The poller's grid ends at the moment of each poll, so when it polls more often than
+        `step` (the defaults: every 1m, step 5m) most windows sit part of a step after the
+        history. Their points would enter it at the wrong spacing (every 3 minutes, say, as
+        if 5 had passed) and the model, its forecasts most of all, would run slow; such
+        windows are skipped until one is back in step.
         """
         width = ts.size
         last = self.last_ts[rows]
+        with np.errstate(invalid="ignore"):
+            behind = (ts[-1] - last) / step if width else np.zeros(rows.size)
+            in_step = np.abs(behind - np.rint(behind)) <= PHASE_TOLERANCE
         first = np.searchsorted(ts, last + 0.5 * step)
-        new = first < width
+        new = (first < width) & (in_step | ~np.isfinite(last) | (behind >= REPHASE_STEPS))
         with np.errstate(invalid="ignore"):
             gap = np.rint((ts[np.minimum(first, width - 1)] - last) / step) - 1
         gap = np.where(new & np.isfinite(gap), np.maximum(gap, 0), 0).astype(np.intp)
