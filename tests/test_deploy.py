@@ -161,6 +161,7 @@ def test_kubectl_builds_the_base_and_the_sidecar(tmp_path: Path) -> None:
     assert standalone == {
         "ServiceAccount",
         "ConfigMap",
+        "PersistentVolumeClaim",
         "Deployment",
         "Service",
         "ServiceMonitor",
@@ -243,9 +244,15 @@ def test_deployment_runs_under_the_restricted_profile() -> None:
     at = mounts(container, pod["volumes"])
     assert "emptyDir" in at["/tmp"]
     assert at["/etc/augur"]["configMap"]["name"] == "augur"
-    # The state file lives on a writable emptyDir, not on the read-only root filesystem.
+    # The state file (and the alert outbox beside it) lives on the state claim, so a
+    # rescheduled pod keeps it; one writer at a time, so the old pod stops first.
     cfg = config_from_configmap()
-    assert "emptyDir" in at[str(PurePosixPath(cfg.state.path).parent)]
+    claim = at[str(PurePosixPath(cfg.state.path).parent)]["persistentVolumeClaim"]["claimName"]
+    pvc = load_one(BASE / "augur-persistentvolumeclaim.yaml")
+    assert claim == pvc["metadata"]["name"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["securityContext"]["fsGroup"] == 65532  # the claim's files are augur's
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     service = load_one(BASE / "augur-service.yaml")
