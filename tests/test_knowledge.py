@@ -160,6 +160,48 @@ def test_runbooks_in_one_language_serve_alerts_in_the_other(
     assert Path(match.location).name == runbook
 
 
+class Fixed:
+    """Embeds by table, to place runbooks at exact similarities (the scoring, not the model)."""
+
+    sha256 = "fixed"
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = table
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        def vector(text: str) -> list[float]:
+            return next(v for key, v in self.table.items() if key in text)
+
+        rows = np.asarray([vector(t) for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_a_fitting_runbook_in_another_language_beats_an_unfitting_one_in_the_alerts(
+    tmp_path: Path,
+) -> None:
+    # The language boost would rank the Chinese runbook first (0.80 + 0.06 + 0.03 = 0.89), but
+    # without the boost it does not fit (0.86 < 0.87); the English one does (0.82 + 0.06).
+    for name, title, lang in (("a.zh.md", "中文手册", "zh"), ("a.en.md", "English runbook", "en")):
+        text = f"---\ncategory: disk\nlanguage: {lang}\n---\n# {title}\n\nSteps.\n"
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    s = np.sqrt
+    kb = KnowledgeBase(
+        tmp_path,
+        Fixed(
+            {
+                "中文手册": [0.80, s(1 - 0.80**2), 0.0],
+                "English": [0.82, 0.0, s(1 - 0.82**2)],
+                "磁盘": [1.0, 0.0, 0.0],
+            }
+        ),
+        categories=["disk"],
+    )
+    assert kb.load() == []
+    match = kb.best("磁盘满了", "disk", "zh")
+    assert match is not None and Path(match.location).name == "a.en.md"
+    assert match.score == pytest.approx(0.88, abs=1e-3)
+
+
 def test_alertname_front_matter_picks_the_specific_runbook(
     model: TextModel, tmp_path: Path
 ) -> None:

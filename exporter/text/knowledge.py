@@ -259,9 +259,10 @@ class KnowledgeBase:
             boosts = [self._boost(rb, categories[i], alertnames[i]) for rb in index.runbooks]
             fit = row + np.asarray(boosts, dtype=np.float32)
             same_language = np.asarray([rb.language == lang for rb in index.runbooks])
-            scores = fit + self.language_boost * same_language
+            # among the runbooks that fit, the one in the alert's language is preferred
+            scores = np.where(fit >= self.min_score, fit + self.language_boost * same_language, -1)
             best = int(np.argmax(scores))
-            if fit[best] < self.min_score:
+            if scores[best] < 0:
                 out.append(None)
                 continue
             rb = index.runbooks[best]
