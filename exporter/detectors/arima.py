@@ -140,13 +140,12 @@ class ARIMADetector:
         """Score the last column of `window.values`; only columns not seen before are filtered."""
         rows = self._update(window)
         newest, expected, var = self._bank.last[rows].T
-        # Only an estimate of this window's last column answers for it, or of the last point
-        # in step with the history when the poll came part of a step after it (`ingest`).
+        # Only the estimate of the window's last column, or of the last point in step before
+        # it (a poll between steps, see `SeriesBank.ingest`), answers for the window.
         end = window.timestamps[-1] if window.timestamps.size else np.nan
-        behind = (end - self._bank.last_ts[rows]) / window.step
         with np.errstate(invalid="ignore"):
-            fresh = (behind > -0.5) & (behind < REPHASE_STEPS)
-        newest = np.where(fresh, newest, np.nan)
+            behind = (end - self._bank.last_ts[rows]) / window.step
+            newest = np.where((behind > -0.5) & (behind < REPHASE_STEPS), newest, np.nan)
         with np.errstate(invalid="ignore"):
             return band_estimate(
                 newest, expected, np.sqrt(np.maximum(var, 0)), self.params.threshold
@@ -162,16 +161,15 @@ class ARIMADetector:
         """Forecast mean and band (± threshold standard deviations), each `(series, steps)`."""
         rows = self._update(window)
         mean, var = np.full((2, len(rows), len(steps)), np.nan)
-        # Steps count from the window's end; the model stands at its last point in step, which
-        # a poll between steps leaves behind (`SeriesBank.ingest`).
+        # Steps count from the window's end, the model stands at its last point in step.
         end = window.timestamps[-1] if window.timestamps.size else np.nan
         with np.errstate(invalid="ignore"):
             behind = np.maximum(np.rint((end - self._bank.last_ts[rows]) / window.step), 0)
         ok = np.isfinite(behind) & self._modelled(rows)
         for lag in np.unique(behind[ok]).astype(int).tolist():
             sel = ok & (behind == lag)
-            system = self._bank.system(rows[sel])
-            mean[sel], var[sel] = kalman.forecast(*system, [s + lag for s in steps])
+            ahead = [s + lag for s in steps]
+            mean[sel], var[sel] = kalman.forecast(*self._bank.system(rows[sel]), ahead)
         with np.errstate(invalid="ignore"):
             half = self.params.threshold * np.sqrt(np.maximum(var, 0))
         return mean, mean - half, mean + half
