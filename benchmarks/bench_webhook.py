@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -183,7 +183,9 @@ def scores_history(now: float) -> list[Sample]:
 
 
 @asynccontextmanager
-async def real_enricher(tmp: Path) -> AsyncIterator[Enricher]:
+async def real_enricher(
+    tmp: Path, on_stage: Callable[[str, float], None]
+) -> AsyncIterator[Enricher]:
     """The AlertEnricher as app.py builds it, on the shipped model and a real Prometheus."""
     prom = start_prometheus(tmp / "prom", samples=scores_history(time.time()))
     executor = ThreadPoolExecutor(2, thread_name_prefix="augur-cpu")
@@ -192,7 +194,10 @@ async def real_enricher(tmp: Path) -> AsyncIterator[Enricher]:
         cfg = PrometheusConfig(url=prom.url, retries=1)
         async with make_session(cfg) as session:
             enricher = AlertEnricher(
-                model, PrometheusClient.from_config(cfg, session), executor=executor
+                model,
+                PrometheusClient.from_config(cfg, session),
+                executor=executor,
+                on_stage=on_stage,
             )
             problems = await enricher.start()
             if problems:
@@ -230,8 +235,21 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
     )
     try:
         if args.real_model:
-            async with real_enricher(tmp) as enricher:
+            stages: dict[str, list[float]] = {}
+
+            def on_stage(name: str, seconds: float) -> None:
+                stages.setdefault(name, []).append(seconds)
+
+            async with real_enricher(tmp, on_stage) as enricher:
                 await serve_and_measure(args, tmp, am.url, enricher)
+            # The two stages of a batch run concurrently: the slower one bounds it.
+            print(
+                "  stages per batch (concurrent): "
+                + ", ".join(
+                    f"{name} {1000 * statistics.mean(t):.0f} ms mean over {len(t)}"
+                    for name, t in sorted(stages.items())
+                )
+            )
         else:
             await serve_and_measure(args, tmp, am.url, FixedWorkEnricherDouble())
     finally:

@@ -146,6 +146,7 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         ) from None
     # The enricher gets a Prometheus client of its own with one retry: its deadline cuts every
     # call short anyway, and it must not queue behind the scoring loop's range queries.
+    stage_seconds = app[ALERT_METRICS].enrich_stage
     enricher = AlertEnricher(
         app[MODEL],
         PrometheusClient.from_config(
@@ -153,6 +154,7 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         config.enrich,
         executor=app[EXECUTOR],
+        on_stage=lambda stage, seconds: stage_seconds.labels(stage).observe(seconds),
     )
     for problem in await enricher.start():
         log.warning("runbook_problem", extra={"problem": problem})

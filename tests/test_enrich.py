@@ -189,11 +189,18 @@ async def enricher_for(
     """Make started enrichers for a Prometheus URL, each with its own client as the app would."""
     made: list[tuple[aiohttp.ClientSession, AlertEnricher]] = []
 
-    async def make(url: str, text_model: Model | None = None, **settings: Any) -> AlertEnricher:
+    async def make(
+        url: str,
+        text_model: Model | None = None,
+        on_stage: Callable[[str, float], None] | None = None,
+        **settings: Any,
+    ) -> AlertEnricher:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         client = PrometheusClient(session, url, retries=1, max_concurrency=8)
         cfg = EnrichConfig(**settings)
-        enricher = AlertEnricher(text_model or model, client, cfg, executor=executor)
+        enricher = AlertEnricher(
+            text_model or model, client, cfg, executor=executor, on_stage=on_stage
+        )
         made.append((session, enricher))
         assert await enricher.start() == []
         return enricher
@@ -284,6 +291,19 @@ async def test_english_and_chinese_alerts_end_to_end(
     )
     assert "cpu.zh.md" in cpu["augur_runbook"] and cpu["augur_summary"] == "服务器 CPU 使用率过高。"
     assert not any("augur_missing" in e.annotations for e in out)
+
+
+async def test_each_batch_reports_how_long_its_model_and_prometheus_stages_took(
+    prom: Process, enricher_for: Callable[..., Awaitable[AlertEnricher]]
+) -> None:
+    stages: list[tuple[str, float]] = []
+    enricher = await enricher_for(prom.url, on_stage=lambda name, s: stages.append((name, s)))
+    await enricher.enrich([DISK_EN, DISK_ZH])
+    assert sorted(name for name, _ in stages) == ["model", "prometheus"]
+    assert all(0 < seconds < 10 for _, seconds in stages)
+    stages.clear()
+    await enricher.enrich([DISK_EN])  # a repeat: the model's verdict is cached
+    assert [name for name, _ in stages] == ["prometheus"]
 
 
 async def test_an_alert_on_a_score_is_not_related_to_itself(

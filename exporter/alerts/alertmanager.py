@@ -104,6 +104,14 @@ class AlertMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.enrich_stage = Histogram(
+            "augur_alert_enrichment_stage_seconds",
+            "Time of one stage of an enrichment batch: model (category and runbook) or "
+            "prometheus (related series, the rule's reading). They run concurrently.",
+            ["stage"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
         self.webhook_requests = Counter(
             "augur_webhook_requests",
             "Webhook requests answered, by HTTP status code.",
@@ -119,6 +127,8 @@ class AlertMetrics:
         )
         for reason in ("already_enriched", "unknown_resolved", "late_firing"):
             self.ignored.labels(reason)
+        for stage in ("model", "prometheus"):
+            self.enrich_stage.labels(stage)
 
     def init_replicas(self, urls: Iterable[str]) -> None:
         """Create the per-replica children so they start at 0."""

@@ -10,11 +10,12 @@ read. Whatever does not arrive in time is named in the output instead of holding
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,12 +140,16 @@ class AlertEnricher:
         *,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
+        on_stage: Callable[[str, float], None] | None = None,
     ) -> None:
         self.config = cfg = config or EnrichConfig()
         self.model = model
         self.prometheus = prometheus
         self.executor = executor
         self.clock = clock
+        self.on_stage = on_stage
+        """Told each stage's seconds per batch: `model` (when it ran: repeats are cached) and
+        `prometheus` (when there was something to ask). The two run concurrently."""
         self.knowledge = KnowledgeBase(
             cfg.knowledge_dir,
             model,
@@ -211,7 +216,8 @@ class AlertEnricher:
             timeout = self.config.model_timeout
             try:
                 job = asyncio.get_running_loop().run_in_executor(self.executor, self._model, todo)
-                results = await asyncio.wait_for(job, timeout)
+                with self._stage("model"):
+                    results = await asyncio.wait_for(job, timeout)
             except TimeoutError:
                 reason = (
                     f"the text model did not answer within {timeout:g} s",
@@ -270,7 +276,8 @@ class AlertEnricher:
         }
         try:
             if calls:
-                await asyncio.wait(calls.values(), timeout=cfg.deadline)
+                with self._stage("prometheus"):
+                    await asyncio.wait(calls.values(), timeout=cfg.deadline)
         finally:
             for task in calls.values():
                 task.cancel()
@@ -284,6 +291,15 @@ class AlertEnricher:
                 f.related = rank_related(task.result(), f.alert.labels, cfg.related_min_score)
             else:
                 f.reading = expr_reading(task.result(), f.alert.labels)
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.on_stage is not None:
+                self.on_stage(name, time.perf_counter() - started)
 
     def _enrichment(self, f: Facts, now: float) -> Enrichment:
         cls, runbook = f.understood or (None, None)
