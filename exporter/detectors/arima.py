@@ -143,10 +143,9 @@ class ARIMADetector:
         # Only the estimate of the window's last column, or of the last point in step before
         # it (a poll between steps, see `SeriesBank.ingest`), answers for the window.
         end = window.timestamps[-1] if window.timestamps.size else np.nan
+        behind = self._bank.steps_behind(rows, end, window.step)
         with np.errstate(invalid="ignore"):
-            behind = (end - self._bank.last_ts[rows]) / window.step
             newest = np.where((behind > -0.5) & (behind < REPHASE_STEPS), newest, np.nan)
-        with np.errstate(invalid="ignore"):
             return band_estimate(
                 newest, expected, np.sqrt(np.maximum(var, 0)), self.params.threshold
             )
@@ -163,8 +162,7 @@ class ARIMADetector:
         mean, var = np.full((2, len(rows), len(steps)), np.nan)
         # Steps count from the window's end, the model stands at its last point in step.
         end = window.timestamps[-1] if window.timestamps.size else np.nan
-        with np.errstate(invalid="ignore"):
-            behind = np.maximum(np.rint((end - self._bank.last_ts[rows]) / window.step), 0)
+        behind = np.maximum(np.rint(self._bank.steps_behind(rows, end, window.step)), 0)
         ok = np.isfinite(behind) & self._modelled(rows)
         for lag in np.unique(behind[ok]).astype(int).tolist():
             sel = ok & (behind == lag)

@@ -90,8 +90,8 @@ class SeriesBank:
         """
         width = ts.size
         last = self.last_ts[rows]
+        behind = self.steps_behind(rows, ts[-1] if width else np.nan, step)
         with np.errstate(invalid="ignore"):
-            behind = (ts[-1] - last) / step if width else np.zeros(rows.size)
             in_step = np.abs(behind - np.rint(behind)) <= PHASE_TOLERANCE
         first = np.searchsorted(ts, last + 0.5 * step)
         new = (first < width) & (in_step | ~np.isfinite(last) | (behind >= REPHASE_STEPS))
@@ -107,6 +107,11 @@ class SeriesBank:
             steps[sel] = block.shape[1]
         self.last_ts[rows[new]] = ts[-1]
         return steps
+
+    def steps_behind(self, rows: IntArray, end: float, step: float) -> FloatArray:
+        """Steps from each row's last point to `end` (inf: no point yet; NaN: no `end`)."""
+        with np.errstate(invalid="ignore"):
+            return np.asarray((end - self.last_ts[rows]) / step)
 
     def append(self, rows: IntArray, block: FloatArray) -> None:
         """Shift `block`, one row per series, into the history of `rows`."""
