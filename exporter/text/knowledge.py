@@ -253,12 +253,13 @@ class KnowledgeBase:
         if embeddings is None:
             embeddings = self._embedder.embed(texts)
         similarity = embeddings @ index.matrix.T
+        languages = np.asarray([rb.language for rb in index.runbooks])
         out: list[RunbookMatch | None] = []
         for i, row in enumerate(similarity):
             lang = langs[i] or language_of(texts[i])
             boosts = [self._boost(rb, categories[i], alertnames[i]) for rb in index.runbooks]
             fit = row + np.asarray(boosts, dtype=np.float32)
-            same_language = np.asarray([rb.language == lang for rb in index.runbooks])
+            same_language = languages == lang
             # among the runbooks that fit, the one in the alert's language is preferred
             scores = np.where(fit >= self.min_score, fit + self.language_boost * same_language, -1)
             best = int(np.argmax(scores))
