@@ -133,7 +133,8 @@ def _quantize(
     use_pc = report["int8_per_channel"]["mean"] >= report["int8_per_tensor"]["mean"]
     report["per_channel"] = use_pc
     best = per_channel if use_pc else per_tensor
-    base = report["int8_per_channel" if use_pc else "int8_per_tensor"]["mean"]
+    best_cos = report["int8_per_channel" if use_pc else "int8_per_tensor"]
+    base = best_cos["mean"]
 
     # Per-tensor activation scales suffer most where the GELU output has outliers; find the
     # FFN down-projections whose float version helps the most and keep those few in fp32.
@@ -149,14 +150,15 @@ def _quantize(
     report["kept_fp32"] = keep
     if keep:
         best = export.quantize_int8(fp32_opt, work / "int8-final.onnx", use_pc, keep)
+        best_cos = mean_cos(best)
     if opts.gptq and use_pc:  # GPTQ keeps onnxruntime's per-channel scales
         rounded = work / "int8-gptq.onnx"
         shutil.copyfile(best, rounded)
         hessians = gptq.input_hessians(fp32_opt, calib, tokenizer)
         report["gptq"] = gptq.apply(fp32_opt, rounded, hessians)
-        report["nearest_rounding"] = mean_cos(best)
-        best = rounded
-    report["shipped"] = mean_cos(best)
+        report["nearest_rounding"] = best_cos
+        best, best_cos = rounded, mean_cos(rounded)
+    report["shipped"] = best_cos
     return best, report
 
 
