@@ -13,7 +13,7 @@ from exporter.modelbuild.export import quantize_int8
 from exporter.modelbuild.gptq import (
     QMAX,
     apply,
-    channel_scales,
+    nearest,
     output_error,
     quantize_weight,
 )
@@ -37,23 +37,18 @@ def _layer(
     return w, x[:rows], x[rows:]
 
 
-def _nearest(w: np.ndarray) -> np.ndarray:
-    scale = channel_scales(w)
-    return np.asarray(np.clip(np.round(w / scale), -QMAX, QMAX) * scale)
-
-
 @pytest.mark.parametrize("act_order", [True, False])
 def test_gptq_cuts_the_output_error_of_nearest_rounding(act_order: bool) -> None:
     w, x, held = _layer(0)
     h = x.T @ x
     q, scale = quantize_weight(w, h, act_order=act_order)
-    nearest = output_error(w, _nearest(w), h)
+    plain = output_error(w, nearest(w), h)
     ours = output_error(w, q * scale, h)
-    print(f"\nrelative output error: nearest {nearest:.2e}, GPTQ {ours:.2e}")
-    assert ours < 0.6 * nearest
+    print(f"\nrelative output error: nearest {plain:.2e}, GPTQ {ours:.2e}")
+    assert ours < 0.6 * plain
     # and on inputs it was not fitted to, drawn the same way
     h_held = held.T @ held
-    assert output_error(w, q * scale, h_held) < 0.6 * output_error(w, _nearest(w), h_held)
+    assert output_error(w, q * scale, h_held) < 0.6 * output_error(w, nearest(w), h_held)
 
 
 def test_gptq_keeps_onnxruntimes_int8_format() -> None:
@@ -106,13 +101,13 @@ def test_apply_rewrites_onnxruntimes_int8_weights(tmp_path: Path) -> None:
     # quiet inputs, so that int8 activations (one scale per tensor) do not drown the weights' part
     w, fit, held = _layer(4, loud_inputs=False)
     fp32 = _matmul_model(w, tmp_path / "fp32.onnx")
-    nearest = quantize_int8(fp32, tmp_path / "nearest.onnx", per_channel=True)
+    plain_model = quantize_int8(fp32, tmp_path / "nearest.onnx", per_channel=True)
     rounded = quantize_int8(fp32, tmp_path / "gptq.onnx", per_channel=True)
     report = apply(fp32, rounded, {"x": fit.T @ fit})
     assert report["layers"] == 1
     assert report["output_error_gptq"] < report["output_error_rounding"]
     exact = held @ w
-    err_nearest = np.linalg.norm(_run(nearest, held) - exact)
+    err_nearest = np.linalg.norm(_run(plain_model, held) - exact)
     err_gptq = np.linalg.norm(_run(rounded, held) - exact)
     print(f"\nheld-out output error through onnxruntime: {err_nearest:.4f} -> {err_gptq:.4f}")
     assert err_gptq < err_nearest  # 2.12 -> 1.83: int8 activations are the rest of the error

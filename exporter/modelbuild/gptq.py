@@ -63,6 +63,12 @@ def channel_scales(weight: np.ndarray) -> np.ndarray:
     return np.asarray(np.maximum(np.abs(weight).max(axis=0) / QMAX, 1e-12))
 
 
+def nearest(weight: np.ndarray) -> np.ndarray:
+    """`weight` rounded to its nearest int8 step, dequantised: what plain int8 stores."""
+    scale = channel_scales(weight)
+    return np.asarray(np.clip(np.round(weight / scale), -QMAX, QMAX) * scale)
+
+
 def quantize_weight(
     weight: np.ndarray, hessian: np.ndarray, damp: float = DAMP, act_order: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -134,8 +140,7 @@ def apply(fp32_path: Path, int8_path: Path, hessians: dict[str, np.ndarray]) -> 
             )
         stored[f"{name}_quantized"].CopyFrom(numpy_helper.from_array(q, f"{name}_quantized"))
         stored[f"{name}_scale"].CopyFrom(numpy_helper.from_array(scale, f"{name}_scale"))
-        plain = np.clip(np.round(w / scale), -QMAX, QMAX) * scale
-        plain_err.append(output_error(w, plain, h))
+        plain_err.append(output_error(w, nearest(w), h))
         gptq_err.append(output_error(w, q.astype(np.float32) * scale, h))
     onnx.save(model, str(int8_path))
     return {
