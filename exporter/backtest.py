@@ -2,8 +2,11 @@
 
 CSV folders (NAB's layout) or a Prometheus range are scored causally by every configured
 detector, with the query's seasonality and filters, into one `timestamp,value,anomaly_score,
-expected,lower,upper` CSV per input under `--out`. With anomaly windows it prints NAB's three
-profiles at augur's threshold (score >= 1) and at NAB's optimised one, and per-category counts.
+expected,lower,upper,detection` CSV per input under `--out`; `detection` is 1 where an incident
+opens or escalates (`exporter.incidents`, with the query's `recovery` and `escalation`): what
+would notify someone. With anomaly windows it prints NAB's three profiles on the detections
+(the headline), on `anomaly_score >= 1`, and at NAB's optimised score threshold, with
+per-category counts.
 Exit codes: 0 done, 2 bad usage, configuration or input (with a message), 1 runtime failure.
 """
 
@@ -36,6 +39,7 @@ from exporter.config import QueryConfig, parse_duration
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
 from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters, build, score_all
 from exporter.detectors.seasonal import wrap
+from exporter.incidents import detections
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _MAX_POINTS = 10_000
@@ -228,32 +232,45 @@ def score_series(setup: Setup, series: Series) -> Estimate:
     return apply_filters(score_all(detector, window), window.values, **filters)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One series' results under one setup: the score per row and the detections."""
+
+    score: FloatArray
+    detection: FloatArray
+
+
 def _work(
     series: Series, setups: Sequence[Setup], out: Path | None
-) -> tuple[str, dict[str, FloatArray], float]:
-    """Score one series with its setups and write its CSVs; returns the scores (for NAB)."""
+) -> tuple[str, dict[str, Scored], float]:
+    """Score one series with its setups and write its CSVs; returns the results (for NAB)."""
     started = time.perf_counter()
-    scores = {}
+    results = {}
     for setup in setups:
         if series.query is not None and setup.query.name != series.query:
             continue
         est = score_series(setup, series)
-        scores[setup.label] = est.score[0]
+        fired, _ = detections(
+            series.times, est.score[0], setup.query.recovery, setup.query.escalation
+        )
+        results[setup.label] = Scored(est.score[0], fired.astype(np.float64))
         if out is not None:
             target = out / (setup.label if len(setups) > 1 else "") / series.name
-            write_csv(target, series, est)
-    return series.name, scores, time.perf_counter() - started
+            write_csv(target, series, est, fired)
+    return series.name, results, time.perf_counter() - started
 
 
-def write_csv(path: Path, series: Series, est: Estimate) -> None:
-    """`timestamp,value,anomaly_score,expected,lower,upper`; NaN is written as an empty field."""
+def write_csv(path: Path, series: Series, est: Estimate, fired: Sequence[int] | Any) -> None:
+    """`timestamp,value,anomaly_score,expected,lower,upper,detection`; NaN is written empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = (series.values, est.score[0], est.expected[0], est.lower[0], est.upper[0])
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["timestamp", "value", "anomaly_score", "expected", "lower", "upper"])
+        writer.writerow(
+            ["timestamp", "value", "anomaly_score", "expected", "lower", "upper", "detection"]
+        )
         for i, stamp in enumerate(series.stamps):
-            writer.writerow([stamp, *(_fmt(c[i]) for c in columns)])
+            writer.writerow([stamp, *(_fmt(c[i]) for c in columns), int(fired[i])])
 
 
 def _fmt(x: float) -> str:
@@ -262,10 +279,10 @@ def _fmt(x: float) -> str:
 
 def _score_everything(
     series: list[Series], setups: list[Setup], out: Path | None, jobs: int, quiet: bool
-) -> dict[str, dict[str, FloatArray]]:
-    results: dict[str, dict[str, FloatArray]] = {}
+) -> dict[str, dict[str, Scored]]:
+    results: dict[str, dict[str, Scored]] = {}
 
-    def done(name: str, scores: dict[str, FloatArray], seconds: float) -> None:
+    def done(name: str, scores: dict[str, Scored], seconds: float) -> None:
         results[name] = scores
         if not quiet and len(series) > 1:
             print(f"[{len(results)}/{len(series)}] {name} ({seconds:.1f} s)", file=sys.stderr)
@@ -290,35 +307,41 @@ def _score_everything(
 def nab_report(
     series: list[Series],
     setups: list[Setup],
-    results: dict[str, dict[str, FloatArray]],
+    results: dict[str, dict[str, Scored]],
     windows: nab.Windows,
 ) -> str:
-    """NAB scores of every setup: fixed threshold 1.0 and optimised, per-category counts."""
+    """NAB scores of every setup: on its detections (the headline), on score >= 1, and at
+    NAB's optimised score threshold; per-category counts of the detections."""
     stamps = {s.name: s.times.astype("datetime64[s]") for s in series if s.name in windows}
     if not stamps:
         raise BacktestError("no input file has anomaly windows in the labels file")
     total = sum(len(windows[name]) for name in stamps)
-    head = f"{'':26}" + "".join(f"{p:>20}" for p in nab.PROFILES)
+    head = f"{'':30}" + "".join(f"{p:>20}" for p in nab.PROFILES)
     lines = [f"NAB score: {len(stamps)} of {len(series)} files labelled, {total} windows", head]
     counts = []
     for setup in setups:
-        scores = {
+        mine = {
             n: (t, results[n][setup.label]) for n, t in stamps.items() if setup.label in results[n]
         }
-        if not scores:
+        if not mine:
             continue
+        scores = {n: (t, r.score) for n, (t, r) in mine.items()}
+        fired = {n: (t, r.detection) for n, (t, r) in mine.items()}
         try:
+            notified = [nab.score_corpus(fired, windows, p, 1.0) for p in nab.PROFILES.values()]
             fixed = [nab.score_corpus(scores, windows, p, 1.0) for p in nab.PROFILES.values()]
             tuned = [nab.optimize_threshold(scores, windows, p) for p in nab.PROFILES.values()]
         except ValueError as exc:
             raise BacktestError(f"labels do not fit the data: {exc}") from None
         lines += [
-            f"{setup.label + ' @ 1.0':26}" + "".join(f"{f.normalized:20.1f}" for f in fixed),
-            f"{setup.label + ' optimised':26}" + "".join(f"{b:20.1f}" for _, b in tuned),
-            f"{'  (its thresholds)':26}" + "".join(f"{t:20.3g}" for t, _ in tuned),
+            f"{setup.label + ' detections':30}"
+            + "".join(f"{f.normalized:20.1f}" for f in notified),
+            f"{setup.label + ' score >= 1':30}" + "".join(f"{f.normalized:20.1f}" for f in fixed),
+            f"{setup.label + ' score optimised':30}" + "".join(f"{b:20.1f}" for _, b in tuned),
+            f"{'  (its thresholds)':30}" + "".join(f"{t:20.3g}" for t, _ in tuned),
         ]
-        counts.append(f"{setup.label}, standard profile at 1.0: windows hit / missed, FP rows")
-        for category, t in fixed[0].categories().items():
+        counts.append(f"{setup.label}, detections, standard profile: windows hit / missed, FP rows")
+        for category, t in notified[0].categories().items():
             counts.append(f"  {category:28}{t.windows_hit:5} /{t.windows_missed:4}{t.fp_rows:8}")
     return "\n".join(lines + counts)
 

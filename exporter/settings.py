@@ -28,6 +28,7 @@ from exporter.alerts.enrich import EnrichConfig
 from exporter.alerts.models import AlertmanagerConfig, WebhookConfig
 from exporter.detectors import DETECTORS, DetectorParams
 from exporter.durations import Duration, format_duration, parse_duration
+from exporter.incidents import DEFAULT_ESCALATION, DEFAULT_RECOVERY
 
 SECRET_ENV = {
     "bearer_token": "AUGUR_PROMETHEUS_BEARER_TOKEN",
@@ -244,8 +245,8 @@ class QueryConfig(Strict):
 
     name: str
     expr: str
-    # The shipped default: the ensemble (NAB 56.9 at threshold 1, docs/benchmarks.md) over
-    # three days at 5-minute steps, enough for it to warm up at once and to see a daily pattern.
+    # The shipped default: the ensemble over three days at 5-minute steps, enough for it to
+    # warm up at once and to see a daily pattern.
     detectors: Annotated[dict[str, DetectorParams], BeforeValidator(_detectors)] = Field(
         default_factory=lambda: _detectors(["ensemble"])
     )
@@ -259,6 +260,10 @@ class QueryConfig(Strict):
     valid_range: tuple[float, float] | None = None
     seasonality: str = "auto"
     horizons: list[Duration] = Field(default_factory=list)
+    recovery: Duration = Field(DEFAULT_RECOVERY, ge=0)
+    """How long a series must score below 1 before its incident closes."""
+    escalation: float = Field(DEFAULT_ESCALATION, gt=1, allow_inf_nan=False)
+    """An open incident is raised a stage by a score this many times the one that opened it."""
 
     @field_validator("name")
     @classmethod

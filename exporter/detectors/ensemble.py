@@ -6,14 +6,16 @@ is calibrated against the exponentially weighted mean and standard deviation of 
 scores on that series (Numenta's "anomaly likelihood" idea): it counts only when it is both
 beyond the member's band and `threshold` standard deviations above what that member usually
 says about that series. A member that is always noisy therefore cannot fire on its own. The
-calibrated scores are combined (`max`, `mean`, or `vote`: the `votes`-th largest), and after
-a detection further ones on the same series are held below 1 for `hold` seconds: one incident
-is one detection, not one per row of a long excursion.
+calibrated scores are combined (`max`, `mean`, or `vote`: the `votes`-th largest).
 
-The calibration and the hold are per-series state (keyed by the series' labels), snapshotted
-by `dump_state`. A series seen for the first time is bootstrapped by replaying the members
-over the last `bootstrap` points of its window, when all members are stateless stream
-scorers; otherwise it warms up over `warmup` polls with NaN scores.
+The score is always the verdict on the newest point: nothing earlier on the series lowers it.
+Turning a run of anomalous points into one notification is the incidents' job
+(`exporter.incidents`), not the score's.
+
+The calibration is per-series state (keyed by the series' labels), snapshotted by
+`dump_state`. A series seen for the first time is bootstrapped by replaying the members over
+the last `bootstrap` points of its window, when all members are stateless stream scorers;
+otherwise it warms up over `warmup` polls with NaN scores.
 """
 
 from __future__ import annotations
@@ -48,12 +50,8 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
-from exporter.durations import Duration
 
 IntArray = npt.NDArray[np.intp]
-
-HELD_SCORE = 0.99
-"""What a detection inside the hold of an earlier one is lowered to (from any score >= 1)."""
 
 SD_FLOOR = 1e-3
 """Smallest standard deviation of a member's scores, so a member that always said 0 stays finite."""
@@ -118,10 +116,18 @@ class EnsembleParams(DetectorParams):
     """Points the calibration remembers (an exponential weighting, 1/memory per point)."""
     warmup: int = Field(100, ge=2)
     """Member scores a series needs before the ensemble scores it (NaN until then)."""
-    hold: Duration = Field(43200.0, ge=0)
-    """Seconds after a detection during which the same series' scores stay below 1."""
     bootstrap: int = Field(400, ge=0)
     """Points of a new series' window replayed to start its calibration (0: warm up live)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_hold(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "hold" in data:
+            raise ValueError(
+                "hold was removed: the score is never held down any more; one notification "
+                "per incident is the query's `recovery` setting"
+            )
+        return data
 
     @model_validator(mode="after")
     def _enough_members(self) -> EnsembleParams:
@@ -131,9 +137,9 @@ class EnsembleParams(DetectorParams):
 
 
 class EnsembleDetector:
-    """Combines calibrated member scores; state is per series (calibration and hold)."""
+    """Combines calibrated member scores; the calibration is state per series."""
 
-    state_version = 1
+    state_version = 2
 
     def __init__(
         self, params: EnsembleParams | None = None, members: Sequence[Detector] | None = None
@@ -149,7 +155,6 @@ class EnsembleDetector:
         self._rows: dict[SeriesKey, int] = {}
         self._count = np.zeros((0, k))
         self._sums = np.zeros((0, 2, k))  # EW sums of scores and squared scores
-        self._fired = np.zeros(0)
         self._seen = np.zeros(0)
         self._pending = np.zeros(0, dtype=bool)  # new series whose bootstrap is still due
 
@@ -165,7 +170,7 @@ class EnsembleDetector:
         )
 
     def score(self, window: Window) -> Estimate:
-        """Score the newest point of every series; updates each series' calibration and hold.
+        """Score the newest point of every series; updates each series' calibration.
 
         Series still waiting for their bootstrap (beyond this call's budget) score NaN.
         """
@@ -187,23 +192,22 @@ class EnsembleDetector:
         return self._run(rows, ests, np.asarray(window.timestamps, dtype=np.float64))
 
     def _run(self, rows: IntArray, ests: list[Estimate], ts: FloatArray) -> Estimate:
-        """Calibrate, combine and hold `(series, time)` member estimates; advance the state."""
+        """Calibrate and combine `(series, time)` member estimates; advance the state."""
         raw = np.stack([e.score for e in ests], axis=2)
         cal, level, self._count[rows], self._sums[rows] = self._calibrate(
             raw, self._count[rows], self._sums[rows]
         )
-        combined = self._hold(self._combine(cal), rows, ts)
+        combined = self._combine(cal)
         if len(ts):
             self._seen[rows] = ts[-1]
         return self._band(combined, level, ests)
 
     def dump_state(self) -> dict[str, Any]:
-        """Calibration and hold per series (keyed by the JSON of its labels), and the members'."""
+        """Calibration per series (keyed by the JSON of its labels), and the members'."""
         series = {
             json.dumps(key): {
                 "count": self._count[r].tolist(),
                 "sums": self._sums[r].tolist(),
-                "fired": _finite_or_none(self._fired[r]),
                 "seen": _finite_or_none(self._seen[r]),
             }
             for key, r in self._rows.items()
@@ -218,12 +222,11 @@ class EnsembleDetector:
         series = state.get("series", {})
         self._rows = {}
         self._count, self._sums = np.zeros((len(series), k)), np.zeros((len(series), 2, k))
-        self._fired, self._seen = np.full(len(series), -np.inf), np.full(len(series), -np.inf)
+        self._seen = np.full(len(series), -np.inf)
         self._pending = np.zeros(len(series), dtype=bool)
         for r, (key, item) in enumerate(series.items()):
             self._rows[tuple(tuple(pair) for pair in json.loads(key))] = r
             self._count[r], self._sums[r] = item["count"], item["sums"]
-            self._fired[r] = -np.inf if item["fired"] is None else item["fired"]
             self._seen[r] = -np.inf if item["seen"] is None else item["seen"]
         saved = zip(state.get("members", []), state.get("member_versions", []), strict=False)
         for member, (snapshot, version) in zip(self.members, saved, strict=False):
@@ -237,12 +240,11 @@ class EnsembleDetector:
         self._forget(newest)
         new = [i for i, key in enumerate(window.keys) if key not in self._rows]
         if new:
-            k, start = len(self.members), len(self._fired)
+            k, start = len(self.members), len(self._seen)
             for j, i in enumerate(new):
                 self._rows[window.keys[i]] = start + j
             self._count = np.concatenate([self._count, np.zeros((len(new), k))])
             self._sums = np.concatenate([self._sums, np.zeros((len(new), 2, k))])
-            self._fired = np.concatenate([self._fired, np.full(len(new), -np.inf)])
             self._seen = np.concatenate([self._seen, np.full(len(new), newest)])
             replay = bootstrap and self.replayable and self.params.bootstrap > 0
             self._pending = np.concatenate([self._pending, np.full(len(new), replay)])
@@ -273,7 +275,7 @@ class EnsembleDetector:
         order = {int(r): i for i, r in enumerate(keep)}
         self._rows = {key: order[r] for key, r in self._rows.items() if r in order}
         self._count, self._sums = self._count[keep], self._sums[keep]
-        self._fired, self._seen = self._fired[keep], self._seen[keep]
+        self._seen = self._seen[keep]
         self._pending = self._pending[keep]
 
     def _calibrate(
@@ -338,20 +340,6 @@ class EnsembleDetector:
             out = np.where(np.isinf(out), np.nan, out)
         out = np.where(missing, np.nan, out)
         return np.maximum(out, 0.0)
-
-    def _hold(self, combined: FloatArray, rows: npt.NDArray[np.intp], ts: FloatArray) -> FloatArray:
-        """Lower the detections within `hold` seconds of an earlier one below 1."""
-        hold = self.params.hold
-        out = combined.copy()
-        with np.errstate(invalid="ignore"):
-            candidates = np.argwhere(combined >= 1)
-        for i, j in candidates:
-            r = rows[i]
-            if ts[j] - self._fired[r] < hold:
-                out[i, j] = min(out[i, j], HELD_SCORE)
-            else:
-                self._fired[r] = ts[j]
-        return out
 
     def _band(self, combined: FloatArray, level: FloatArray, ests: list[Estimate]) -> Estimate:
         """The combined score with the members' mean expectation and a band.

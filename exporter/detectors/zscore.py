@@ -9,14 +9,15 @@ blocks of rows small enough to stay in the CPU cache.
 `score_all` gives every column the verdict `score` would give it as the newest point, from
 cumulative sums (mean, variance) or from sorted windows (median, MAD), for backtests.
 
-Re-learning: once the median of the last `relearn` points lies beyond the band, the series
-has settled at a new level, and that median becomes the expected value. The band then keeps
-the noise of before (the smaller spread of the window and of its older half, which has not
-seen the shift yet): a level shift does not change the noise, and while the window mixes
-both levels its spread is inflated. So a shift fires for about `relearn / 2` points instead
-of until the window has forgotten the old level, while a slow drift still fires at its
-leading edge before its median leaves the band. The rule only looks at the window, so
-`score` and `score_all` agree without carrying state.
+Re-learning: once the median of the points of the last 2 x `relearn` seconds lies beyond the
+band, more than half of them are off: the series has been at a new level for `relearn`, and
+that median becomes the expected value. The band then keeps the noise of before (the smaller
+spread of the window and of its older half, which has not seen the shift yet): a level shift
+does not change the noise, and while the window mixes both levels its spread is inflated. So
+a shift is anomalous for about `relearn` whatever the step, instead of until the window has
+forgotten the old level, while a slow drift still fires at its leading edge before its median
+leaves the band. The rule only looks at the window, so `score` and `score_all` agree without
+carrying state.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from exporter.detectors.base import (
     register,
     scale_floor,
 )
+from exporter.durations import Duration
+
+DEFAULT_RELEARN = 3600.0
+"""Seconds a level shift stays anomalous before it becomes the new normal."""
 
 MAD_TO_STD = 1.4826
 """Makes the median absolute deviation estimate the standard deviation of normal data."""
@@ -76,15 +81,24 @@ class ZScoreParams(DetectorParams):
     differences: Literal[0, 1] = 0
     """1 scores the change since the previous point instead of the value: the expected value
     is the previous point plus the typical change, so trends are followed and jumps stand out."""
-    relearn: int | None = Field(10, ge=3)
-    """Points whose median, once it lies beyond the band, becomes the expected value: a series
-    that settled at a new level stops firing within this many points. None: never re-learn."""
+    relearn: Duration | None = Field(DEFAULT_RELEARN, gt=0)
+    """How long a level shift stays anomalous before it is the new normal (about; at least
+    two steps). None: never re-learn, the shift fires until the window forgets the old level."""
     refresh: int = Field(1, ge=1)
     """Recompute the statistics every `refresh` steps of the time grid, not every step.
 
     Backtests over long windows run about `refresh` times faster; the newest points are then
     judged against statistics up to `refresh - 1` steps old (as NAB's Windowed Gaussian is).
     """
+
+    @field_validator("relearn", mode="before")
+    @classmethod
+    def _relearn_is_a_duration(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(
+                f"write a duration such as 1h (it was a number of points before), got {value!r}"
+            )
+        return value
 
     # `window` comes after `min_points` so that this check can see it and an error is
     # reported at `zscore.window`, the setting that is usually wrong.
@@ -119,7 +133,13 @@ class ZScoreDetector:
         if self.params.relearn is not None:
             older = stats(past[:, : past.shape[1] // 2], self.params.min_points)[1]
         est = self._estimate(
-            values, y, center[:, None], scale[:, None], older[:, None], values.shape[1] - 1
+            values,
+            y,
+            center[:, None],
+            scale[:, None],
+            older[:, None],
+            values.shape[1] - 1,
+            window.step,
         )
         return Estimate(est.score[:, 0], est.expected[:, 0], est.lower[:, 0], est.upper[:, 0])
 
@@ -137,7 +157,9 @@ class ZScoreDetector:
         older = scale
         if self.params.relearn is not None:
             older = stats(y, starts, starts + (ends - starts) // 2, points)[1]
-        return self._estimate(values, y, center[:, where], scale[:, where], older[:, where], 0)
+        return self._estimate(
+            values, y, center[:, where], scale[:, where], older[:, where], 0, window.step
+        )
 
     def _observed(self, values: FloatArray) -> FloatArray:
         """What the statistics describe: the values, or their step-to-step changes."""
@@ -156,6 +178,7 @@ class ZScoreDetector:
         scale: FloatArray,
         older: FloatArray,
         first: int,
+        step: float,
     ) -> Estimate:
         """Bands of columns `first:` from their statistics, after re-learning."""
         prev = None
@@ -169,7 +192,11 @@ class ZScoreDetector:
             # its spread is inflated, and the new level must not slip back into the band.
             settled = np.fmin(scale, older)
             moved = self._relearn(
-                y, center, scale_floor(settled, level), first, self.params.relearn
+                y,
+                center,
+                scale_floor(settled, level),
+                first,
+                relearn_points(self.params.relearn, step),
             )
             center = np.where(np.isnan(moved), center, moved)
             scale = np.where(np.isnan(moved), scale, settled)
@@ -194,6 +221,11 @@ class ZScoreDetector:
             moved = np.abs(median - center) > self.params.threshold * scale
         moved &= count > k // 2
         return np.where(moved, median, np.nan)
+
+
+def relearn_points(relearn: float, step: float) -> int:
+    """Points of the median that decides a re-learning: 2 x `relearn` of them, at least 3."""
+    return max(3, round(2 * relearn / step)) if step > 0 else 3
 
 
 def _sorted_median(ordered: FloatArray, count: IntArray) -> FloatArray:
