@@ -9,9 +9,11 @@ run of anomalous points into one event someone is told about:
 - it **closes** at the first score below 1 that comes `recovery` seconds or more after the
   series' last score >= 1, so a series that flickers around its band stays one incident.
 
-A missing score (NaN) neither extends nor closes an incident. Opening and escalating are the
-*detections* (`augur backtest`'s `detection` column, what NAB is scored on); the stage is what
-`augur_anomaly_incident` exports (0 none, 1 open, 2 and up after each escalation).
+A missing score (NaN) neither extends nor closes an incident, and a score >= 1 that comes
+`recovery` or more after the last one (a gap, a restart) opens a new incident. Opening and
+escalating are the *detections* (`augur backtest`'s `detection` column, what NAB is scored
+on); the stage is what `augur_anomaly_incident` exports (0 none, 1 open, 2 and up after each
+escalation).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy.typing as npt
 
 from exporter.detectors.base import FloatArray, SeriesKey
 
-DEFAULT_RECOVERY = 1800.0
+DEFAULT_RECOVERY = 3600.0
 """Seconds back in band after which an incident closes (the query's `recovery`)."""
 
 DEFAULT_ESCALATION = 2.0
@@ -53,7 +55,7 @@ def advance(
     """The incident after a score of `score` at `ts`, and whether this point is a detection."""
     if not score == score:  # NaN: no evidence either way
         return incident, False
-    if incident is None:
+    if incident is None or (score >= 1 and ts - incident.last_anomalous >= recovery):
         if score >= 1:
             return Incident(opened=ts, stage=1, reference=score, last_anomalous=ts), True
         return None, False
@@ -82,6 +84,18 @@ def detections(
     return fired, stage
 
 
+@dataclass(frozen=True)
+class Stages:
+    """One poll of one detector's incidents: arrays of shape `(series,)` and two counts."""
+
+    stage: npt.NDArray[np.int16]
+    """0 no incident, 1 open, 2 and up after each escalation."""
+    started: FloatArray
+    """Unix time the open incident opened; NaN where none is open."""
+    opened: int
+    escalated: int
+
+
 class IncidentBook:
     """The open incidents of one query's detector, keyed by series; snapshotted like a detector.
 
@@ -98,14 +112,8 @@ class IncidentBook:
         self.escalation = escalation
         self.open: dict[SeriesKey, Incident] = {}
 
-    def update(
-        self, keys: Sequence[SeriesKey], scores: FloatArray, ts: float
-    ) -> tuple[npt.NDArray[np.int16], FloatArray, int, int]:
-        """Advance every series by its newest score at `ts`.
-
-        Returns each series' stage after it, the open incidents' start times (NaN where none),
-        and how many incidents opened and escalated at this point.
-        """
+    def update(self, keys: Sequence[SeriesKey], scores: FloatArray, ts: float) -> Stages:
+        """Advance every series by its newest score at `ts`."""
         stage = np.zeros(len(keys), dtype=np.int16)
         started = np.full(len(keys), np.nan)
         opened = escalated = 0
@@ -122,7 +130,6 @@ class IncidentBook:
         for i in sorted(watch):
             key = keys[i]
             before = self.open.get(key)
-            was = before.stage if before else 0
             after, fired = advance(before, ts, float(scores[i]), self.recovery, self.escalation)
             if after is None:
                 self.open.pop(key, None)
@@ -130,9 +137,9 @@ class IncidentBook:
             self.open[key] = after
             stage[i], started[i] = after.stage, after.opened
             if fired:
-                opened += was == 0
-                escalated += was > 0
-        return stage, started, opened, escalated
+                opened += after.stage == 1
+                escalated += after.stage > 1
+        return Stages(stage, started, opened, escalated)
 
     def dump_state(self) -> dict[str, Any]:
         """The open incidents, keyed by the JSON of the series' labels."""

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.detectors import Estimate, SeriesKey
 from exporter.detectors.base import parts as detector_parts
+from exporter.incidents import Stages
 
 log = logging.getLogger("augur.metrics")
 
@@ -35,6 +36,12 @@ _FAMILIES = (
     ("augur_expected_lower", "Lower edge of the detector's normal band."),
     ("augur_expected_upper", "Upper edge of the detector's normal band."),
 )
+_INCIDENT = (
+    "Incident of the series: 0 none, 1 open (opened at a score >= 1), +1 each time it got worse "
+    "(a score >= `escalation` x the one that opened or last raised it); back to 0 once the "
+    "series scored below 1 for `recovery`. Alert on `augur_anomaly_incident >= 1`."
+)
+_INCIDENT_START = "Unix time the series' open incident opened (only while one is open)."
 
 
 def export_labels(key: SeriesKey, keep: Sequence[str] | None = None) -> dict[str, str]:
@@ -60,6 +67,8 @@ class _Row:
     labels: dict[str, str]
     values: tuple[float, float, float, float]
     cycle: int
+    stage: int = 0
+    started: float = float("nan")
 
 
 @dataclass
@@ -85,17 +94,20 @@ class ScoreBoard:
         keys: Sequence[SeriesKey],
         estimates: Mapping[str, Estimate],
         keep: Sequence[str] | None = None,
+        incidents: Mapping[str, Stages] | None = None,
     ) -> int:
         """Record one successful cycle of `query`; returns how many series got a score.
 
         Series whose score is NaN (too little history, no newest point) are left out. When
         `keep` makes two series' exported labels equal, the higher score wins.
         """
+        incidents = incidents or {}
         cycle = self._advance(query)
         rows = self._rows.setdefault(query, {})
         exported = [export_labels(k, keep) for k in keys]
         scored: set[int] = set()
         for detector, est in estimates.items():
+            stages = incidents.get(detector)
             seen: dict[tuple[tuple[str, str], ...], float] = {}
             for i, labels in enumerate(exported):
                 score = float(est.score[i])
@@ -117,6 +129,8 @@ class ScoreBoard:
                         float(est.upper[i]),
                     ),
                     cycle=cycle,
+                    stage=int(stages.stage[i]) if stages else 0,
+                    started=float(stages.started[i]) if stages else float("nan"),
                 )
         self._expire(query, cycle)
         return len(scored)
@@ -174,6 +188,12 @@ class ScoreBoard:
             for row in rows.values():
                 yield row.labels, row.values
 
+    def incidents(self) -> Iterator[tuple[dict[str, str], int, float]]:
+        """Every exported series' incident as (labels, stage, start time or NaN)."""
+        for rows in self._rows.values():
+            for row in rows.values():
+                yield row.labels, row.stage, row.started
+
     def _advance(self, query: str) -> int:
         cycle = self._cycles.get(query, 0) + 1
         self._cycles[query] = cycle
@@ -208,6 +228,8 @@ class ScoreCollector(Collector):
         # TYPE augur_anomaly_score gauge
         augur_anomaly_score{query="latency",detector="zscore",metric="http_p99",job="api"} 0.42
         augur_expected_value{query="latency",detector="zscore",metric="http_p99",job="api"} 0.21
+        augur_anomaly_incident{query="latency",detector="zscore",metric="http_p99",job="api"} 1
+        augur_anomaly_incident_start_timestamp_seconds{query="latency",...} 1.7648e+09
         augur_forecast_value{query="disk",horizon="4h",metric="disk_used_ratio",device="sda"} 0.93
     """
 
@@ -220,10 +242,16 @@ class ScoreCollector(Collector):
         for labels, values in self.board.rows():
             for family, value in zip(families, values, strict=True):
                 family.add_sample(family.name, labels, value)
+        incident = Metric("augur_anomaly_incident", f"{_INCIDENT} {_EVALUATED}", "gauge")
+        start = Metric("augur_anomaly_incident_start_timestamp_seconds", _INCIDENT_START, "gauge")
+        for labels, stage, started in self.board.incidents():
+            incident.add_sample(incident.name, labels, stage)
+            if stage:
+                start.add_sample(start.name, labels, started)
         forecast = Metric("augur_forecast_value", f"{_FORECAST} {_EVALUATED}", "gauge")
         for labels, value in self.board.forecasts():
             forecast.add_sample(forecast.name, labels, value)
-        return [*families, forecast]
+        return [*families, incident, start, forecast]
 
 
 class SelfMetrics:
@@ -264,6 +292,18 @@ class SelfMetrics:
             ["query"],
             registry=registry,
         )
+        self.incidents_opened = Counter(
+            "augur_incidents_opened",
+            "Incidents opened (a series' first score >= 1 after it had recovered).",
+            ["query", "detector"],
+            registry=registry,
+        )
+        self.incidents_escalated = Counter(
+            "augur_incidents_escalated",
+            "Open incidents that got worse (a score >= escalation x the one that opened it).",
+            ["query", "detector"],
+            registry=registry,
+        )
         self.overruns = Counter(
             "augur_poll_overruns",
             "Poll cycles that took longer than the poll interval (the next one was delayed).",
@@ -301,6 +341,11 @@ class SelfMetrics:
         self.poll_failures.labels(query)
         self.series_dropped.labels(query)
         self.poll_duration.labels(query)
+
+    def init_detector(self, query: str, detector: str) -> None:
+        """Create the (query, detector) children of the incident counters at 0."""
+        self.incidents_opened.labels(query, detector)
+        self.incidents_escalated.labels(query, detector)
 
 
 _FIT_COUNTERS = (

@@ -34,6 +34,7 @@ from exporter.detectors import (
 )
 from exporter.detectors.base import parts
 from exporter.detectors.seasonal import wrap
+from exporter.incidents import IncidentBook, Stages
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.prometheus import PrometheusClient, PrometheusError
 from exporter.state import StateStore, fingerprint
@@ -50,6 +51,7 @@ class QueryRunner:
 
     config: QueryConfig
     detectors: dict[str, Detector]
+    incidents: dict[str, IncidentBook]
     dropped_logged: bool = False
 
     @classmethod
@@ -62,6 +64,7 @@ class QueryRunner:
                 name: wrap(build(name, p), season, config.step)
                 for name, p in config.detectors.items()
             },
+            {name: IncidentBook(config.recovery, config.escalation) for name in config.detectors},
         )
 
     def score(self, window: Window) -> dict[str, Estimate]:
@@ -77,6 +80,14 @@ class QueryRunner:
                 valid_range=self.config.valid_range,
             )
             for name, detector in self.detectors.items()
+        }
+
+    def track(self, window: Window, estimates: dict[str, Estimate]) -> dict[str, Stages]:
+        """Advance each detector's incidents by the newest scores."""
+        ts = float(window.timestamps[-1])
+        return {
+            name: self.incidents[name].update(window.keys, est.score, ts)
+            for name, est in estimates.items()
         }
 
     def forecast(self, window: Window) -> FloatArray | None:
@@ -98,6 +109,23 @@ class QueryRunner:
         return fingerprint(
             [q.detectors[name].model_dump(), q.seasonality, q.step, q.lookback, q.expr]
         )
+
+    def snapshots(self) -> list[tuple[str, Stateful, str]]:
+        """What is worth keeping across restarts: (name in the store, object, fingerprint).
+
+        The stateful detectors, and every detector's open incidents (under `<detector>/incidents`,
+        kept whatever the settings, so a restart does not notify again about an open incident).
+        """
+        out: list[tuple[str, Stateful, str]] = [
+            (name, detector, self.settings(name))
+            for name, detector in self.detectors.items()
+            if isinstance(detector, Stateful)
+        ]
+        out += [
+            (f"{name}/incidents", book, fingerprint([self.config.expr]))
+            for name, book in self.incidents.items()
+        ]
+        return out
 
 
 @dataclass
@@ -142,6 +170,8 @@ class Poller:
         self.succeeded_once = asyncio.Event()
         for runner in self.runners:
             metrics.init_query(runner.config.name)
+            for name in runner.detectors:
+                metrics.init_detector(runner.config.name, name)
 
     def stop(self) -> None:
         """Ask `run` to return after the cycle in progress (and its snapshot) completes."""
@@ -189,13 +219,9 @@ class Poller:
         if self.store is None:
             return 0
         restored = 0
-        for runner, name, detector in self._stateful():
+        for runner, name, detector, settings in self._stateful():
             state = await self._io(
-                self.store.load,
-                runner.config.name,
-                name,
-                detector.state_version,
-                runner.settings(name),
+                self.store.load, runner.config.name, name, detector.state_version, settings
             )
             if state is None:
                 continue
@@ -216,7 +242,7 @@ class Poller:
         if self.store is None:
             return 0
         written = 0
-        for runner, name, detector in self._stateful():
+        for runner, name, detector, settings in self._stateful():
             try:
                 state = await self._cpu(detector.dump_state)
                 await self._io(
@@ -224,7 +250,7 @@ class Poller:
                     runner.config.name,
                     name,
                     detector.state_version,
-                    runner.settings(name),
+                    settings,
                     state,
                 )
             except Exception as exc:  # a snapshot is worth logging, never worth crashing
@@ -245,13 +271,8 @@ class Poller:
                     if callable(close):
                         close()
 
-    def _stateful(self) -> list[tuple[QueryRunner, str, Stateful]]:
-        return [
-            (runner, name, detector)
-            for runner in self.runners
-            for name, detector in runner.detectors.items()
-            if isinstance(detector, Stateful)
-        ]
+    def _stateful(self) -> list[tuple[QueryRunner, str, Stateful, str]]:
+        return [(runner, *item) for runner in self.runners for item in runner.snapshots()]
 
     async def cycle(self) -> CycleReport:
         """Poll every query once, concurrently; never raises for a failing query."""
@@ -319,7 +340,11 @@ class Poller:
             self.board.publish(q.name, (), {})
             return 0
         estimates = await self._cpu(runner.score, window)
-        scored = self.board.publish(q.name, window.keys, estimates, q.labels)
+        incidents = runner.track(window, estimates)
+        for name, stages in incidents.items():
+            self.metrics.incidents_opened.labels(q.name, name).inc(stages.opened)
+            self.metrics.incidents_escalated.labels(q.name, name).inc(stages.escalated)
+        scored = self.board.publish(q.name, window.keys, estimates, q.labels, incidents)
         forecasts = await self._cpu(runner.forecast, window)
         if forecasts is not None:
             self.board.publish_forecasts(

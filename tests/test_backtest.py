@@ -15,6 +15,7 @@ import pytest
 
 from exporter import backtest, nab
 from exporter.config import QueryConfig
+from exporter.incidents import detections
 from exporter.procs import Process, Sample, free_port
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
@@ -68,14 +69,22 @@ def test_nab_subset_writes_mirrored_csvs_and_prints_the_scores(
     for name in SUBSET:
         rows = read_rows(out / name)
         source = read_rows(nab_subset / "data" / name)
-        assert rows[0] == ["timestamp", "value", "anomaly_score", "expected", "lower", "upper"]
+        assert rows[0] == [
+            "timestamp",
+            "value",
+            "anomaly_score",
+            "expected",
+            "lower",
+            "upper",
+            "detection",
+        ]
         assert len(rows) == len(source)
         assert [r[:2] for r in rows[1:]] == [[t, repr(float(v))] for t, v in source[1:]]
         scores = [float(r[2]) for r in rows[1:] if r[2]]
         assert len(scores) > 0.8 * len(rows) and min(scores) >= 0
     assert "2 series, 3,009 rows, 1 detector(s)" in stdout
     assert "NAB score: 2 of 2 files labelled, 6 windows" in stdout
-    for label in ("ensemble @ 1.0", "ensemble optimised"):
+    for label in ("ensemble detections", "ensemble score >= 1", "ensemble score optimised"):
         line = next(x for x in stdout.splitlines() if x.startswith(label)).split()
         assert all(-100 <= float(v) <= 100 for v in line[-3:])
     assert "realKnownCause" in stdout and "realTraffic" in stdout
@@ -101,14 +110,23 @@ def test_printed_scores_are_nabs_scores_of_the_written_csvs(
     )
     assert code == 0
     windows = nab.load_windows(nab_subset / "labels" / "combined_windows.json")
-    scores = {}
+    scores, fired = {}, {}
     for name in SUBSET:
         rows = read_rows(out / name)[1:]
         stamps = np.array([r[0] for r in rows], dtype="datetime64[us]")
         scores[name] = (stamps, np.array([float(r[2]) if r[2] else math.nan for r in rows]))
-    fixed = [nab.score_corpus(scores, windows, p, 1.0).normalized for p in nab.PROFILES.values()]
-    line = next(x for x in stdout.splitlines() if x.startswith("ensemble @ 1.0")).split()
-    assert [float(v) for v in line[-3:]] == pytest.approx(fixed, abs=0.051)
+        fired[name] = (stamps, np.array([float(r[6]) for r in rows]))
+        # The detections are the incidents of the written scores (recovery 1h by default).
+        seconds = (stamps - stamps[0]) / np.timedelta64(1, "s")
+        expected, _ = detections(seconds.astype(np.float64), scores[name][1], 3600.0, 2.0)
+        assert fired[name][1].tolist() == expected.tolist()
+        assert 0 < expected.sum() < np.count_nonzero(scores[name][1] >= 1)
+    for label, columns in (("ensemble score >= 1", scores), ("ensemble detections", fired)):
+        want = [
+            nab.score_corpus(columns, windows, p, 1.0).normalized for p in nab.PROFILES.values()
+        ]
+        line = next(x for x in stdout.splitlines() if x.startswith(label)).split()
+        assert [float(v) for v in line[-3:]] == pytest.approx(want, abs=0.051)
 
 
 def test_without_a_config_the_daemons_default_detectors_run(
@@ -118,7 +136,7 @@ def test_without_a_config_the_daemons_default_detectors_run(
     assert code == 0
     names = list(QueryConfig(name="x", expr="up").detectors)
     for name in names:
-        assert f"{name} @ 1.0" in stdout
+        assert f"{name} detections" in stdout
         # One detector mirrors the input layout; several get a folder each.
         folder = tmp_path / "out" / (name if len(names) > 1 else "")
         assert (folder / SUBSET[0]).is_file()
@@ -141,7 +159,7 @@ def test_a_config_selects_detectors_and_jobs_give_the_same_results(
             capsys, "--nab", nab_subset, "--config", config, "--out", out, "--jobs", jobs, "--quiet"
         )
         assert code == 0, stderr
-        assert "ensemble @ 1.0" in stdout and "zscore @ 1.0" in stdout
+        assert "ensemble detections" in stdout and "zscore detections" in stdout
         outs.append(out)
     for name in SUBSET:
         for detector in ("ensemble", "zscore"):

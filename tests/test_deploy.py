@@ -319,7 +319,7 @@ def rendered_annotations(alert: str, labels: dict[str, str], value: str = "") ->
 
 def test_rules_fire_when_they_should(tmp_path: Path) -> None:
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules()), encoding="utf-8")
-    score = 'augur_anomaly_score{{query="api",detector="{}",service="{}"}}'
+    incident = 'augur_anomaly_incident{{query="api",detector="{}",service="{}"}}'
     checkout = {"query": "api", "service": "checkout"}
     poll = {"query": "api"}
     down = {"container": "augur", "job": "augur", "instance": "augur-0:9465"}
@@ -327,27 +327,43 @@ def test_rules_fire_when_they_should(tmp_path: Path) -> None:
         {
             "interval": "1m",
             "input_series": [
-                # One detection at 2m, then held below 1 (the ensemble's hold).
-                {"series": score.format("ensemble", "checkout"), "values": "0.2 0.3 1.5 0.99x25"},
-                # Never at 1: no alert for search.
-                {"series": score.format("ensemble", "search"), "values": "0.2 0.3 0.9x25"},
+                # An incident opens at 2m, gets worse at 12m (stage 2), closes at 20m.
+                {
+                    "series": incident.format("ensemble", "checkout"),
+                    "values": "0 0 1x9 2x7 0x10",
+                },
+                # Never an incident: no alert for search.
+                {"series": incident.format("ensemble", "search"), "values": "0x27"},
             ],
             "alert_rule_test": [
                 {"eval_time": "1m", "alertname": "AnomalousSeries", "exp_alerts": []},
                 {
-                    "eval_time": "10m",
+                    "eval_time": "5m",
                     "alertname": "AnomalousSeries",
                     "exp_alerts": [
                         {
-                            "exp_labels": {**checkout, "severity": "warning"},
+                            "exp_labels": {**checkout, "severity": "warning", "stage": "1"},
                             "exp_annotations": rendered_annotations(
-                                "AnomalousSeries", checkout, "1.5"
+                                "AnomalousSeries", checkout, "1"
                             ),
                         }
                     ],
                 },
-                # 15 minutes after the detection the alert resolves.
-                {"eval_time": "18m", "alertname": "AnomalousSeries", "exp_alerts": []},
+                # The escalation is a new alert: the `stage` label changed.
+                {
+                    "eval_time": "15m",
+                    "alertname": "AnomalousSeries",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**checkout, "severity": "warning", "stage": "2"},
+                            "exp_annotations": rendered_annotations(
+                                "AnomalousSeries", checkout, "2"
+                            ),
+                        }
+                    ],
+                },
+                # Once augur closes the incident the alert resolves.
+                {"eval_time": "22m", "alertname": "AnomalousSeries", "exp_alerts": []},
             ],
         },
         {

@@ -397,10 +397,11 @@ def test_score_all_is_fast_on_a_long_series() -> None:
 
 
 @pytest.mark.parametrize("robust", [False, True])
-def test_a_settled_level_shift_stops_firing_within_relearn_points(robust: bool) -> None:
+def test_a_settled_level_shift_stops_firing_after_relearn(robust: bool) -> None:
     values = shifted(rows=2)
+    # relearn 5m at the 60 s step: the median of the last 10 points decides.
     relearned = base.score_all(
-        make("zscore", {"robust": robust, "relearn": 10}), window(values)
+        make("zscore", {"robust": robust, "relearn": "5m"}), window(values)
     ).score
     never = base.score_all(
         make("zscore", {"robust": robust, "relearn": None}), window(values)
@@ -417,7 +418,7 @@ def test_a_settled_level_shift_stops_firing_within_relearn_points(robust: bool) 
 def test_re_learning_keeps_the_scale_and_still_flags_spikes_at_the_new_level() -> None:
     values = shifted(rows=1)
     values[0, 200] += 6.0  # six sigma above the new level
-    est = base.score_all(make("zscore", {"robust": True}), window(values))
+    est = base.score_all(make("zscore", {"robust": True, "relearn": "5m"}), window(values))
     assert est.score[0, 200] >= 1
     assert est.expected[0, 199] == pytest.approx(18.0, abs=1.0)
     assert est.upper[0, 199] - est.expected[0, 199] == pytest.approx(3.0, rel=0.35)
@@ -470,7 +471,8 @@ def test_refresh_periods_follow_the_time_grid_not_the_window() -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"differences": 2}, {"relearn": 2}, {"refresh": 0}, {"relearn": "often"}]
+    "params",
+    [{"differences": 2}, {"relearn": 10}, {"relearn": "0s"}, {"refresh": 0}, {"relearn": "often"}],
 )
 def test_new_zscore_settings_are_validated(params: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):

@@ -1,4 +1,4 @@
-"""The ensemble: calibrated members, combination, hold, state, on synthetic anomalies."""
+"""The ensemble: calibrated members, combination, state, on synthetic anomalies."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from exporter.detectors import DETECTORS, base
 from exporter.detectors import ensemble as ensemble_module
 from exporter.detectors.base import DetectorParams, Estimate, FloatArray, Window
 from exporter.detectors.ensemble import (
-    HELD_SCORE,
     EnsembleDetector,
     EnsembleParams,
     ForecastingEnsemble,
 )
+from exporter.durations import parse_duration
 
 STEP = 300.0
 N = 3000
@@ -115,18 +115,30 @@ def test_clean_series_are_not_flagged_after_warm_up() -> None:
     assert np.count_nonzero(score[:, 200:] >= 1) <= 5  # of 56,000 verdicts
 
 
-def test_a_long_excursion_is_one_detection_then_held() -> None:
+def test_nothing_earlier_on_the_series_lowers_the_score_of_a_new_anomaly() -> None:
+    """A detection (true or false) never buys blindness: the next anomaly scores >= 1 too."""
     values = noise(6)
-    values[AT : AT + 100] += 20  # a plateau, back to normal after 100 points
-    values[AT + 150] += 40  # a second, larger spike inside the hold
-    score = ensemble(hold=86400.0).score_all(window(values)).score[0]
-    assert np.flatnonzero(score >= 1).tolist() == [AT]
-    assert np.nanmax(score[AT + 1 :]) == pytest.approx(HELD_SCORE)
-    unheld = ensemble(hold=0).score_all(window(values)).score[0]
-    assert np.count_nonzero(unheld >= 1) > 1
-    # After the hold (one day = 288 points here) the next anomaly fires again.
-    values[AT + 400] += 40
-    assert ensemble(hold=86400.0).score_all(window(values)).score[0, AT + 400] >= 1
+    values[AT - 300] += 25  # an earlier detection
+    values[AT : AT + 12] += 20  # a plateau of an hour (12 points of 5 minutes)
+    values[AT + 40] += 40  # a larger spike two hours later
+    values[AT + 41] += 25  # and another right behind it
+    score = ensemble().score_all(window(values)).score[0]
+    assert score[AT - 300] >= 1
+    assert (score[AT : AT + 6] >= 1).all()  # the shift stays anomalous for half an hour at least
+    assert score[AT + 40] >= 2 and score[AT + 41] >= 1
+
+
+def test_a_level_shift_stays_anomalous_for_the_relearn_time_whatever_the_step() -> None:
+    for step, relearn in ((300.0, "1h"), (30.0, "1h"), (30.0, "20m")):
+        points = int(3 * 86400 / step)
+        values = 50.0 + np.random.default_rng(9).normal(0, 2.0, points + 400)
+        values[points:] *= 3  # a sustained jump to 3x the normal level
+        member = {"detector": "zscore", "robust": True, "window": 2000, "relearn": relearn}
+        w = Window(values[None, :], step * np.arange(len(values)), [(("s", "1"),)], step)
+        score = ensemble(members=[member]).score_all(w).score[0, points:]
+        lasted = np.argmax(score < 1) * step  # seconds until the first in-band point
+        expected = parse_duration(relearn)
+        assert 0.7 * expected <= lasted <= 1.5 * expected, (step, relearn, lasted)
 
 
 # --- calibration and combination --------------------------------------------------------------
@@ -149,7 +161,7 @@ def test_vote_needs_two_members_and_max_one() -> None:
         {"detector": "zscore", "robust": True, "window": 2000, **d}
         for d in ({}, {"differences": 1})
     )
-    both = {"members": [level, change], "hold": 0}
+    both = {"members": [level, change]}
     voted = ensemble(**both, combine="vote", votes=2).score_all(window(values)).score[0]
     maxed = ensemble(**both, combine="max").score_all(window(values)).score[0]
     assert voted[AT] >= 1 and maxed[AT] >= 1
@@ -176,7 +188,7 @@ def test_calibration_never_lowers_a_member_below_its_own_band() -> None:
         {"members": [{"detector": "zscore", "windw": 60}]},
         {"combine": "vote", "votes": 3},
         {"threshold": 0},
-        {"hold": "soon"},
+        {"hold": "12h"},
         {"extra": 1},
     ],
 )
@@ -190,7 +202,8 @@ def test_member_errors_name_the_setting() -> None:
         EnsembleParams.model_validate({"members": [{"detector": "arma"}]})
     with pytest.raises(ValidationError, match="zscore: window"):
         EnsembleParams.model_validate({"members": [{"detector": "zscore", "window": 1}]})
-    assert EnsembleParams.model_validate({"hold": "12h"}).hold == 43200.0
+    with pytest.raises(ValidationError, match=r"hold was removed.*recovery"):
+        EnsembleParams.model_validate({"hold": "12h"})
     assert EnsembleParams.model_validate({"members": ["ewma"]}).members[0].detector == "ewma"
 
 
@@ -238,7 +251,7 @@ def test_state_survives_a_restart_and_is_json() -> None:
         np.testing.assert_allclose(
             after.score(window(values[:, :end])).score, before.score(window(values[:, :end])).score
         )
-    assert after.state_version == before.state_version == 1
+    assert after.state_version == before.state_version == 2
 
 
 def test_series_absent_for_a_day_are_forgotten() -> None:
