@@ -1,9 +1,10 @@
 """Anomaly detectors: the protocol, the name -> detector table, and the built-in detectors.
 
-Importing this package registers `zscore`, `ewma`, `arima` and `ensemble` in `DETECTORS`.
+Importing this package registers `zscore`, `ewma`, `quantile`, `arima` and `ensemble` in
+`DETECTORS`.
 """
 
-from exporter.detectors import arima, ensemble, ewma, zscore
+from exporter.detectors import arima, ensemble, ewma, quantile, zscore
 from exporter.detectors.base import (
     DETECTORS,
     Detector,
@@ -37,6 +38,7 @@ __all__ = [
     "build",
     "ensemble",
     "ewma",
+    "quantile",
     "register",
     "score_all",
     "zscore",

@@ -63,10 +63,13 @@ FORGET_SECONDS = 86400.0
 """A series absent for this long loses its calibration (it is bootstrapped again on return)."""
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
-    {"detector": "zscore", "robust": True, "window": 2000, "refresh": 16},
+    {"detector": "quantile", "threshold": 4, "window": 2000, "refresh": 16},
     {"detector": "zscore", "robust": True, "window": 2000, "refresh": 16, "differences": 1},
 )
-"""The level (median, MAD) and the step-to-step change, both over the last 2,000 points."""
+"""The level (median, each side's scale from its 1%/99% tail) and the step-to-step change
+(median, MAD), both over the last 2,000 points. The tail-aware level replaced the robust
+z-score of the level: on NAB's detections (recovery 1h) it scored 56.0 / 34.1 / 65.2 against
+50.7 / 22.3 / 62.0 (standard / low FP / low FN), better on both halves of the categories."""
 
 
 class Member(BaseModel):
