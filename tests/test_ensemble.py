@@ -133,12 +133,15 @@ def test_a_level_shift_stays_anomalous_for_the_relearn_time_whatever_the_step() 
         points = int(3 * 86400 / step)
         values = 50.0 + np.random.default_rng(9).normal(0, 2.0, points + 400)
         values[points:] *= 3  # a sustained jump to 3x the normal level
-        member = {"detector": "zscore", "robust": True, "window": 2000, "relearn": relearn}
+        level = {"detector": "zscore", "robust": True, "window": 2000, "relearn": relearn}
+        # The shipped members, with their relearn set to the case's.
+        shipped = [{**m, "relearn": relearn} for m in ensemble_module.DEFAULT_MEMBERS]
         w = Window(values[None, :], step * np.arange(len(values)), [(("s", "1"),)], step)
-        score = ensemble(members=[member]).score_all(w).score[0, points:]
-        lasted = np.argmax(score < 1) * step  # seconds until the first in-band point
-        expected = parse_duration(relearn)
-        assert 0.7 * expected <= lasted <= 1.5 * expected, (step, relearn, lasted)
+        for members in ([level], shipped):
+            score = ensemble(members=members).score_all(w).score[0, points:]
+            lasted = np.argmax(score < 1) * step  # seconds until the first in-band point
+            expected = parse_duration(relearn)
+            assert 0.7 * expected <= lasted <= 1.5 * expected, (step, relearn, lasted, members)
 
 
 # --- calibration and combination --------------------------------------------------------------

@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -50,8 +51,12 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
+from exporter.durations import Duration
 
 IntArray = npt.NDArray[np.intp]
+
+DEFAULT_MEMORY = 7 * 86400.0
+"""Seconds the calibration remembers: a week (2,016 points at a 5-minute step)."""
 
 SD_FLOOR = 1e-3
 """Smallest standard deviation of a member's scores, so a member that always said 0 stays finite."""
@@ -66,10 +71,9 @@ DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"detector": "quantile", "threshold": 4, "window": 2000, "refresh": 16},
     {"detector": "zscore", "robust": True, "window": 2000, "refresh": 16, "differences": 1},
 )
-"""The level (median, each side's scale from its 1%/99% tail) and the step-to-step change
-(median, MAD), both over the last 2,000 points. The tail-aware level replaced the robust
-z-score of the level: on NAB's detections (recovery 1h) it scored 56.0 / 34.1 / 65.2 against
-50.7 / 22.3 / 62.0 (standard / low FP / low FN), better on both halves of the categories."""
+"""The level (median, each side's scale from its 1%/99% tail, so a skewed or bursty series is
+judged by its own tails) and the step-to-step change (median, MAD), both over the last 2,000
+points. docs/benchmarks.md compares them with the robust z-score of the level they replaced."""
 
 
 class Member(BaseModel):
@@ -115,12 +119,23 @@ class EnsembleParams(DetectorParams):
     """For `vote`: how many members must be beyond their calibrated level."""
     threshold: float = Field(5.5, gt=0)
     """Standard deviations above a member's usual score at which it counts (score 1)."""
-    memory: int = Field(2000, ge=10)
-    """Points the calibration remembers (an exponential weighting, 1/memory per point)."""
+    memory: Duration = Field(DEFAULT_MEMORY, gt=0)
+    """How long the calibration remembers (an exponential weighting of step / memory per
+    point, at least 10 points): in time, so an excursion of an hour weighs the same at a 30 s
+    step as at a 5 m one."""
     warmup: int = Field(100, ge=2)
     """Member scores a series needs before the ensemble scores it (NaN until then)."""
     bootstrap: int = Field(400, ge=0)
     """Points of a new series' window replayed to start its calibration (0: warm up live)."""
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_is_a_duration(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(
+                f"write a duration such as 7d (it was a number of points before), got {value!r}"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -153,7 +168,8 @@ class EnsembleDetector:
             if members is not None
             else [build(m.detector, m.params) for m in self.params.members]
         )
-        self._decay = 1.0 - 1.0 / self.params.memory
+        self._memory = 2000
+        self._decay = 1.0 - 1.0 / self._memory
         k = len(self.members)
         self._rows: dict[SeriesKey, int] = {}
         self._count = np.zeros((0, k))
@@ -177,6 +193,7 @@ class EnsembleDetector:
 
         Series still waiting for their bootstrap (beyond this call's budget) score NaN.
         """
+        self._set_step(window.step)
         rows = self._lookup(window)
         ests = [_column(m.score(window)) for m in self.members]
         ready = np.flatnonzero(~self._pending[rows])
@@ -189,10 +206,16 @@ class EnsembleDetector:
 
     def score_all(self, window: Window) -> Estimate:
         """Every column scored causally, continuing each series' state (fresh for new ones)."""
+        self._set_step(window.step)
         rows = self._lookup(window, bootstrap=False)
         self._pending[rows] = False
         ests = [score_all(m, window) for m in self.members]
         return self._run(rows, ests, np.asarray(window.timestamps, dtype=np.float64))
+
+    def _set_step(self, step: float) -> None:
+        """The calibration's memory in points at this step (a query keeps one step)."""
+        self._memory = max(10, round(self.params.memory / step)) if step > 0 else 10
+        self._decay = 1.0 - 1.0 / self._memory
 
     def _run(self, rows: IntArray, ests: list[Estimate], ts: FloatArray) -> Estimate:
         """Calibrate and combine `(series, time)` member estimates; advance the state."""
@@ -292,15 +315,15 @@ class EnsembleDetector:
         unnormalised (S <- a S + x) and bias-corrected by 1 - a^n when read, so the first
         `memory` points weigh alike, as an expanding mean would.
         """
-        a, p = self._decay, self.params
+        a, p, m = self._decay, self.params, self._memory
         cols = raw.shape[1]
         finite = np.isfinite(raw)
         x = np.where(finite, raw, 0.0)
         out = np.full(raw.shape, np.nan)
         level = np.full(raw.shape, np.nan)
         # Blocks of `memory` columns keep a^-n within [1, e] in the closed form below.
-        for lo in range(0, cols, p.memory):
-            ok, xb = finite[:, lo : lo + p.memory], x[:, lo : lo + p.memory]
+        for lo in range(0, cols, m):
+            ok, xb = finite[:, lo : lo + m], x[:, lo : lo + m]
             n_incl = np.cumsum(ok, axis=1)
             n_before = n_incl - ok
             weights = np.where(ok, a ** (-n_incl.astype(np.float64)), 0.0)
@@ -315,12 +338,12 @@ class EnsembleDetector:
                 mean = before1 / norm * (1.0 - a)
                 var = np.maximum(before2 / norm * (1.0 - a) - mean * mean, 0.0)
                 sd = np.maximum(np.sqrt(var), SD_FLOOR)
-                z = (raw[:, lo : lo + p.memory] - mean) / (p.threshold * sd)
+                z = (raw[:, lo : lo + m] - mean) / (p.threshold * sd)
             # Calibration only ever makes a member stricter: it also has to be past its band.
-            z = np.minimum(z, raw[:, lo : lo + p.memory])
+            z = np.minimum(z, raw[:, lo : lo + m])
             ready = total >= p.warmup
-            out[:, lo : lo + p.memory] = np.where(ready, z, np.nan)
-            level[:, lo : lo + p.memory] = np.where(
+            out[:, lo : lo + m] = np.where(ready, z, np.nan)
+            level[:, lo : lo + m] = np.where(
                 ready, np.maximum(mean + p.threshold * sd, 1.0), np.nan
             )
             last = a ** (n_incl[:, -1].astype(np.float64))

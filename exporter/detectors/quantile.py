@@ -14,6 +14,12 @@ a value beyond anything in the window still is. Each scale is never narrower tha
 `differences: 1` scores the step-to-step change the same way (expected: previous value plus
 the median change), which catches jumps on a drifting series.
 
+Re-learning as the z-score's: once the median of the last 2 x `relearn` seconds of points lies
+beyond the band, the series has been at a new level for `relearn` and that median becomes the
+expected value: a level shift is anomalous for about `relearn`, whatever the step. The band
+itself comes from the window before those last points, so a shift cannot widen its own tail
+(1 % of 2,000 points is 20: ten minutes at a 30 s step) before it is re-learned.
+
 The statistics are those of the `window` past columns, recomputed every `refresh` steps of
 the time grid (as the z-score's), from sorted windows; `score` and `score_all` share them, so
 they agree on every column without carrying state.
@@ -37,7 +43,15 @@ from exporter.detectors.base import (
     register,
     scale_floor,
 )
-from exporter.detectors.zscore import MAD_TO_STD, MEANAD_TO_STD, _anchors
+from exporter.detectors.zscore import (
+    DEFAULT_RELEARN,
+    MAD_TO_STD,
+    MEANAD_TO_STD,
+    _anchors,
+    relearn_points,
+    relearned_level,
+)
+from exporter.durations import Duration
 
 IntArray = npt.NDArray[np.intp]
 
@@ -61,6 +75,8 @@ class QuantileParams(DetectorParams):
     """Recompute the quantiles every `refresh` steps of the time grid (as the z-score's)."""
     differences: Literal[0, 1] = 0
     """1 scores the change since the previous point instead of the value."""
+    relearn: Duration | None = Field(DEFAULT_RELEARN, gt=0)
+    """How long a level shift stays anomalous before it is the new normal (None: never)."""
 
 
 class QuantileDetector:
@@ -98,9 +114,19 @@ class QuantileDetector:
         if last_only:
             anchors, prev, newest = anchors[-1:], prev[:, -1:], values[:, -1:]
         ends, where = np.unique(anchors, return_inverse=True)
+        k = 0 if self.params.relearn is None else relearn_points(self.params.relearn, window.step)
+        # The band comes from the history before the last k points, which decide whether the
+        # level moved: a shift cannot widen its own tails before it is re-learned.
+        ends = np.maximum(ends - k, 0)
         starts = np.maximum(ends - self.params.window, 0)
         center, s_lo, s_hi = self._stats(y, starts, ends)
         center, s_lo, s_hi = center[:, where], s_lo[:, where], s_hi[:, where]
+        if self.params.relearn is not None:
+            first = cols - 1 if last_only else 0
+            floor = center + prev
+            lo, hi = scale_floor(s_lo, floor), scale_floor(s_hi, floor)
+            moved = relearned_level(y, center, lo, hi, first, k, self.params.threshold)
+            center = np.where(np.isnan(moved), center, moved)
         return _band(newest, center + prev, s_lo, s_hi, self.params.threshold)
 
     def _stats(

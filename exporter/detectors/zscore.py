@@ -191,41 +191,48 @@ class ZScoreDetector:
             # The older half has not seen a recent shift: while the window mixes both levels
             # its spread is inflated, and the new level must not slip back into the band.
             settled = np.fmin(scale, older)
-            moved = self._relearn(
-                y,
-                center,
-                scale_floor(settled, level),
-                first,
-                relearn_points(self.params.relearn, step),
-            )
+            floor = scale_floor(settled, level)
+            k = relearn_points(self.params.relearn, step)
+            moved = relearned_level(y, center, floor, floor, first, k, self.params.threshold)
             center = np.where(np.isnan(moved), center, moved)
             scale = np.where(np.isnan(moved), scale, settled)
         expected = center if prev is None else center + prev
         return band_estimate(values[:, first:], expected, scale, self.params.threshold)
 
-    def _relearn(
-        self, y: FloatArray, center: FloatArray, scale: FloatArray, first: int, k: int
-    ) -> FloatArray:
-        """The median of the last `k` points where it left the band around `center`, else NaN."""
-        rows, cols = center.shape
-        lo = first - k
-        part = y[:, max(lo, 0) : first + cols - 1]
-        if lo < 0:
-            part = np.concatenate([np.full((rows, -lo), np.nan), part], axis=1)
-        # recent[i, c] holds the k points before column first + c; NaN sorts last, so the
-        # median of the finite ones is read by their count.
-        recent = np.sort(sliding_window_view(part, k, axis=1), axis=2)
-        count = np.count_nonzero(np.isfinite(recent), axis=2)
-        median = _sorted_median(recent, count)
-        with np.errstate(invalid="ignore"):
-            moved = np.abs(median - center) > self.params.threshold * scale
-        moved &= count > k // 2
-        return np.where(moved, median, np.nan)
-
 
 def relearn_points(relearn: float, step: float) -> int:
     """Points of the median that decides a re-learning: 2 x `relearn` of them, at least 3."""
     return max(3, round(2 * relearn / step)) if step > 0 else 3
+
+
+def relearned_level(
+    y: FloatArray,
+    center: FloatArray,
+    lower_scale: FloatArray,
+    upper_scale: FloatArray,
+    first: int,
+    k: int,
+    threshold: float,
+) -> FloatArray:
+    """The median of the `k` points before each of columns `first:` where it lies beyond the
+    band around `center` (each side `threshold` x its scale), else NaN: a settled level."""
+    rows, cols = center.shape
+    lo = first - k
+    part = y[:, max(lo, 0) : first + cols - 1]
+    if lo < 0:
+        part = np.concatenate([np.full((rows, -lo), np.nan), part], axis=1)
+    # recent[i, c] holds the k points before column first + c; NaN sorts last, so the
+    # median of the finite ones is read by their count.
+    recent = np.sort(sliding_window_view(part, k, axis=1), axis=2)
+    count = np.count_nonzero(np.isfinite(recent), axis=2)
+    median = _sorted_median(recent, count)
+    with np.errstate(invalid="ignore"):
+        shift = median - center
+        moved = np.where(
+            shift >= 0, shift > threshold * upper_scale, -shift > threshold * lower_scale
+        )
+    moved &= count > k // 2
+    return np.where(moved, median, np.nan)
 
 
 def _sorted_median(ordered: FloatArray, count: IntArray) -> FloatArray:
