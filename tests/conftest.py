@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_files import copy_model
 
 from exporter.procs import Process, Sample, find_binary, start_alertmanager, start_prometheus
 
@@ -76,3 +77,9 @@ def promtool_check_metrics() -> Callable[[bytes], Awaitable[tuple[int, str]]]:
         return proc.returncode, out.decode()
 
     return check
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """A copy of the committed text model the test may alter (see `model_files.copy_model`)."""
+    return copy_model(tmp_path / "onnx")

@@ -6,17 +6,17 @@ import asyncio
 import json
 import logging
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from model_files import MODEL_DIR, copy_model, flip_byte, swap_head_rows
+from waiting import eventually
 
 from exporter.cli import main
 from exporter.text import ModelError, TextModel, cli_model
-from exporter.text.encoder import sha256_file
 from exporter.text.evaluate import (
     CARD_BEGIN,
     CARD_END,
@@ -26,17 +26,9 @@ from exporter.text.evaluate import (
 )
 from exporter.text.reload import ReloadableModel
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
 CPU_TEXT = "High CPU usage on web-03: CPU usage is above 95% for 10 minutes"
 CPU_TEXT_ZH = "服务器 CPU 使用率过高"
 DISK_TEXT_ZH = "磁盘空间不足，剩余 5%"
-
-
-@pytest.fixture
-def model_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "onnx"
-    shutil.copytree(MODEL_DIR, target)
-    return target
 
 
 @pytest.fixture
@@ -44,28 +36,6 @@ def executor() -> Iterator[ThreadPoolExecutor]:
     pool = ThreadPoolExecutor(2, thread_name_prefix="test-model")
     yield pool
     pool.shutdown(wait=True)
-
-
-def _swap_head_rows(model_dir: Path, a: str, b: str) -> None:
-    """Exchange two categories' rows of head.json and re-pin it in the manifest, as a rebuild would."""
-    head_path, manifest_path = model_dir / "head.json", model_dir / "manifest.json"
-    head = json.loads(head_path.read_text())
-    i, j = head["labels"].index(a), head["labels"].index(b)
-    head["weight"][i], head["weight"][j] = head["weight"][j], head["weight"][i]
-    head["bias"][i], head["bias"][j] = head["bias"][j], head["bias"][i]
-    head_path.write_text(json.dumps(head) + "\n")
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"]["head.json"] = {
-        "sha256": sha256_file(head_path),
-        "bytes": head_path.stat().st_size,
-    }
-    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-
-
-def _flip_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 # --- augur classify ---------------------------------------------------------------------------
@@ -176,7 +146,7 @@ def test_classify_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFix
 def test_classify_with_a_broken_model_dir_says_why(
     model_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _flip_byte(model_copy / "head.json")
+    flip_byte(model_copy / "head.json")
     assert main(["classify", "--model-dir", str(model_copy), CPU_TEXT]) == 1
     err = capsys.readouterr().err
     assert "cannot load the text model" in err and "head.json" in err and "sha256" in err
@@ -302,7 +272,7 @@ async def test_reload_swaps_in_new_files(model_copy: Path, executor: ThreadPoolE
     assert (model.name, model.dim, len(model.labels)) == ("augur-alert-e5-small", 384, 13)
     old_sha, old_instance = model.sha256, model.current
 
-    _swap_head_rows(model_copy, "cpu", "disk")
+    swap_head_rows(model_copy, "cpu", "disk")
     assert await model.reload(executor) is None
 
     assert [r.category for r in model.classify([CPU_TEXT, DISK_TEXT_ZH])] == ["disk", "cpu"]
@@ -317,7 +287,7 @@ async def test_failed_reload_keeps_serving_the_old_model(
 ) -> None:
     model = ReloadableModel(model_copy)
     before = model.sha256
-    _flip_byte(model_copy / "encoder.int8.onnx")
+    flip_byte(model_copy / "encoder.int8.onnx")
     with caplog.at_level(logging.ERROR, logger="augur.model"):
         error = await model.reload(executor)
     assert isinstance(error, ModelError) and "sha256" in str(error)
@@ -334,9 +304,8 @@ async def test_failed_reload_keeps_serving_the_old_model(
 async def test_calls_during_reloads_never_fail(
     model_copy: Path, tmp_path: Path, executor: ThreadPoolExecutor
 ) -> None:
-    swapped = tmp_path / "swapped"
-    shutil.copytree(model_copy, swapped)
-    _swap_head_rows(swapped, "cpu", "disk")
+    swapped = copy_model(tmp_path / "swapped")
+    swap_head_rows(swapped, "cpu", "disk")
     model = ReloadableModel(model_copy)
     stop = threading.Event()
     answers: list[str] = []
@@ -350,12 +319,17 @@ async def test_calls_during_reloads_never_fail(
                 failures.append(exc)
 
     threads = [threading.Thread(target=hammer) for _ in range(2)]
+
+    async def served_by_the_new_model(before: int) -> None:
+        # More answers than calls that may have taken the old model just before the swap.
+        await eventually(lambda: len(answers) > before + len(threads) or failures)
+
     for t in threads:
         t.start()
     try:
         for target in (swapped, model_copy, swapped, model_copy):
             assert await model.reload(executor, model_dir=target) is None
-            await asyncio.sleep(0.05)
+            await served_by_the_new_model(len(answers))
     finally:
         stop.set()
         for t in threads:

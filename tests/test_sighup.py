@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from model_files import copy_model, flip_byte, swap_head_rows
 from prometheus_client.parser import text_string_to_metric_families
-from test_model_cli import _flip_byte, _swap_head_rows
+from waiting import wait_until
 
-from exporter.config import REPO_MODEL_DIR
 from exporter.procs import Process, free_port
 from exporter.text.encoder import sha256_file
 
@@ -35,18 +33,6 @@ def model_info(port: int) -> set[str]:
     }
 
 
-def wait_for(check: Callable[[], bool], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def test_sighup_reloads_the_model_and_refuses_a_corrupt_one(
     prometheus_factory: Callable[..., Process],
     alertmanager_factory: Callable[..., Process],
@@ -55,8 +41,7 @@ def test_sighup_reloads_the_model_and_refuses_a_corrupt_one(
 ) -> None:
     prom = prometheus_factory()
     am = alertmanager_factory({"route": {"receiver": "null"}, "receivers": [{"name": "null"}]})
-    model_dir = tmp_path / "onnx"
-    shutil.copytree(REPO_MODEL_DIR, model_dir)
+    model_dir = copy_model(tmp_path / "onnx")
     port = free_port()
     cfg = tmp_path / "augur.yaml"
     cfg.write_text(
@@ -87,17 +72,17 @@ def test_sighup_reloads_the_model_and_refuses_a_corrupt_one(
     )
     try:
         first = sha256_file(model_dir / "manifest.json")
-        wait_for(lambda: model_info(port) == {first})
+        wait_until(lambda: model_info(port) == {first})
 
-        _swap_head_rows(model_dir, "cpu", "disk")
+        swap_head_rows(model_dir, "cpu", "disk")
         second = sha256_file(model_dir / "manifest.json")
         assert second != first
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: model_info(port) == {second})
+        wait_until(lambda: model_info(port) == {second})
 
-        _flip_byte(model_dir / "head.json")  # no longer matches the manifest
+        flip_byte(model_dir / "head.json")  # no longer matches the manifest
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "model_reload_failed" in (tmp_path / "augur.log").read_text())
+        wait_until(lambda: "model_reload_failed" in (tmp_path / "augur.log").read_text())
         assert model_info(port) == {second}  # the verified model keeps serving
         assert proc.poll() is None
 

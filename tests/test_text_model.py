@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from model_files import MODEL_DIR, flip_byte
 
 from exporter.text import CATEGORIES as ALL_CATEGORIES
 from exporter.text import ModelError, TextModel, normalize_alert_text
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
 CATEGORIES = set(ALL_CATEGORIES)
 
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[TextModel]:
     yield TextModel(MODEL_DIR, threads=1)
-
-
-@pytest.fixture
-def model_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "onnx"
-    shutil.copytree(MODEL_DIR, target)
-    return target
 
 
 def test_manifest_lists_the_design_categories(model: TextModel) -> None:
@@ -112,16 +104,10 @@ def test_long_text_is_truncated_not_rejected(model: TextModel) -> None:
     assert res.category == "disk"
 
 
-def _flip_byte(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 def test_corrupted_encoder_is_refused(model_copy: Path) -> None:
     manifest = json.loads((model_copy / "manifest.json").read_text())
     encoder = model_copy / manifest["encoder"]
-    _flip_byte(encoder, encoder.stat().st_size // 2)
+    flip_byte(encoder)
     with pytest.raises(ModelError, match=manifest["encoder"].replace(".", r"\.")) as info:
         TextModel(model_copy)
     assert "sha256" in str(info.value)
