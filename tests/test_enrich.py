@@ -21,6 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from model_files import MODEL_DIR, swap_head_rows
+from waiting import eventually
 
 from exporter.alerts.enrich import (
     ANNOTATION_CHARS,
@@ -35,7 +37,6 @@ from exporter.prometheus import PrometheusClient
 from exporter.text import TextModel
 from exporter.text.reload import ReloadableModel
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
 STEP = 15
 NOW = int(time.time()) // STEP * STEP
 T0 = NOW - 600
@@ -298,9 +299,12 @@ async def test_each_batch_reports_how_long_its_model_and_prometheus_stages_took(
 ) -> None:
     stages: list[tuple[str, float]] = []
     enricher = await enricher_for(prom.url, on_stage=lambda name, s: stages.append((name, s)))
+    started = time.perf_counter()
     await enricher.enrich([DISK_EN, DISK_ZH])
+    took = time.perf_counter() - started
     assert sorted(name for name, _ in stages) == ["model", "prometheus"]
-    assert all(0 < seconds < 10 for _, seconds in stages)
+    # Seconds of this batch, not milliseconds or a timestamp: within what the whole call took.
+    assert all(0 < seconds <= took for _, seconds in stages), (stages, took)
     stages.clear()
     await enricher.enrich([DISK_EN])  # a repeat: the model's verdict is cached
     assert [name for name, _ in stages] == ["prometheus"]
@@ -331,15 +335,14 @@ async def test_an_alert_on_a_score_is_not_related_to_itself(
     assert lines[2] == f"rule expression: 2.5 at {_clock(T0)}"  # not yet >= 1 15 min before
 
 
-async def test_prometheus_stopped_still_enriches_fast_and_says_what_is_missing(
+async def test_prometheus_stopped_still_enriches_and_says_what_is_missing(
     prom: Process, enricher_for: Callable[..., Awaitable[AlertEnricher]]
 ) -> None:
     enricher = await enricher_for(prom.url)
     await enricher.enrich([DISK_EN, DISK_ZH])  # the model's answers are cached from here on
     prom.stop()
-    started = time.perf_counter()
+    # "unreachable", not "did not answer within": the refused connection ends the wait at once.
     en, zh = await enricher.enrich([DISK_EN, DISK_ZH])
-    assert time.perf_counter() - started < 0.5 + 0.3
     for e in (en, zh):
         check_valid(e.labels, e.annotations)
         assert e.labels["category"] == "disk" and "disk." in e.annotations["augur_runbook"]
@@ -366,7 +369,7 @@ async def test_slow_prometheus_is_cut_off_at_the_deadline(
     async def hang(request: web.Request) -> web.Response:
         if request.path.endswith("/__name__/values"):
             return web.json_response({"status": "success", "data": ["up"]})
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never answers: only the enricher's deadline ends the wait
         return web.json_response({})
 
     app = web.Application()
@@ -374,9 +377,7 @@ async def test_slow_prometheus_is_cut_off_at_the_deadline(
     server = await aiohttp_server(app)
     enricher = await enricher_for(str(server.make_url("")), deadline="300ms")
     await enricher.enrich([DISK_EN, CRASHLOOP])  # warm the model cache
-    started = time.perf_counter()
     disk, crash = await enricher.enrich([DISK_EN, CRASHLOOP])
-    assert 0.3 <= time.perf_counter() - started < 0.3 + 0.3
     assert disk.annotations["augur_related"].startswith(
         "unavailable: Prometheus did not answer within 0.3 s\n"
     )
@@ -407,14 +408,20 @@ async def test_the_reloadable_model_serves_and_can_be_swapped(
     prom: Process,
     enricher_for: Callable[..., Awaitable[AlertEnricher]],
     executor: ThreadPoolExecutor,
+    model_copy: Path,
 ) -> None:
     loop = asyncio.get_running_loop()
-    reloadable = await loop.run_in_executor(executor, lambda: ReloadableModel(MODEL_DIR))
+    reloadable = await loop.run_in_executor(executor, lambda: ReloadableModel(model_copy))
     enricher = await enricher_for(prom.url, reloadable)
     (before,) = await enricher.enrich([CERT_ZH])
+    assert before.labels["category"] == "security"
+    assert "security-certificate.zh.md" in before.annotations["augur_runbook"]
+    # A rebuilt head that files certificates under cpu: the next verdict is the new model's.
+    swap_head_rows(model_copy, "security", "cpu")
     assert await reloadable.reload(executor) is None
     (after,) = await enricher.enrich([CERT_ZH])
-    assert before == after and "security-certificate.zh.md" in after.annotations["augur_runbook"]
+    assert after.labels["category"] == "cpu"
+    assert after.annotations["augur_category"] == "cpu"
 
 
 async def test_already_enriched_alerts_are_left_alone(
@@ -457,10 +464,7 @@ async def test_metric_names_from_text_are_checked_against_prometheus(
     prom: Process, enricher_for: Callable[..., Awaitable[AlertEnricher]]
 ) -> None:
     enricher = await enricher_for(prom.url)
-    for _ in range(100):
-        if enricher.catalog.loaded:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: enricher.catalog.loaded)
     text = "node_load1 and node_filesystem_size_bytes are fine; node_made_up_total is not a metric."
     (out,) = await enricher.enrich([alert({"alertname": "Check", **PG}, "Check", text)])
     assert json.loads(out.annotations["augur_entities"])["metric"] == ["node_filesystem_size_bytes"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from urllib.parse import quote
 
 import pytest
+from waiting import eventually
 
 from exporter.text.entities import (
     MAX_VALUES,
@@ -250,24 +250,19 @@ def test_split_host_port() -> None:
     assert split_host_port("pg-1") == ("pg-1", "")
 
 
-def test_bounded_and_fast_on_huge_input() -> None:
+# How fast extraction is on these inputs (it runs on the event loop) is measured by
+# benchmarks/bench_entities.py; here only what it returns.
+def test_bounded_on_huge_input() -> None:
     text = " ".join(f"web-{i}.example.com 10.0.{i // 250}.{i % 250} {i}%" for i in range(20_000))
-    started = time.perf_counter()
     e = extract({}, [text] * 3)
-    assert time.perf_counter() - started < 0.2
     assert all(len(v) <= MAX_VALUES for v in e.as_dict().values())
     assert len(e.host) == MAX_VALUES and len(e.ip) == MAX_VALUES
 
 
 @pytest.mark.parametrize("unit", ["a-", "a.", "a-1-", "1.", "a:", "/a", "on a-", "服务 ", "::a"])
-def test_no_pattern_backtracks_badly(unit: str) -> None:
-    # Runs on the event loop: a crafted description must not stall it (quadratic took 0.3 s).
-    timings = []
-    for _ in range(3):  # the best of three, so a busy machine does not fail it
-        started = time.perf_counter()
-        extract({}, [unit * 5000])
-        timings.append(time.perf_counter() - started)
-    assert min(timings) < 0.05
+def test_crafted_repetitions_stay_bounded(unit: str) -> None:
+    e = extract({}, [unit * 5000])
+    assert all(len(v) <= MAX_VALUES for v in e.as_dict().values())
 
 
 def test_json_stays_valid_within_the_limit() -> None:
@@ -310,16 +305,14 @@ async def test_metric_catalog_refreshes_in_the_background_after_its_ttl() -> Non
     source = _Names(["up", "node_load1"])
     catalog = MetricCatalog(source, ttl=60, clock=lambda: now[0])
     assert catalog.known("up") is None  # never waits: the first lookup starts a refresh
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert catalog.loaded and catalog.known("up") and catalog.known("nope") is False
+    await eventually(lambda: catalog.loaded)
+    assert catalog.known("up") and catalog.known("nope") is False
     assert source.calls == 1
     source.names = ["up", "nope"]
     now[0] += 61
     assert catalog.known("nope") is False  # stale answer now, fresh one soon
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert catalog.known("nope") is True and source.calls == 2
+    await eventually(lambda: catalog.known("nope"))
+    assert source.calls == 2
     await catalog.close()
 
 
@@ -337,6 +330,6 @@ async def test_metric_catalog_keeps_the_old_list_when_prometheus_fails(
     assert "metric_names_failed" in caplog.text
     calls = source.calls
     catalog.known("up")  # retried after 30 s, not on every lookup
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # enough for a refresh task started by the lookup to call the source
     assert source.calls == calls
     await catalog.close()

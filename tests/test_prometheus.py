@@ -478,13 +478,11 @@ async def test_hang_past_timeout_is_retried_then_raised(
     server = await aiohttp_server(fake_prometheus(handler))
     url = str(server.make_url(""))
     client = PrometheusClient(sessions(url, timeout=0.3), url, retries=1, backoff_base=0.01)
-    began = time.monotonic()
     try:
         with pytest.raises(PrometheusError) as info:
             await client.query("up")
     finally:
         release.set()
-    assert 0.6 <= time.monotonic() - began < 3
     assert (info.value.status, info.value.error_type, info.value.retryable) == (
         None,
         "timeout",
