@@ -30,7 +30,8 @@ BUILD_TIMEOUT = 30 * 60  # 4-9 min measured on 2 shared cores; a hang must not e
 MIN_AGREEMENT = 0.97
 MAX_MACRO_F1_DRIFT = 0.02
 
-pytestmark = pytest.mark.slow
+# The first test's deadline includes the build in the module fixture.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT + 300)]
 
 
 @pytest.fixture(scope="module")
