@@ -386,7 +386,7 @@ def test_a_poll_schedule_shifted_off_the_grid_is_taken_up_again() -> None:
     # A restart or a long pause moves the polls by half a step for good: the history goes on
     # at the new phase (after at most two steps) instead of waiting for the old one.
     det = sync(trend="c")
-    first = 1_000_000.0 + 300.0 * np.arange(12 * 6)
+    first = 1_000_000.0 + 300.0 * np.arange(12 * 6, dtype=np.float64)
     _filling_disk(det, first)
     shifted = first[-1] + 150.0 + 300.0 * np.arange(12 * 2)  # every poll half a step off
     score, _ = _filling_disk(det, shifted, seed=1, jump=0.01)  # 50 noise deviations

@@ -17,7 +17,7 @@ B: SeriesKey = (("instance", "b"),)
 
 
 def run(scores: list[float], recovery: float = 300.0) -> tuple[list[int], list[int]]:
-    times = np.arange(len(scores)) * STEP
+    times = np.arange(len(scores), dtype=np.float64) * STEP
     fired, stage = detections(times, np.array(scores, dtype=np.float64), recovery, 2.0)
     return fired.tolist(), stage.tolist()
 
@@ -100,7 +100,7 @@ def test_a_snapshot_restores_open_incidents() -> None:
 )
 def test_the_book_and_the_backtest_agree(scores: np.ndarray, recovery: float) -> None:
     """A poll at a time (the daemon) and the whole series at once (backtest) give one answer."""
-    times = np.arange(len(scores)) * STEP
+    times = np.arange(len(scores), dtype=np.float64) * STEP
     fired, stage = detections(times, scores, recovery, 2.0)
     book = IncidentBook(recovery=recovery, escalation=2.0)
     for i, ts in enumerate(times):

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import PrometheusConfig, QueryConfig
 from exporter.metrics import ScoreBoard, SelfMetrics
-from exporter.poller import Poller
+from exporter.poller import CycleReport, Poller
 from exporter.procs import Process, Sample
 from exporter.prometheus import PrometheusClient, make_session
 
@@ -93,7 +93,7 @@ async def test_overrunning_cycles_are_counted_not_stacked(
             )
             original = poller.cycle
 
-            async def tracked() -> object:
+            async def tracked() -> CycleReport:
                 nonlocal in_flight, most
                 in_flight += 1
                 most = max(most, in_flight)

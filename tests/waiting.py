@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], within: float = 15.0) -> T:
+@overload
+async def eventually(check: Callable[[], Awaitable[T]], within: float = ...) -> T: ...
+@overload
+async def eventually(check: Callable[[], T], within: float = ...) -> T: ...
+async def eventually(check: Callable[[], Any], within: float = 15.0) -> Any:
     """Poll `check` (sync or async) until it returns something truthy, and return that."""
     deadline = time.monotonic() + within
     while True:
-        value = check()
-        result: T = await value if isinstance(value, Awaitable) else value
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:

@@ -44,7 +44,7 @@ DEFAULT_BATCH_SIZE = 1
 # as long in our runs (benchmarks/bench_model.py keeps the fused session as a baseline).
 # Unfused, the embeddings are as close to fp32 as fused ones (mean cosine 0.99888 both on the
 # previous build), so the build and the runtime skip it.
-DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 
 _TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
 _LABEL_REF = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
