@@ -21,7 +21,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.align import align
-from exporter.config import PrometheusConfig, QueryConfig
+from exporter.config.prometheus import PrometheusConfig
+from exporter.config.queries import QueryConfig
 from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller, QueryRunner
 from exporter.procs import Sample, start_prometheus

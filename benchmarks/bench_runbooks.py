@@ -16,8 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from exporter.config.alerts import RUNBOOK_MIN_SCORE, RUNBOOKS_DIR
 from exporter.text import TextModel
-from exporter.text.knowledge import DEFAULT_DIR, MIN_SCORE, KnowledgeBase, language_of
+from exporter.text.knowledge import KnowledgeBase, language_of
 from exporter.text.labelled import read_labelled
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,14 +35,16 @@ def main() -> None:
     texts = [r.text for r in rows]
     langs = [language_of(t) for t in texts]
     embeddings, classes = model.embed_and_classify(texts)
-    print(f"{len(texts)} {args.split} texts; rule: similarity + category boost >= {MIN_SCORE}")
+    print(
+        f"{len(texts)} {args.split} texts; rule: similarity + category boost >= {RUNBOOK_MIN_SCORE}"
+    )
     print("| runbooks | alerts | n | own category's runbook | another category's |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="augur-runbooks-") as tmp:
         for only in ("", "en", "zh"):
             folder = Path(tmp) / (only or "both")
             folder.mkdir()
-            for path in DEFAULT_DIR.glob(f"*.{only}.md" if only else "*.md"):
+            for path in RUNBOOKS_DIR.glob(f"*.{only}.md" if only else "*.md"):
                 shutil.copy(path, folder / path.name)
             kb = KnowledgeBase(folder, model, categories=model.labels)
             assert kb.load() == []

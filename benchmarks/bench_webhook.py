@@ -44,18 +44,17 @@ from prometheus_client import CollectorRegistry
 from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.models import (
-    AlertmanagerConfig,
     Enricher,
     Enrichment,
     WebhookAlert,
-    WebhookConfig,
     format_time,
 )
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import BATCH as worker_batch
 from exporter.alerts.worker import EnrichmentWorker
-from exporter.config import REPO_MODEL_DIR, PrometheusConfig
+from exporter.config.alerts import REPO_MODEL_DIR, AlertmanagerConfig, WebhookConfig
+from exporter.config.prometheus import PrometheusConfig
 from exporter.procs import Sample, free_port, start_alertmanager, start_prometheus
 from exporter.prometheus import PrometheusClient, make_session
 from exporter.text.encoder import TextModel

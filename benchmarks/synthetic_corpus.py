@@ -60,7 +60,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from exporter.durations import parse_duration
+from exporter.config.durations import parse_duration
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -28,7 +28,8 @@ from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver, disabled
 from exporter.alerts.worker import EnrichmentWorker
-from exporter.config import Config, ConfigError, format_duration
+from exporter.config.durations import format_duration
+from exporter.config.root import Config
 from exporter.detectors import arima
 from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller
@@ -166,17 +167,13 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=config.webhook.enrich_timeout,
         on_enriched=sender.wake,
     )
-    try:
-        receiver = WebhookReceiver(
-            config.webhook,
-            outbox,
-            app[ALERT_METRICS],
-            on_accepted=worker.wake,
-            on_changed=sender.wake,
-        )
-    except ConfigError as exc:
-        await outbox.close()
-        raise StartupError(str(exc)) from None
+    receiver = WebhookReceiver(
+        config.webhook,
+        outbox,
+        app[ALERT_METRICS],
+        on_accepted=worker.wake,
+        on_changed=sender.wake,
+    )
     app[OUTBOX], app[SENDER], app[RECEIVER] = outbox, sender, receiver
     await sender.start()
     # Alerts accepted but not enriched before a crash or stop are picked up here first.

@@ -35,7 +35,8 @@ from pydantic import ValidationError
 
 from exporter import nab
 from exporter.align import align
-from exporter.config import QueryConfig, parse_duration
+from exporter.config.durations import parse_duration
+from exporter.config.queries import QueryConfig
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
 from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters, build, score_all
 from exporter.detectors.seasonal import wrap

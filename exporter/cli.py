@@ -13,7 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter import __version__, config, logs
+from exporter import __version__, logs
+from exporter.config.base import ConfigError
+from exporter.config.durations import format_duration
+from exporter.config.load import load
+from exporter.config.root import Config
 
 log = logging.getLogger("augur.cli")
 
@@ -59,18 +63,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
 
 
-def _load(args: argparse.Namespace) -> config.Config:
+def load_config(args: argparse.Namespace) -> Config | None:
+    """The configuration of `run` and `check-config` alike: file, `AUGUR_*` env and flags, with
+    every check passed; None, with the problems printed, when it is invalid."""
     overrides = {path: getattr(args, dest) for dest, path in _OVERRIDES.items()}
-    return config.load(args.config, overrides=overrides)
+    try:
+        return load(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"augur: {exc}", file=sys.stderr)
+        return None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from exporter.app import StartupError, serve
 
-    try:
-        cfg = _load(args)
-    except config.ConfigError as exc:
-        print(f"augur: {exc}", file=sys.stderr)
+    cfg = load_config(args)
+    if cfg is None:
         return 2
     logs.setup(cfg.log.level, cfg.log.format)
     log.info("starting", extra={"version": __version__, "config": str(args.config or "")})
@@ -83,21 +91,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        cfg = _load(args)
-    except config.ConfigError as exc:
-        print(f"augur: {exc}", file=sys.stderr)
+    cfg = load_config(args)
+    if cfg is None:
         return 2
     queries = cfg.effective_queries()
     source = "built-in defaults" if not cfg.queries else "configured"
     print(f"{args.config or '(no file)'}: configuration is valid")
     print(f"  prometheus: {cfg.prometheus.url}")
-    print(f"  poll interval: {config.format_duration(cfg.poll.interval)}")
+    print(f"  poll interval: {format_duration(cfg.poll.interval)}")
     print(f"  queries ({source}): {len(queries)}")
     for q in queries:
         print(
-            f"    {q.name}: {', '.join(q.detectors)} over {config.format_duration(q.lookback)} "
-            f"at {config.format_duration(q.step)} steps"
+            f"    {q.name}: {', '.join(q.detectors)} over {format_duration(q.lookback)} "
+            f"at {format_duration(q.step)} steps"
         )
     return 0
 

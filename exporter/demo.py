@@ -34,7 +34,7 @@ from typing import Any, ParamSpec
 import aiohttp
 import yaml
 
-from exporter.config import ModelConfig
+from exporter.config.alerts import ModelConfig
 from exporter.demo_config import (
     ENRICHED_LOG,
     FIRST_ANOMALY_AFTER,

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from exporter.config import format_duration
+from exporter.config.durations import format_duration
 
 KEY_LABELS = ("service", "instance", "pod", "namespace", "node", "device", "mountpoint", "metric")
 """The labels a block's first line shows after the alert name, in this order, when present."""

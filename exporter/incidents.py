@@ -26,13 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.config.queries import DEFAULT_ESCALATION, DEFAULT_RECOVERY
 from exporter.detectors.base import FloatArray, SeriesKey
-
-DEFAULT_RECOVERY = 3600.0
-"""Seconds back in band after which an incident closes (the query's `recovery`)."""
-
-DEFAULT_ESCALATION = 2.0
-"""How many times the opening (or last escalating) score makes an open incident worse."""
 
 
 @dataclass

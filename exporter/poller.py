@@ -21,7 +21,8 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 
 from exporter.align import align, select
-from exporter.config import QueryConfig, format_duration
+from exporter.config.durations import format_duration
+from exporter.config.queries import QueryConfig
 from exporter.detectors import (
     Detector,
     Estimate,

@@ -24,7 +24,7 @@ import numpy as np
 from yarl import URL
 
 from exporter import __version__, promjson
-from exporter.config import ConfigError, PrometheusConfig
+from exporter.config.prometheus import PrometheusConfig
 
 logger = logging.getLogger("augur.prometheus")
 
@@ -75,25 +75,19 @@ class QueryResult:
 
 
 def _basic_auth(username: str, password: str) -> str:
-    # aiohttp 3.14 deprecates BasicAuth, and its replacement is missing before 3.14.
-    if ":" in username:
-        raise ConfigError(['prometheus.basic_auth.username: a ":" is not allowed (RFC 7617)'])
+    # aiohttp 3.14 deprecates BasicAuth, and its replacement is missing before 3.14. The
+    # configuration refuses a ":" in the user name (RFC 7617).
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def make_session(
     cfg: PrometheusConfig, *, trace_configs: Sequence[aiohttp.TraceConfig] = ()
 ) -> aiohttp.ClientSession:
-    """An HTTP session for Prometheus with timeouts, TLS and credentials; call it in the loop."""
+    """An HTTP session for Prometheus with timeouts, TLS and credentials; call it in the loop.
+
+    The credentials and the CA bundle were read and checked when the configuration loaded.
+    """
     token = cfg.bearer_token()
-    if token and cfg.basic_auth:
-        # Prometheus's own client config refuses this too: which one wins would be a guess.
-        raise ConfigError(
-            [
-                "prometheus: both a bearer token (bearer_token_file or AUGUR_PROMETHEUS_BEARER_"
-                "TOKEN) and basic_auth are set; keep only one"
-            ]
-        )
     headers = {
         "User-Agent": f"augur/{__version__}",
         "Accept": "application/json",

@@ -38,16 +38,15 @@ from waiting import eventually
 
 from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
 from exporter.alerts.models import (
-    AlertmanagerConfig,
     Enrichment,
     WebhookAlert,
-    WebhookConfig,
     fingerprint,
     format_time,
 )
 from exporter.alerts.outbox import Outbox, Record
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import EnrichmentWorker
+from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 from exporter.procs import Process, find_binary, free_port
 
 pytestmark = pytest.mark.integration
@@ -730,7 +729,10 @@ def test_docs_route_sends_alerts_where_it_says(
 def test_docs_augur_settings_and_rules_are_valid(tmp_path: Path) -> None:
     blocks = _doc_blocks()
     (settings,) = [b for b in blocks if "alertmanager" in b]
-    WebhookConfig.model_validate(settings["webhook"])
+    # The example names a mounted secret, and validating reads it: give it one here.
+    token = tmp_path / "webhook-token"
+    token.write_text("s3cret\n", encoding="utf-8")
+    WebhookConfig.model_validate({**settings["webhook"], "bearer_token_file": token})
     assert len(AlertmanagerConfig.model_validate(settings["alertmanager"]).urls) == 2
     (rules,) = [b for b in blocks if "groups" in b]
     path = tmp_path / "rules.yml"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from exporter import backtest, nab
-from exporter.config import QueryConfig
+from exporter.config.queries import QueryConfig
 from exporter.incidents import detections
 from exporter.procs import Process, Sample, free_port
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from exporter import cli
-from exporter.config import ConfigError, env_name, format_duration, load, parse_duration
+from exporter.config.base import ConfigError
+from exporter.config.durations import format_duration, parse_duration
+from exporter.config.load import env_name, load
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -151,10 +153,13 @@ def test_secrets_come_from_files_or_env(tmp_path: Path) -> None:
         environ={"AUGUR_PROMETHEUS_URL": "http://p", "AUGUR_PROMETHEUS_BEARER_TOKEN": "fromenv"},
     )
     assert cfg.prometheus.bearer_token() == "fromenv"
+    assert "fromenv" not in repr(cfg) and "fromenv" not in cfg.model_dump_json()
     found = problems(
         write(tmp_path, f"prometheus: {{url: 'http://p', bearer_token_file: '{tmp_path}/none'}}\n")
     )
-    assert found == [f"prometheus.bearer_token_file: cannot read {tmp_path}/none"]
+    assert found == [
+        f"prometheus.bearer_token_file: cannot read {tmp_path}/none: No such file or directory"
+    ]
 
 
 def test_detectors_accept_list_or_mapping(tmp_path: Path) -> None:
@@ -243,7 +248,10 @@ def test_two_credentials_are_refused(tmp_path: Path) -> None:
     token.write_text("x")
     text = f"prometheus: {{url: 'http://p', bearer_token_file: '{token}', basic_auth: {{username: u}}}}\n"
     found = problems(write(tmp_path, text))
-    assert found == ["prometheus: set either bearer_token_file or basic_auth, not both"]
+    assert found == [
+        "prometheus: bearer_token_file and basic_auth are set; keep only one "
+        "(Prometheus takes one credential)"
+    ]
 
 
 def test_seasonality_range_and_horizons(tmp_path: Path) -> None:

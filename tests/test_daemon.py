@@ -21,7 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import serve
-from exporter.config import Config
+from exporter.config.root import Config
 from exporter.procs import Process, Sample, free_port
 
 pytestmark = pytest.mark.integration

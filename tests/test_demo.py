@@ -24,7 +24,8 @@ import aiohttp
 import pytest
 import yaml
 
-from exporter.config import Config, check_files
+from exporter.config.load import check_files
+from exporter.config.root import Config
 from exporter.demo import add_arguments
 from exporter.demo import run_demo as run_demo_fn
 from exporter.demo_config import (

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import config
+from exporter.config.load import load
+from exporter.config.root import Config
 from exporter.procs import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,14 +276,14 @@ def test_sidecar_container_matches_the_standalone_one() -> None:
     assert cfg.prometheus.url == "http://127.0.0.1:9090"
 
 
-def config_from_configmap(environ: dict[str, str] | None = None) -> config.Config:
+def config_from_configmap(environ: dict[str, str] | None = None) -> Config:
     """The ConfigMap's augur.yaml loaded by augur's own loader (through a temporary file)."""
     data = load_one(BASE / "augur-configmap.yaml")["data"]
     assert set(data) == {"augur.yaml"}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "augur.yaml"
         path.write_text(data["augur.yaml"], encoding="utf-8")
-        return config.load(path, environ=environ or {})
+        return load(path, environ=environ or {})
 
 
 def test_configmap_holds_a_valid_config_without_secrets() -> None:

@@ -27,11 +27,11 @@ from waiting import eventually
 from exporter.alerts.enrich import (
     ANNOTATION_CHARS,
     AlertEnricher,
-    EnrichConfig,
     Model,
 )
 from exporter.alerts.models import ANNOTATIONS, WebhookAlert
 from exporter.alerts.related import rank_related
+from exporter.config.alerts import EnrichConfig
 from exporter.procs import Process, Sample
 from exporter.prometheus import PrometheusClient
 from exporter.text import TextModel

@@ -21,7 +21,7 @@ from aiohttp import web
 from test_alert_pipeline import am_config
 
 from exporter.app import build_app
-from exporter.config import Config
+from exporter.config.root import Config
 from exporter.procs import Process, Sample, free_port
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from exporter.config.durations import parse_duration
 from exporter.detectors import DETECTORS, base
 from exporter.detectors import ensemble as ensemble_module
 from exporter.detectors.base import DetectorParams, Estimate, FloatArray, Window
@@ -18,7 +19,6 @@ from exporter.detectors.ensemble import (
     EnsembleParams,
     ForecastingEnsemble,
 )
-from exporter.durations import parse_duration
 
 STEP = 300.0
 N = 3000

@@ -21,7 +21,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.app import POLLER, REGISTRY, build_app
-from exporter.config import Config, PrometheusConfig, QueryConfig
+from exporter.config.prometheus import PrometheusConfig
+from exporter.config.queries import QueryConfig
+from exporter.config.root import Config
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import Poller
 from exporter.procs import Process, Sample, free_port

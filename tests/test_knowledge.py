@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from exporter.config.alerts import RUNBOOKS_DIR
 from exporter.text import TextModel, normalize_alert_text
-from exporter.text.knowledge import DEFAULT_DIR, KnowledgeBase, language_of
+from exporter.text.knowledge import KnowledgeBase, language_of
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
 
@@ -23,7 +24,7 @@ def model() -> Iterator[TextModel]:
 
 @pytest.fixture(scope="module")
 def shipped(model: TextModel) -> KnowledgeBase:
-    kb = KnowledgeBase(DEFAULT_DIR, model, categories=model.labels)
+    kb = KnowledgeBase(RUNBOOKS_DIR, model, categories=model.labels)
     assert kb.load() == []
     return kb
 
@@ -123,7 +124,7 @@ def test_language_follows_the_alert_not_the_model(shipped: KnowledgeBase) -> Non
 
 def test_no_runbook_is_claimed_when_none_fits(model: TextModel, tmp_path: Path) -> None:
     # Without the disk runbooks, a disk alert must not be handed the memory or saturation one.
-    for path in DEFAULT_DIR.glob("*.md"):
+    for path in RUNBOOKS_DIR.glob("*.md"):
         if not path.name.startswith("disk."):
             shutil.copy(path, tmp_path / path.name)
     kb = KnowledgeBase(tmp_path, model, categories=model.labels)
@@ -150,7 +151,7 @@ def test_runbooks_in_one_language_serve_alerts_in_the_other(
 ) -> None:
     # Many teams write runbooks in one language only; the language boost must not keep their
     # runbooks from alerts written in the other (it only picks between two that both fit).
-    for path in DEFAULT_DIR.glob(f"*.{only}.md"):
+    for path in RUNBOOKS_DIR.glob(f"*.{only}.md"):
         shutil.copy(path, tmp_path / path.name)
     kb = KnowledgeBase(tmp_path, model, categories=model.labels)
     assert kb.load() == []
@@ -205,7 +206,7 @@ def test_a_fitting_runbook_in_another_language_beats_an_unfitting_one_in_the_ale
 def test_alertname_front_matter_picks_the_specific_runbook(
     model: TextModel, tmp_path: Path
 ) -> None:
-    shutil.copy(DEFAULT_DIR / "availability.en.md", tmp_path)
+    shutil.copy(RUNBOOKS_DIR / "availability.en.md", tmp_path)
     (tmp_path / "payments.md").write_text(
         "---\ncategory: availability\nalertnames: [PaymentsGatewayDown]\nurl: https://wiki.example.com/pay\n---\n"
         "# Payments gateway down\n\nThe card payment gateway is unreachable.\n",
@@ -255,7 +256,7 @@ def test_front_matter_problems_are_reported_and_the_rest_still_loads(
 
 def test_embeddings_are_cached_by_file_content(model: TextModel, tmp_path: Path) -> None:
     for name in ("cpu.en.md", "cpu.zh.md", "disk.en.md"):
-        shutil.copy(DEFAULT_DIR / name, tmp_path)
+        shutil.copy(RUNBOOKS_DIR / name, tmp_path)
     counting = Counting(model)
     kb = KnowledgeBase(tmp_path, counting, categories=model.labels)
     kb.load()
@@ -281,7 +282,7 @@ def test_embeddings_are_cached_by_file_content(model: TextModel, tmp_path: Path)
 
 def test_a_new_model_re_embeds_the_runbooks(model: TextModel, tmp_path: Path) -> None:
     for name in ("cpu.en.md", "disk.en.md"):
-        shutil.copy(DEFAULT_DIR / name, tmp_path)
+        shutil.copy(RUNBOOKS_DIR / name, tmp_path)
     counting = Counting(model)
     kb = KnowledgeBase(tmp_path, counting, categories=model.labels)
     kb.load()

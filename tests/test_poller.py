@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.config import PrometheusConfig, QueryConfig
+from exporter.config.prometheus import PrometheusConfig
+from exporter.config.queries import QueryConfig
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import CycleReport, Poller
 from exporter.procs import Process, Sample

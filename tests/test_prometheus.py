@@ -23,7 +23,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from exporter import __version__
-from exporter.config import ConfigError, PrometheusConfig, load
+from exporter.config.load import load
+from exporter.config.prometheus import PrometheusConfig
 from exporter.procs import Process, Sample
 from exporter.prometheus import PrometheusClient, PrometheusError, make_session
 
@@ -529,17 +530,6 @@ async def test_credentials_are_sent_and_never_logged(
         assert secret not in repr(record.__dict__)
 
 
-async def test_bearer_token_and_basic_auth_together_are_refused() -> None:
-    environ = {
-        "AUGUR_PROMETHEUS_URL": "http://127.0.0.1:9",
-        "AUGUR_PROMETHEUS_BEARER_TOKEN": "token",
-        "AUGUR_PROMETHEUS_BASIC_AUTH_USERNAME": "augur",
-        "AUGUR_PROMETHEUS_BASIC_AUTH_PASSWORD": "password",
-    }
-    with pytest.raises(ConfigError, match="keep only one"):
-        make_session(load(environ=environ).prometheus)
-
-
 async def test_concurrency_is_bounded_across_calls(
     aiohttp_server: ServerFactory, sessions: Callable[..., aiohttp.ClientSession]
 ) -> None:
@@ -585,8 +575,6 @@ async def test_warnings_are_logged_once_at_debug(
 
 
 async def test_session_asks_for_gzip_only_off_loopback() -> None:
-    from exporter.config import PrometheusConfig
-
     async with make_session(PrometheusConfig(url="http://127.0.0.1:9090")) as local:
         assert local.headers["Accept-Encoding"] == "identity"
     async with make_session(PrometheusConfig(url="http://prometheus:9090")) as remote:

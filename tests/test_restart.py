@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from exporter.app import POLLER, REGISTRY, build_app
-from exporter.config import Config
+from exporter.config.root import Config
 from exporter.detectors.arima import ARIMADetector
 from exporter.metrics import ScoreBoard
 from exporter.procs import Process, Sample, free_port

@@ -20,17 +20,15 @@ from pydantic import ValidationError
 
 from exporter.alerts.alertmanager import AlertMetrics
 from exporter.alerts.models import (
-    AlertmanagerConfig,
     Enrichment,
     WebhookAlert,
-    WebhookConfig,
     WebhookPayload,
     fingerprint,
 )
 from exporter.alerts.outbox import Outbox
-from exporter.alerts.webhook import WebhookReceiver, read_token
+from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import EnrichmentWorker
-from exporter.config import ConfigError
+from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 
 Client = TestClient[web.Request, web.Application]
 REPLICA = "http://127.0.0.1:9"
@@ -390,14 +388,6 @@ async def test_bearer_token(make_client: MakeClient, tmp_path: Path) -> None:
     assert (await post(client, payload(), headers=basic))[0] == 401
     right = {"Authorization": "Bearer s3cret"}
     assert (await post(client, payload(), headers=right))[0] == 200
-
-
-def test_token_file_problems_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"webhook\.bearer_token_file: cannot read"):
-        read_token(tmp_path / "missing")
-    (tmp_path / "empty").write_text("\n")
-    with pytest.raises(ConfigError, match="is empty"):
-        read_token(tmp_path / "empty")
 
 
 async def test_body_size_limit(make_client: MakeClient) -> None:

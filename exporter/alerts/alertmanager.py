@@ -24,8 +24,9 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
-from exporter.alerts.models import AlertmanagerConfig, format_time
+from exporter.alerts.models import format_time
 from exporter.alerts.outbox import Entry, Outbox
+from exporter.config.alerts import AlertmanagerConfig
 
 log = logging.getLogger("augur.alertmanager")
 

@@ -17,13 +17,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from exporter.alerts.facts import Facts, Reason, Understood
 from exporter.alerts.models import (
     CATEGORY_LABEL,
     ENRICHED_LABEL,
@@ -32,25 +30,20 @@ from exporter.alerts.models import (
     WebhookAlert,
     bound,
 )
-from exporter.alerts.related import Reading, Related, expr_reading, rank_related, related_selector
+from exporter.alerts.related import expr_reading, rank_related, related_selector
 from exporter.alerts.summary import format_clock, format_number, summary
-from exporter.durations import Duration
+from exporter.config.alerts import EnrichConfig
+from exporter.prometheus import PrometheusClient, PrometheusError
 from exporter.text.encoder import Classification, normalize_alert_text
-from exporter.text.entities import Entities, extract, is_chinese
-from exporter.text.knowledge import DEFAULT_DIR, MIN_SCORE, KnowledgeBase, RunbookMatch
+from exporter.text.entities import extract, is_chinese
+from exporter.text.knowledge import KnowledgeBase, RunbookMatch
 from exporter.text.promql import MetricCatalog, rule_expr
-
-if TYPE_CHECKING:  # exporter.prometheus imports exporter.config, which may import this module
-    from exporter.prometheus import PrometheusClient
 
 logger = logging.getLogger("augur.enrich")
 
 ANNOTATION_CHARS = 1000
 """Every annotation augur adds is cut to this many characters."""
 _CACHE_SIZE = 512
-Reason = tuple[str, str]
-"""Why something is missing, in English and in Chinese."""
-Understood = tuple[Classification, RunbookMatch | None]
 
 
 class Model(Protocol):
@@ -79,47 +72,13 @@ class Model(Protocol):
         ...
 
 
-class EnrichConfig(BaseModel):
-    """How alerts are enriched: runbooks, the Prometheus deadline, the related-series window."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    knowledge_dir: Path = DEFAULT_DIR
-    runbook_base_url: str | None = None
-    runbook_min_score: float = Field(MIN_SCORE, ge=0.0, le=2.0)
-    deadline: Duration = Field(0.5, gt=0)
-    model_timeout: Duration = Field(2.0, gt=0)
-    related_before: Duration = Field(900.0, ge=0)
-    related_after: Duration = Field(300.0, ge=0)
-    related_step: Duration = Field(15.0, gt=0)
-    related_min_score: float = Field(1.0, ge=0)
-    max_related: int = Field(5, ge=0, le=50)
-    metric_names_ttl: Duration = Field(300.0, gt=0)
-
-
-@dataclass
-class Facts:
-    """What enrichment learned of one alert; its annotations and summary are written from it."""
-
-    alert: WebhookAlert
-    text: str
-    zh: bool
-    entities: Entities
-    expr: str
-    understood: Understood | None = None
-    related: list[Related] | None = None
-    reading: Reading | None = None
-    missing: dict[str, Reason] = field(default_factory=dict)
-
-
 def _prometheus_reason(exc: BaseException | None, deadline: float) -> Reason:
     if exc is None:
         return (
             f"Prometheus did not answer within {deadline:g} s",
             f"Prometheus 在 {deadline:g} 秒内未响应",
         )
-    # PrometheusError, told by its attribute: importing it here would close an import cycle.
-    if getattr(exc, "error_type", "") in ("connection", "timeout"):
+    if isinstance(exc, PrometheusError) and exc.error_type in ("connection", "timeout"):
         return "Prometheus is unreachable", "无法连接 Prometheus"
     return f"Prometheus failed: {exc}", f"Prometheus 出错：{exc}"
 

@@ -1,4 +1,4 @@
-"""The alert loop's contract: Alertmanager's webhook payload, what enrichment adds, settings.
+"""The alert loop's contract: Alertmanager's webhook payload and what enrichment adds.
 
 The webhook validates payloads with `WebhookPayload`; an `Enricher` turns a group's alerts into
 one `Enrichment` each; the outbox stores the source alert's labels merged with the
@@ -12,20 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
-    model_validator,
 )
-
-from exporter.durations import Duration
 
 ENRICHED_LABEL = "augur_enriched"
 """Set to "true" on every alert augur posts; routes match on it, and augur skips such alerts."""
@@ -223,68 +218,3 @@ def generator_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
         return ""
     return value
-
-
-# Settings.
-
-
-def _url_list(value: object) -> object:
-    # From the environment (AUGUR_ALERTMANAGER_URLS) the list comes as one comma-separated string.
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WebhookConfig(_Settings):
-    """augur's `POST /webhook`, where Alertmanager sends the alerts to enrich."""
-
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    bearer_token_file: Path | None = None
-    enrich_timeout: Duration = Field(5.0, gt=0)
-
-
-class AlertmanagerConfig(_Settings):
-    """Where enriched alerts go (every replica), how often they are re-sent, and retries."""
-
-    urls: Annotated[list[str], BeforeValidator(_url_list)] = Field(default_factory=list)
-    repost_interval: Duration = Field(60.0, gt=0)
-    resolve_timeout: Duration = Field(300.0, gt=0)
-    timeout: Duration = Field(10.0, gt=0)
-    backoff_base: Duration = Field(0.5, gt=0)
-    backoff_max: Duration = Field(30.0, gt=0)
-    outbox_retention: Duration = Field(3600.0, ge=0)
-
-    @field_validator("urls")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        out: list[str] = []
-        for url in value:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
-            if parts.username is not None or parts.password is not None:
-                # Secrets never live in the configuration file, and the URL is a metric label.
-                raise ValueError(f"credentials in a URL are not supported: {parts.hostname}")
-            if parts.path.rstrip("/").endswith("/api/v2/alerts"):
-                raise ValueError(
-                    f"give Alertmanager's base URL; augur adds /api/v2/alerts: {url!r}"
-                )
-            url = url.rstrip("/")
-            if url in out:
-                raise ValueError(f"{url} is listed twice")
-            out.append(url)
-        return out
-
-    @model_validator(mode="after")
-    def _backoff(self) -> AlertmanagerConfig:
-        if self.backoff_max < self.backoff_base:
-            raise ValueError("backoff_max must not be smaller than backoff_base")
-        return self
-
-    def enabled(self) -> bool:
-        """Whether alert enrichment is on (at least one Alertmanager to post to)."""
-        return bool(self.urls)

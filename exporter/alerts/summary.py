@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from exporter.alerts.facts import Facts, Reason
 from exporter.alerts.models import WebhookAlert
 from exporter.text.entities import Entities
-
-if TYPE_CHECKING:  # the Enricher's module imports this one
-    from exporter.alerts.enrich import Facts, Reason
 
 
 def format_clock(ts: float, now: float) -> str:

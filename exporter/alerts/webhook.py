@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -27,29 +26,16 @@ from exporter.alerts.alertmanager import AlertMetrics
 from exporter.alerts.models import (
     ENRICHED_LABEL,
     WebhookAlert,
-    WebhookConfig,
     WebhookPayload,
     generator_url,
 )
 from exporter.alerts.outbox import Accepted, Key, Outbox, Record
-from exporter.config import ConfigError
+from exporter.config.alerts import WebhookConfig
 
 log = logging.getLogger("augur.webhook")
 
 MAX_PROBLEMS = 20
 """How many validation problems an error answer lists."""
-
-
-def read_token(path: Path) -> str:
-    """The bearer token in `path` (surrounding whitespace removed); ConfigError if unusable."""
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError([f"webhook.bearer_token_file: cannot read {path}: {reason}"]) from None
-    if not token:
-        raise ConfigError([f"webhook.bearer_token_file: {path} is empty"])
-    return token
 
 
 def _error(status: int, message: str, problems: Sequence[str] = ()) -> web.Response:
@@ -111,7 +97,7 @@ class WebhookReceiver:
         self.on_accepted = on_accepted
         self.on_changed = on_changed
         self._clock = clock
-        self._token = read_token(config.bearer_token_file) if config.bearer_token_file else None
+        self._token = config.bearer_token()
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one notification (aiohttp handler)."""

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.config.durations import Duration
 from exporter.detectors.base import (
     DETECTORS,
     Detector,
@@ -51,7 +52,6 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
-from exporter.durations import Duration
 
 IntArray = npt.NDArray[np.intp]
 

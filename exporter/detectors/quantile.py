@@ -35,6 +35,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field
 
+from exporter.config.durations import Duration
 from exporter.detectors.base import (
     DetectorParams,
     Estimate,
@@ -51,7 +52,6 @@ from exporter.detectors.zscore import (
     relearn_points,
     relearned_level,
 )
-from exporter.durations import Duration
 
 IntArray = npt.NDArray[np.intp]
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.config.durations import parse_duration
 from exporter.detectors.base import (
     Detector,
     Estimate,
@@ -38,7 +39,6 @@ from exporter.detectors.base import (
     Window,
     score_all,
 )
-from exporter.durations import parse_duration
 
 DAY, WEEK = 86400.0, 7 * 86400.0
 CYCLES = 7

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, ValidationInfo, field_validator
 
+from exporter.config.durations import Duration
 from exporter.detectors.base import (
     DetectorParams,
     Estimate,
@@ -38,7 +39,6 @@ from exporter.detectors.base import (
     register,
     scale_floor,
 )
-from exporter.durations import Duration
 
 DEFAULT_RELEARN = 3600.0
 """Seconds a level shift stays anomalous before it becomes the new normal."""

@@ -18,7 +18,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporter.config import ModelConfig, env_name
+from exporter.config.alerts import ModelConfig
+from exporter.config.load import env_name
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

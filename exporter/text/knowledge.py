@@ -29,25 +29,21 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import yaml
 
+from exporter.config.alerts import RUNBOOK_MIN_SCORE
 from exporter.text.entities import is_chinese
 
 logger = logging.getLogger("augur.knowledge")
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "runbooks"
-"""The starter runbooks shipped with augur, one per category in English and Chinese."""
-
-# E5 puts any two ops texts at cosine 0.80-0.90 and short Chinese texts closer still, so
-# similarity alone cannot tell a fitting runbook from a neighbouring one: the category decides
-# (tests/test_knowledge.py holds the shipped runbooks to known alerts in both languages).
-MIN_SCORE = 0.87
-"""Below this (similarity plus the category and alert-name boosts) no runbook is claimed."""
+# The minimum score a runbook must reach, and the starter runbooks' folder, are the defaults of
+# `enrich.runbook_min_score` and `enrich.knowledge_dir` (exporter.config.alerts).
 CATEGORY_BOOST = 0.06
 """Added when the runbook's category is the alert's, subtracted when it is another one."""
 LANGUAGE_BOOST = 0.03
 """Added when the runbook is in the alert's language. It only decides between runbooks, and
-does not count towards `MIN_SCORE`: a team with English runbooks only must still get one for a
-Chinese alert. (When it counted, with the threshold at 0.90, the right runbook reached 30 % of
-the Chinese dev alerts against English-only runbooks; 83 % now: benchmarks/bench_runbooks.py.)"""
+does not count towards the minimum score (`enrich.runbook_min_score`): a team with English
+runbooks only must still get one for a Chinese alert. (When it counted, with the threshold at
+0.90, the right runbook reached 30 % of the Chinese dev alerts against English-only runbooks;
+83 % now: benchmarks/bench_runbooks.py.)"""
 ALERTNAME_BOOST = 0.10
 MAX_FILE_BYTES = 256 * 1024
 _LEAD_CHARS = 600
@@ -120,7 +116,7 @@ class KnowledgeBase:
         *,
         base_url: str | None = None,
         categories: Collection[str] = (),
-        min_score: float = MIN_SCORE,
+        min_score: float = RUNBOOK_MIN_SCORE,
         category_boost: float = CATEGORY_BOOST,
         language_boost: float = LANGUAGE_BOOST,
         alertname_boost: float = ALERTNAME_BOOST,

@@ -1,7 +1,7 @@
 """Prometheus durations (`30s`, `1h30m`, `500ms`): parsing, formatting and the setting type.
 
-Nothing here imports the rest of augur, so any module can use it without an import cycle;
-`exporter.config` re-exports these names.
+It imports nothing of augur: detectors declare `Duration` settings with it, and the rest of
+the configuration imports the detectors.
 """
 
 from __future__ import annotations

@@ -1,0 +1,122 @@
+"""The alert loop's settings: the webhook, enrichment, the text model, the Alertmanager replicas.
+
+The webhook's token is read from `webhook.bearer_token_file` when the configuration loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
+
+from exporter.config.base import Strict
+from exporter.config.durations import Duration
+from exporter.config.secrets import SecretFile, read_secret
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+REPO_MODEL_DIR = _PACKAGE.parent / "models" / "onnx"
+"""The model shipped in the source tree; images and installs set `model.dir` explicitly."""
+
+RUNBOOKS_DIR = _PACKAGE / "runbooks"
+"""The starter runbooks shipped with augur, one per category in English and Chinese."""
+
+# E5 puts any two ops texts at cosine 0.80-0.90 and short Chinese texts closer still, so
+# similarity alone cannot tell a fitting runbook from a neighbouring one: the category decides
+# (tests/test_knowledge.py holds the shipped runbooks to known alerts in both languages).
+RUNBOOK_MIN_SCORE = 0.87
+"""Below this (similarity plus the category and alert-name boosts) no runbook is claimed."""
+
+
+class WebhookConfig(Strict):
+    """augur's `POST /webhook`, where Alertmanager sends the alerts to enrich."""
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    bearer_token_file: SecretFile | None = None
+    enrich_timeout: Duration = Field(5.0, gt=0)
+    _bearer_token: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _token(self) -> WebhookConfig:
+        if self.bearer_token_file is not None:
+            self._bearer_token = read_secret(self.bearer_token_file)
+        return self
+
+    def bearer_token(self) -> str | None:
+        """The token Alertmanager must send, read from `bearer_token_file` at load, if any."""
+        return self._bearer_token
+
+
+class EnrichConfig(Strict):
+    """How alerts are enriched: runbooks, the Prometheus deadline, the related-series window."""
+
+    knowledge_dir: Path = RUNBOOKS_DIR
+    runbook_base_url: str | None = None
+    runbook_min_score: float = Field(RUNBOOK_MIN_SCORE, ge=0.0, le=2.0)
+    deadline: Duration = Field(0.5, gt=0)
+    model_timeout: Duration = Field(2.0, gt=0)
+    related_before: Duration = Field(900.0, ge=0)
+    related_after: Duration = Field(300.0, ge=0)
+    related_step: Duration = Field(15.0, gt=0)
+    related_min_score: float = Field(1.0, ge=0)
+    max_related: int = Field(5, ge=0, le=50)
+    metric_names_ttl: Duration = Field(300.0, gt=0)
+
+
+class ModelConfig(Strict):
+    """The alert-text model: where its files are and how many threads inference gets."""
+
+    dir: Path = REPO_MODEL_DIR
+    threads: int = Field(1, ge=1, le=16)
+
+
+def _url_list(value: object) -> object:
+    # From the environment (AUGUR_ALERTMANAGER_URLS) the list comes as one comma-separated string.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class AlertmanagerConfig(Strict):
+    """Where enriched alerts go (every replica), how often they are re-sent, and retries."""
+
+    urls: Annotated[list[str], BeforeValidator(_url_list)] = Field(default_factory=list)
+    repost_interval: Duration = Field(60.0, gt=0)
+    resolve_timeout: Duration = Field(300.0, gt=0)
+    timeout: Duration = Field(10.0, gt=0)
+    backoff_base: Duration = Field(0.5, gt=0)
+    backoff_max: Duration = Field(30.0, gt=0)
+    outbox_retention: Duration = Field(3600.0, ge=0)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
+            if parts.username is not None or parts.password is not None:
+                # Secrets never live in the configuration file, and the URL is a metric label.
+                raise ValueError(f"credentials in a URL are not supported: {parts.hostname}")
+            if parts.path.rstrip("/").endswith("/api/v2/alerts"):
+                raise ValueError(
+                    f"give Alertmanager's base URL; augur adds /api/v2/alerts: {url!r}"
+                )
+            url = url.rstrip("/")
+            if url in out:
+                raise ValueError(f"{url} is listed twice")
+            out.append(url)
+        return out
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AlertmanagerConfig:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must not be smaller than backoff_base")
+        return self
+
+    def enabled(self) -> bool:
+        """Whether alert enrichment is on (at least one Alertmanager to post to)."""
+        return bool(self.urls)

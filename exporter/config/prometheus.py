@@ -1,0 +1,148 @@
+"""Prometheus (or Thanos, Mimir): where it is, the limits of the calls, credentials and TLS.
+
+Credentials are resolved while the model validates: the secret files are read, the
+environment's (`SECRET_ENV`, handed over by `exporter.config.load`) are taken, and more than
+one credential for Prometheus, from whatever source, is an error. The values are kept out of
+the model's fields and repr; `bearer_token()` and `basic_auth_password()` return them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from exporter.config.base import Strict
+from exporter.config.durations import Duration
+from exporter.config.secrets import SECRET_ENV, CABundle, SecretFile, env_secret, read_secret
+
+
+class BasicAuth(Strict):
+    """HTTP basic auth; the password comes from `password_file` or the environment."""
+
+    username: str
+    password_file: SecretFile | None = None
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError('a ":" is not allowed in a basic-auth user name (RFC 7617)')
+        return value
+
+
+class TLS(Strict):
+    """TLS options for talking to Prometheus over https."""
+
+    ca_file: CABundle | None = None
+    insecure_skip_verify: bool = False
+
+
+class PrometheusConfig(Strict):
+    """Where and how to query Prometheus (or Thanos, Mimir: only the HTTP API is used)."""
+
+    url: str
+    timeout: Duration = 30.0
+    retries: int = Field(3, ge=0, le=10)
+    max_concurrency: int = Field(4, ge=1, le=64)
+    compression: Literal["auto", "gzip", "none"] = "auto"
+    bearer_token_file: SecretFile | None = None
+    basic_auth: BasicAuth | None = None
+    tls: TLS = TLS()
+    # Resolved at validation; never part of the model's fields or repr.
+    _bearer_token: str | None = PrivateAttr(default=None)
+    _basic_auth_password: str | None = PrivateAttr(default=None)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            if "bearer_token" in data:
+                raise ValueError(
+                    "bearer_token: secrets are not read from the file; set bearer_token_file "
+                    f"or the environment variable {SECRET_ENV['bearer_token']}"
+                )
+            auth = data.get("basic_auth")
+            if isinstance(auth, Mapping) and "password" in auth:
+                raise ValueError(
+                    "basic_auth.password: secrets are not read from the file; set "
+                    f"basic_auth.password_file or {SECRET_ENV['basic_auth_password']}"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _credentials(self, info: ValidationInfo) -> PrometheusConfig:
+        # Prometheus's own client config refuses two credentials too: which wins would be a guess.
+        token_env = env_secret(info, "bearer_token")
+        given = [
+            name
+            for name, value in (
+                ("bearer_token_file", self.bearer_token_file),
+                (SECRET_ENV["bearer_token"], token_env),
+                ("basic_auth", self.basic_auth),
+            )
+            if value is not None
+        ]
+        if len(given) > 1:
+            names = ", ".join(given[:-1]) + " and " + given[-1]
+            raise ValueError(f"{names} are set; keep only one (Prometheus takes one credential)")
+        password_env = env_secret(info, "basic_auth_password")
+        if password_env is not None and self.basic_auth is None:
+            raise ValueError(
+                f"{SECRET_ENV['basic_auth_password']} is set but basic_auth is not; set "
+                "basic_auth.username (or unset the variable)"
+            )
+        if password_env is not None and self.basic_auth and self.basic_auth.password_file:
+            raise ValueError(
+                f"basic_auth.password_file and {SECRET_ENV['basic_auth_password']} are both "
+                "set; give the password once"
+            )
+        if self.bearer_token_file is not None:
+            self._bearer_token = read_secret(self.bearer_token_file)
+        else:
+            self._bearer_token = token_env
+        if self.basic_auth is not None and self.basic_auth.password_file is not None:
+            self._basic_auth_password = read_secret(self.basic_auth.password_file)
+        else:
+            self._basic_auth_password = password_env
+        return self
+
+    def gzip(self) -> bool:
+        """Whether to ask Prometheus for gzip-compressed answers.
+
+        `auto` asks for it except on loopback: compressing a 48 MB range answer costs
+        Prometheus about 3 s of CPU, ten times the cost of sending it uncompressed to a
+        sidecar (docs/benchmarks.md); over a real network the smaller answer wins.
+        """
+        if self.compression != "auto":
+            return self.compression == "gzip"
+        host = urlsplit(self.url).hostname or ""
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a name, not an address
+            return host != "localhost"
+
+    def bearer_token(self) -> str | None:
+        """The bearer token, read from its file or the environment at load, if any."""
+        return self._bearer_token
+
+    def basic_auth_password(self) -> str | None:
+        """The basic-auth password, read from its file or the environment at load, if any."""
+        return self._basic_auth_password
