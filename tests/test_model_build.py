@@ -18,7 +18,8 @@ import pytest
 from exporter.text import TextModel
 from exporter.text.cli_model import missing_build_tools
 from exporter.text.encoder import CATEGORIES
-from exporter.text.evaluate import read_labelled, score
+from exporter.text.evaluate import score
+from exporter.text.labelled import read_labelled
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "models" / "onnx"

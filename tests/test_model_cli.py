@@ -17,13 +17,10 @@ from waiting import eventually
 
 from exporter.cli import main
 from exporter.text import ModelError, TextModel, cli_model
-from exporter.text.evaluate import (
-    CARD_BEGIN,
-    CARD_END,
-    KeywordBaseline,
-    language_of,
-    score,
-)
+from exporter.text.baseline import KeywordBaseline
+from exporter.text.card import CARD_BEGIN, CARD_END
+from exporter.text.evaluate import score
+from exporter.text.labelled import language_of
 from exporter.text.reload import ReloadableModel
 
 CPU_TEXT = "High CPU usage on web-03: CPU usage is above 95% for 10 minutes"

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from exporter.text.evaluate import Evaluation
 from exporter.text.labelled import LANGUAGES, EvalDataError
-
-if TYPE_CHECKING:
-    from exporter.text.evaluate import Evaluation
 
 CARD_BEGIN = "<!-- BEGIN augur model eval: generated, edit by re-running the command below -->"
 CARD_END = "<!-- END augur model eval -->"

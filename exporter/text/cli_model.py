@@ -192,7 +192,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         print(f"augur classify: {args.file}: no such file", file=sys.stderr)
         return 2
     if args.file is None:
-        from exporter.text.evaluate import row_text
+        from exporter.text.labelled import row_text
 
         texts = []
         for raw in args.text:
@@ -258,7 +258,7 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any], str]:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
-    from exporter.text.evaluate import row_text
+    from exporter.text.labelled import row_text
 
     text = row_text(row)
     _check_size(text)
@@ -346,14 +346,14 @@ def cmd_model_build(args: argparse.Namespace) -> int:
 
 def cmd_model_eval(args: argparse.Namespace) -> int:
     """`augur model eval`: figures on stdout, and in the model card if --card is given."""
-    from exporter.text import evaluate
+    from exporter.text import card, evaluate, labelled
 
     model = _load_model(args)
     if model is None:
         return 1
     try:
-        rows = evaluate.read_labelled(args.data, model.labels, args.split)
-    except evaluate.EvalDataError as exc:
+        rows = labelled.read_labelled(args.data, model.labels, args.split)
+    except labelled.EvalDataError as exc:
         print(f"augur model eval: {exc}", file=sys.stderr)
         return 2
     ev = evaluate.evaluate(model, rows)
@@ -367,13 +367,13 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
     if args.card:
         command += ["--card", str(args.card)]
     note = f"{model.name} version {model.version}, manifest sha256 {model.sha256[:12]}…"
-    section = evaluate.render(ev, command=shlex.join(command), model_note=note)
+    section = card.render(ev, command=shlex.join(command), model_note=note)
     if not args.json:
         print(section, end="")
     if args.card:
         try:
-            print(f"augur model eval: {evaluate.update_card(args.card, section)}", file=sys.stderr)
-        except (OSError, evaluate.EvalDataError) as exc:
+            print(f"augur model eval: {card.update_card(args.card, section)}", file=sys.stderr)
+        except (OSError, labelled.EvalDataError) as exc:
             print(f"augur model eval: cannot write the card: {exc}", file=sys.stderr)
             return 1
     return 0

@@ -1,8 +1,7 @@
 """`augur model eval`: per-class and per-language figures, next to a hand-written keyword baseline.
 
 Scoring lives here; the labelled texts are read in `labelled`, the keyword baseline is in
-`baseline` and the model card section is rendered and written in `card`. Their public names are
-re-exported here.
+`baseline`, and `card` renders an `Evaluation` as the model card's section.
 """
 
 from __future__ import annotations
@@ -13,39 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from exporter.text.baseline import BASELINE_FALLBACK, KEYWORD_RULES, KeywordBaseline
-from exporter.text.card import CARD_BEGIN, CARD_END, render, update_card
-from exporter.text.labelled import (
-    LANGUAGES,
-    EvalDataError,
-    LabelledText,
-    language_of,
-    read_labelled,
-    row_text,
-)
-
-__all__ = [
-    "BASELINE_FALLBACK",
-    "CARD_BEGIN",
-    "CARD_END",
-    "KEYWORD_RULES",
-    "LANGUAGES",
-    "ClassScores",
-    "Classifier",
-    "EvalDataError",
-    "Evaluation",
-    "KeywordBaseline",
-    "LabelledText",
-    "Scores",
-    "evaluate",
-    "language_of",
-    "read_labelled",
-    "render",
-    "row_text",
-    "score",
-    "to_json",
-    "update_card",
-]
+from exporter.text.baseline import BASELINE_FALLBACK, KeywordBaseline
+from exporter.text.labelled import LANGUAGES, LabelledText
 
 
 class Classifier(Protocol):
