@@ -1,4 +1,6 @@
 """The aiohttp application: one cleanup context per long-lived resource, and the HTTP routes.
+Over 400 lines because it still wires the alert loop (outbox, enricher, worker, sender,
+webhook) itself; the alert-loop factory of issue 11 takes that out of it.
 
 Start-up order: executor -> Prometheus session -> scoring loop. Shutdown runs the other way
 round, bounded: on SIGTERM or SIGINT augur turns not-ready, stops polling, closes its

@@ -1,4 +1,6 @@
 """`augur backtest`: the daemon's detector settings run offline over history, with NAB's score.
+Over 400 lines because it still fetches Prometheus ranges with its own chunking
+(`fetch_prometheus`); issue 11 moves that into the Prometheus package.
 
 CSV folders (NAB's layout) or a Prometheus range are scored causally by every configured
 detector, with the query's seasonality and filters, into one `timestamp,value,anomaly_score,

@@ -1,4 +1,7 @@
 """Ensemble: several detectors, each calibrated against its own recent scores, combined.
+Over 400 lines because the members' settings (checked against the registry), their
+calibration and the per-series state it snapshots are one detector, and a detector keeps its
+settings beside it; the calibration could go to a module of its own.
 
 A member's raw score says how far the point is from that member's band. Some members are
 noisy on some series (bursty counts make a z-score fire every hour), so each member's score

@@ -1,4 +1,7 @@
 """Rolling z-score: how far the newest point is from the recent mean, in standard deviations.
+Over 400 lines because it holds both statistics (mean and standard deviation, median and
+MAD), each for the newest point and for every column (`score_all`), which must agree; the
+window kernels, which `quantile` uses too, could go to a module of their own.
 
 The statistics come from the past points of the look-back window only (never the point being
 scored, so a spike cannot widen its own band). `robust: true` swaps mean and standard
