@@ -21,43 +21,49 @@ URLS_FILE = "demo-urls.json"
 ENRICHED_LOG = "enriched.jsonl"
 
 
-# The filters are what a user would tune for these series: each keeps the workload's normal
-# noise under the threshold (checked over a simulated day) and the injected anomalies above.
-# `metric` keeps the series' metric name on its score, for the alert's text and for augur.
+# Every query runs augur's shipped default detector (the ensemble: no `detectors` below), with
+# no deviation filter: tests/test_demo_detection.py checks that it flags every injected anomaly
+# and nothing else. `direction: up` is what a user means for latency, CPU and a filling disk: a
+# drop is good news there. `metric` keeps the series' metric name on its score and incident,
+# for the alert's text and for augur.
 QUERIES_YAML = """\
-- {name: http_requests, expr: demo_http_requests_per_second, labels: [metric, instance, service],
-   min_relative_deviation: 0.2}
+- {name: http_requests, expr: demo_http_requests_per_second, labels: [metric, instance, service]}
 - {name: http_latency_p99, expr: demo_http_request_duration_seconds,
-   labels: [metric, instance, service], direction: up, min_relative_deviation: 0.4}
-- {name: cpu_usage, expr: demo_cpu_usage_ratio, labels: [metric, instance], direction: up,
-   min_deviation: 0.2}
+   labels: [metric, instance, service], direction: up}
+- {name: cpu_usage, expr: demo_cpu_usage_ratio, labels: [metric, instance], direction: up}
 - {name: disk_used, expr: demo_disk_used_ratio, labels: [metric, instance, device, mountpoint],
-   direction: up, min_deviation: 0.03}
+   direction: up}
 """
 
-# AugurAnomaly takes the highest score of the two detectors: one alert per series, not two
-# saying the same. Its summary is plain language because augur classifies the alert by it.
-# The other two rules are what a team writes by hand, on the workload itself: they fire on the
-# latency jump and the disk fill burst, so enriched alerts of other categories show up too.
+# AugurAnomaly is the shipped rule (deploy/k8s/base/augur-prometheusrule.yaml) in the demo's
+# words: it fires while augur has an incident open on a series, from its first score >= 1 until
+# it is back in its band, so each injected anomaly is one alert; the `stage` label makes an
+# incident that gets much worse one more. Its summary is plain language because augur
+# classifies the alert by it; the value is the stage, not a score, so neither text quotes it
+# as one. The other two rules are what a team writes by hand, on the workload itself: they
+# fire on the latency jump and the disk fill burst, so enriched alerts of other categories
+# show up too.
 RULES_YAML = """\
 groups:
   - name: augur-demo
     rules:
       - alert: AugurAnomaly
-        expr: max without (detector) (augur_anomaly_score) >= 1
+        expr: max without (detector) (augur_anomaly_incident) >= 1
         for: 0s
         labels:
           severity: warning
+          stage: "{{ $value }}"
         annotations:
           summary: '{{ $labels.metric }} {{ if $labels.service }}of service
             {{ $labels.service }}{{ else if $labels.mountpoint }}of {{ $labels.mountpoint }}
-            on {{ $labels.device }}{{ else }}on {{ $labels.instance }}{{ end }} is anomalous:
-            score {{ printf "%.1f" $value }}'
-          description: 'augur scores the series {{ $labels.metric }} with
+            on {{ $labels.device }}{{ else }}on {{ $labels.instance }}{{ end }} is
+            anomalous{{ if ge $value 2.0 }} and has got much worse{{ end }}'
+          description: 'augur opened an incident on the series {{ $labels.metric }} with
             {{ range $k, $v := $labels }}{{ if not (eq $k "__name__" "alertname" "query"
             "metric" "job" "severity") }}{{ $k }}="{{ $v }}" {{ end }}{{ end }}(query
-            {{ $labels.query }}) at {{ printf "%.2f" $value }}: far outside the band it expects
-            from the last hour (1 or more is anomalous).'
+            {{ $labels.query }}): it went far outside the band augur expects from its recent
+            history. Stage {{ $value }}: 1 when opened, one more each time it got much worse.
+            The alert resolves once the series is back in its band.'
       - alert: HighRequestLatency
         expr: demo_http_request_duration_seconds > 0.8
         labels:
@@ -135,7 +141,8 @@ def scrape_configs(workload_port: int, augur_port: int) -> list[dict[str, Any]]:
 
 
 def queries() -> list[dict[str, Any]]:
-    """The demo's augur queries, as in the `queries:` list of augur.yml (detectors aside)."""
+    """The demo's augur queries, as in the `queries:` list of augur.yml (step and the settings
+    every query shares aside)."""
     out: list[dict[str, Any]] = yaml.safe_load(QUERIES_YAML)
     return out
 
@@ -145,7 +152,21 @@ def augur_config(
 ) -> dict[str, Any]:
     """The augur configuration the demo runs with (a parsed augur.yml)."""
     step = f"{SCRAPE_INTERVAL:g}s"
-    common = {"detectors": ["zscore", "ewma"], "lookback": "1h", "step": step}
+    common = {
+        "step": step,
+        # The default ensemble's level member reads a band of 2,000 points behind its last
+        # 2 x relearn (2 h: 480 points at 15 s), 10h24m with a refresh period: a look-back
+        # under 2 h starves it (it never scores) and 12 h gives it every point it reads.
+        # The ensemble scores from the first poll on the 6 h backfilled: it bootstraps its
+        # calibration from the window's last 400 points (the level member, whose 480
+        # re-learning points are more, calibrates over its first 100 polls meanwhile).
+        "lookback": "12h",
+        # One incident per injection: each disturbance lasts about a minute and a series is
+        # disturbed again 24 minutes later, so the default recovery (1 h) would keep one
+        # incident, and one alert, open for the whole demo. Two minutes back in band closes
+        # it after each disturbance while a score that dips below 1 during one does not.
+        "recovery": "2m",
+    }
     return {
         "prometheus": {"url": prometheus_url, "timeout": "10s"},
         "poll": {"interval": step},

@@ -3,9 +3,10 @@
 Every value is a pure function of wall-clock time, quantised to the scrape resolution, with
 noise drawn from a hash of (series, time bucket). So the history backfilled before Prometheus
 starts and the values served live come from the same functions and join without a seam, and
-a run can be replayed exactly. Every `period` seconds the next entry of `ROTATION` disturbs
-one series for about a minute; `demo_injected_anomaly` says which, so a person or a test can
-check augur's scores against it.
+a run can be replayed exactly. From the workload's `epoch` on, every `period` seconds the next
+entry of `ROTATION` disturbs one series for about a minute; `demo_injected_anomaly` says which,
+so a person or a test can check augur's scores against it. Before the epoch (the history a
+demo backfills) nothing is disturbed.
 """
 
 from __future__ import annotations
@@ -92,8 +93,7 @@ ROTATION: tuple[Injection, ...] = (
     Injection("demo_http_request_duration_seconds", (("service", "auth"),), "latency_jump", 6, 45),
     Injection("demo_http_requests_per_second", (("service", "auth"),), "spike", 2.2, 45),
 )
-"""Eight entries, so a series is disturbed at most once every 24 minutes and an hour of
-look-back holds only a few of its disturbances: they must not become the normal."""
+"""Eight entries, so a series is disturbed at most once every 24 minutes."""
 
 
 def _daily(t: float) -> float:
@@ -166,7 +166,13 @@ def _normal(key: str, bucket: int) -> float:
 
 
 class Workload:
-    """The demo's series as functions of time, with anomalies starting at `epoch + k * period`."""
+    """The demo's series as functions of time, with anomalies starting at `epoch + k * period`
+    for k = 0, 1, ...
+
+    The series are normal before `epoch`: the history backfilled there is what augur learns
+    normal from (its default detector calibrates each series on it), and a disturbance every
+    24 minutes in it would make the injected anomalies part of that normal.
+    """
 
     def __init__(
         self,
@@ -189,9 +195,9 @@ class Workload:
 
     def active(self, t: float) -> Injection | None:
         """The injection disturbing the workload at time `t`, if any."""
-        if not self.rotation:
-            return None
         b = self.bucket(t)
+        if not self.rotation or b < self.epoch:
+            return None
         k = math.floor((b - self.epoch) / self.period)
         entry = self.rotation[k % len(self.rotation)]
         return entry if b - (self.epoch + k * self.period) < entry.duration else None
@@ -200,7 +206,7 @@ class Workload:
         """When the first injection starting at or after `t` starts, and which it is."""
         if not self.rotation:
             raise ValueError("the workload has no injections")
-        k = math.ceil((t - self.epoch) / self.period)
+        k = max(0, math.ceil((t - self.epoch) / self.period))
         return self.epoch + k * self.period, self.rotation[k % len(self.rotation)]
 
     def current_or_next(self, t: float) -> tuple[float, Injection]:

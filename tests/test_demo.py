@@ -285,44 +285,44 @@ def test_demo_rules_fire_during_the_injections_only(tmp_path: Path) -> None:
 def test_demo_alerts_say_in_plain_words_what_is_wrong(tmp_path: Path) -> None:
     """The text the model classifies: summary and description as Prometheus renders them."""
     binaries()
-    score = "augur_anomaly_score{{job='augur',query='{}',metric='{}',detector='{}',{}}}"
+    incident = "augur_anomaly_incident{{job='augur',query='{}',metric='{}',detector='ensemble',{}}}"
     series = {
-        score.format(
+        # search's and the disk's incidents are open, app-2's CPU's escalated once (a score
+        # twice the one that opened it), auth's is not open: no alert for it.
+        incident.format(
             "http_requests",
             "demo_http_requests_per_second",
-            "zscore",
             "instance='demo-workload',service='search'",
-        ): "0.2 3.14",
-        score.format(
-            "http_requests",
-            "demo_http_requests_per_second",
-            "ewma",
-            "instance='demo-workload',service='search'",
-        ): "0.2 2",
-        score.format("cpu_usage", "demo_cpu_usage_ratio", "ewma", "instance='app-2'"): "0.2 1.25",
-        score.format(
+        ): "0 1",
+        incident.format("cpu_usage", "demo_cpu_usage_ratio", "instance='app-2'"): "1 2",
+        incident.format(
             "disk_used",
             "demo_disk_used_ratio",
-            "zscore",
             "instance='demo-workload',device='sda1',mountpoint='/'",
-        ): "0.2 4",
+        ): "0 1",
+        incident.format(
+            "http_requests",
+            "demo_http_requests_per_second",
+            "instance='demo-workload',service='auth'",
+        ): "0 0",
         "demo_http_request_duration_seconds{job='workload',instance='demo-workload',service='checkout'}": "0.3 1.25",
         "demo_disk_used_ratio{job='workload',instance='demo-workload',device='sda1',mountpoint='/'}": "0.5 0.5 0.5 0.5 0.5 0.5 0.5 0.5 0.6",
     }
     workload = {"job": "workload", "instance": "demo-workload", "severity": "page"}
     anomaly = {"job": "augur", "instance": "demo-workload", "severity": "warning"}
+    stage = "Stage {}: 1 when opened, one more each time it got much worse. The alert resolves once the series is back in its band."
     expected = [
-        ("AugurAnomaly", "15s", {**anomaly, "query": "http_requests", "metric": "demo_http_requests_per_second", "service": "search"}, {
-            "summary": "demo_http_requests_per_second of service search is anomalous: score 3.1",
-            "description": 'augur scores the series demo_http_requests_per_second with instance="demo-workload" service="search" (query http_requests) at 3.14: far outside the band it expects from the last hour (1 or more is anomalous).',
+        ("AugurAnomaly", "15s", {**anomaly, "query": "http_requests", "metric": "demo_http_requests_per_second", "service": "search", "stage": "1"}, {
+            "summary": "demo_http_requests_per_second of service search is anomalous",
+            "description": 'augur opened an incident on the series demo_http_requests_per_second with instance="demo-workload" service="search" (query http_requests): it went far outside the band augur expects from its recent history. ' + stage.format(1),
         }),
-        ("AugurAnomaly", "15s", {**anomaly, "query": "cpu_usage", "metric": "demo_cpu_usage_ratio", "instance": "app-2"}, {
-            "summary": "demo_cpu_usage_ratio on app-2 is anomalous: score 1.2",
-            "description": 'augur scores the series demo_cpu_usage_ratio with instance="app-2" (query cpu_usage) at 1.25: far outside the band it expects from the last hour (1 or more is anomalous).',
+        ("AugurAnomaly", "15s", {**anomaly, "query": "cpu_usage", "metric": "demo_cpu_usage_ratio", "instance": "app-2", "stage": "2"}, {
+            "summary": "demo_cpu_usage_ratio on app-2 is anomalous and has got much worse",
+            "description": 'augur opened an incident on the series demo_cpu_usage_ratio with instance="app-2" (query cpu_usage): it went far outside the band augur expects from its recent history. ' + stage.format(2),
         }),
-        ("AugurAnomaly", "15s", {**anomaly, "query": "disk_used", "metric": "demo_disk_used_ratio", "device": "sda1", "mountpoint": "/"}, {
-            "summary": "demo_disk_used_ratio of / on sda1 is anomalous: score 4.0",
-            "description": 'augur scores the series demo_disk_used_ratio with device="sda1" instance="demo-workload" mountpoint="/" (query disk_used) at 4.00: far outside the band it expects from the last hour (1 or more is anomalous).',
+        ("AugurAnomaly", "15s", {**anomaly, "query": "disk_used", "metric": "demo_disk_used_ratio", "device": "sda1", "mountpoint": "/", "stage": "1"}, {
+            "summary": "demo_disk_used_ratio of / on sda1 is anomalous",
+            "description": 'augur opened an incident on the series demo_disk_used_ratio with device="sda1" instance="demo-workload" mountpoint="/" (query disk_used): it went far outside the band augur expects from its recent history. ' + stage.format(1),
         }),
         ("HighRequestLatency", "15s", {**workload, "service": "checkout"}, {
             "summary": "p99 latency of checkout is 1.25s, above 800 ms",
@@ -351,14 +351,14 @@ NOTES = {
     "augur_category": "latency",
     "augur_confidence": "0.98",
     "augur_entities": '{"instance":["demo-workload"],"service":["search"]}',
-    "augur_related": 'demo_http_request_duration_seconds{instance="demo-workload",service="search"} score 2.40, anomalous since 03:02 UTC\ndemo_disk_used_ratio{instance="demo-workload",device="sda1"} score 1.10, anomalous since 03:02 UTC\nrule expression: 16.1 at 03:02 UTC',
+    "augur_related": 'demo_http_request_duration_seconds{instance="demo-workload",service="search"} score 2.40, anomalous since 03:02 UTC\ndemo_disk_used_ratio{instance="demo-workload",device="sda1"} score 1.10, anomalous since 03:02 UTC\nrule expression: 1 at 03:02 UTC',
     "augur_runbook": "Latency high: slow responses — /src/exporter/runbooks/latency.en.md (score 0.97)",
-    "augur_summary": "Latency: demo_http_requests_per_second of service search is anomalous: score 16.1 on demo-workload.",
-    "summary": "demo_http_requests_per_second of service search is anomalous: score 16.1",
+    "augur_summary": "Latency: demo_http_requests_per_second of service search is anomalous on demo-workload.",
+    "summary": "demo_http_requests_per_second of service search is anomalous",
 }  # fmt: skip
 ENRICHED = {
     "status": "firing",
-    "labels": {"alertname": "AugurAnomaly", "augur_enriched": "true", "category": "latency", "instance": "demo-workload", "job": "augur", "metric": "demo_http_requests_per_second", "query": "http_requests", "service": "search", "severity": "warning"},
+    "labels": {"alertname": "AugurAnomaly", "augur_enriched": "true", "category": "latency", "instance": "demo-workload", "job": "augur", "metric": "demo_http_requests_per_second", "query": "http_requests", "service": "search", "severity": "warning", "stage": "1"},
     "annotations": NOTES,
     "startsAt": "2026-11-29T03:02:07.217Z",
     "endsAt": "0001-01-01T00:00:00Z",
@@ -372,7 +372,7 @@ def test_an_enriched_alert_prints_as_a_compact_block() -> None:
     assert format_alert(ENRICHED, arrived) == (
         "03:02:07  FIRING    AugurAnomaly  service=search instance=demo-workload metric=demo_http_requests_per_second\n"
         "  category  latency (confidence 0.98)\n"
-        "  summary   Latency: demo_http_requests_per_second of service search is anomalous: score 16.1 on demo-workload.\n"
+        "  summary   Latency: demo_http_requests_per_second of service search is anomalous on demo-workload.\n"
         '  related   demo_http_request_duration_seconds{instance="demo-workload",service="search"} score 2.40, anomalous since 03:02 UTC  (+1 more)\n'
         "  runbook   Latency high: slow responses"
     )
@@ -446,13 +446,15 @@ def test_the_demo_scores_flags_alerts_and_enriches_then_stops_by_itself(
     def scored() -> set[tuple[str, str]] | None:
         found = promql(prometheus, "count by (query, detector) (augur_anomaly_score)")
         pairs = {(r["metric"]["query"], r["metric"]["detector"]) for r in found}
-        want = {(q, d) for q in info["queries"] for d in ("zscore", "ewma")}
+        want = {(q, "ensemble") for q in info["queries"]}
         return pairs if pairs >= want else None
 
-    eventually(scored, START_TIMEOUT, "augur_anomaly_score for every query and detector", demo)
+    eventually(
+        scored, START_TIMEOUT, "augur_anomaly_score of the default detector, every query", demo
+    )
 
-    # The first injected anomaly must be flagged by at least one detector, in Prometheus and
-    # as an AugurAnomaly alert in Alertmanager.
+    # The first injected anomaly must be flagged by the default detector, in Prometheus and as
+    # an AugurAnomaly alert (an incident opened) in Alertmanager.
     first = info["first_anomaly"]
     entry = next(e for e in ROTATION if e.selector == first["series"])
     query = {q["expr"]: q["name"] for q in queries()}[entry.metric]

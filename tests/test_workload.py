@@ -70,6 +70,19 @@ def test_the_schedule_replays_exactly_and_rotates_through_every_injection() -> N
     assert len({(e.selector, e.kind) for e in ROTATION}) == len(ROTATION)
 
 
+def test_nothing_is_disturbed_before_the_epoch_so_the_backfilled_history_is_normal() -> None:
+    epoch = T0 + 45
+    workload, calm = Workload(epoch=epoch), Workload(epoch=epoch, rotation=())
+    history = workload.history(epoch - 6 * 3600, epoch - 15, 15)
+    assert not [s for s in history if s.name == INJECTED and s.value]
+    series = [s for s in history if s.name != INJECTED]
+    assert series == calm.history(epoch - 6 * 3600, epoch - 15, 15)
+    assert workload.active(epoch) is ROTATION[0]
+    for t in (epoch - 3 * 180, epoch - 180, epoch - 1, epoch):
+        assert workload.next_injection(t) == (epoch, ROTATION[0])
+        assert workload.current_or_next(t) == (epoch, ROTATION[0])
+
+
 def test_the_default_epoch_ties_the_schedule_to_the_wall_clock() -> None:
     # The unix epoch, so every replay of the same hour shows the same anomalies.
     assert Workload().next_injection(T0 + 1) == (T0 + 180, ROTATION[(int(T0) // 180 + 1) % 8])
