@@ -189,7 +189,7 @@ def test_calibration_never_lowers_a_member_below_its_own_band() -> None:
         {"members": [{"detector": "arma"}]},
         {"members": [{"detector": "ensemble"}]},
         {"members": [{"detector": "zscore", "windw": 60}]},
-        {"combine": "vote", "votes": 3},
+        {"combine": "vote", "votes": 4},
         {"threshold": 0},
         {"hold": "12h"},
         {"extra": 1},

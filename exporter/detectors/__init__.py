@@ -1,10 +1,10 @@
 """Anomaly detectors: the protocol, the name -> detector table, and the built-in detectors.
 
-Importing this package registers `zscore`, `ewma`, `quantile`, `arima` and `ensemble` in
-`DETECTORS`.
+Importing this package registers `zscore`, `ewma`, `quantile`, `rolling`, `arima` and
+`ensemble` in `DETECTORS`.
 """
 
-from exporter.detectors import arima, ensemble, ewma, quantile, zscore
+from exporter.detectors import arima, ensemble, ewma, quantile, rolling, zscore
 from exporter.detectors.base import (
     DETECTORS,
     Detector,
@@ -40,6 +40,7 @@ __all__ = [
     "ewma",
     "quantile",
     "register",
+    "rolling",
     "score_all",
     "zscore",
 ]

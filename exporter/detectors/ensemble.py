@@ -73,10 +73,16 @@ FORGET_SECONDS = 86400.0
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"detector": "quantile", "threshold": 4, "window": 2000, "refresh": 16},
     {"detector": "zscore", "robust": True, "window": 2000, "refresh": 16, "differences": 1},
+    {"detector": "rolling", "stat": "mean", "span": 24, "side": "up", "threshold": 5},
 )
 """The level (median, each side's scale from its 1%/99% tail, so a skewed or bursty series is
 judged by its own tails) and the step-to-step change (median, MAD), both over the last 2,000
-points. docs/benchmarks.md compares them with the robust z-score of the level they replaced."""
+points; and the mean of the last 24 points judged the same way against its own past, upward
+only: spikes of the usual height coming more often, or bursts a little higher for an hour or
+two, which no single point shows (a falling mean is a quiet spell, routine on bursty counts);
+its band is wider (5), as the overlapping means of 24 points give fewer independent values
+in the tail that sets its scale.
+docs/benchmarks.md compares them with the robust z-score of the level they replaced."""
 
 
 class Member(BaseModel):

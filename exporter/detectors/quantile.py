@@ -129,6 +129,27 @@ class QuantileDetector:
             center = np.where(np.isnan(moved), center, moved)
         return _band(newest, center + prev, s_lo, s_hi, self.params.threshold)
 
+    def moved(self, window: Window, last_only: bool = False) -> npt.NDArray[np.bool_]:
+        """Where the level has been re-learned: the median of the last 2 x `relearn` of the
+        values lies beyond the band (of the values, whatever `differences`), `(series, time)`
+        or the newest column alone. All False without `relearn`."""
+        values = np.asarray(window.values, dtype=np.float64)
+        rows, cols = values.shape
+        width = 1 if last_only else cols
+        if self.params.relearn is None or cols == 0:
+            return np.zeros((rows, width), dtype=bool)
+        anchors = _anchors(window, self.params.refresh)
+        anchors = anchors[-1:] if last_only else anchors
+        ends, where = np.unique(anchors, return_inverse=True)
+        k = relearn_points(self.params.relearn, window.step)
+        ends = np.maximum(ends - k, 0)
+        starts = np.maximum(ends - self.params.window, 0)
+        center, s_lo, s_hi = (a[:, where] for a in self._stats(values, starts, ends))
+        lo, hi = scale_floor(s_lo, center), scale_floor(s_hi, center)
+        first = cols - 1 if last_only else 0
+        level = relearned_level(values, center, lo, hi, first, k, self.params.threshold)
+        return np.isfinite(level)
+
     def _stats(
         self, y: FloatArray, starts: IntArray, ends: IntArray
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
