@@ -228,14 +228,16 @@ def test_scoring_poll_by_poll_matches_the_backtest() -> None:
 def test_new_series_are_bootstrapped_a_bounded_number_per_poll(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ensemble_module, "BOOTSTRAP_POINTS", 2 * 400)
+    # Budget for two series of the 999 window points before the newest.
+    monkeypatch.setattr(ensemble_module, "BOOTSTRAP_POINTS", 2 * 999)
     values = np.stack([noise(seed) for seed in range(50, 55)])
     live = ensemble()
     first = live.score(window(values[:, :1000]))
     assert np.isfinite(first.score[:2]).all() and np.isnan(first.score[2:]).all()
-    second = live.score(window(values[:, :1001]))
-    assert np.isfinite(second.score[:4]).all() and np.isnan(second.score[4:]).all()
-    assert np.isfinite(live.score(window(values[:, :1002])).score).all()
+    second = live.score(window(values[:, :1001]))  # 1,000 points before the newest: one fits
+    assert np.isfinite(second.score[:3]).all() and np.isnan(second.score[3:]).all()
+    live.score(window(values[:, :1002]))
+    assert np.isfinite(live.score(window(values[:, :1003])).score).all()
     # Without a bootstrap a series warms up poll by poll: NaN for `warmup` polls.
     cold = ensemble(bootstrap=0, warmup=5)
     scores = [cold.score(window(values[:, :end])).score[0] for end in range(1000, 1006)]
@@ -287,3 +289,13 @@ def test_forecasts_come_from_a_forecasting_member(test_members: None) -> None:
     assert isinstance(mixed, ForecastingEnsemble) and isinstance(mixed, base.Forecaster)
     values = noise(12)[None, :100]
     assert mixed.forecast(window(values), [1, 5]).tolist() == [[values[0, -1]] * 2]
+
+
+def test_a_member_that_needs_more_history_than_the_bootstrap_scores_on_the_first_poll() -> None:
+    """At a 15 s step the level member's band comes from before its last 2 h (480 points),
+    more than the 400 points the calibration replays: it must still be scored at once."""
+    step, points = 15.0, 2880  # 12 h
+    values = 100.0 + np.random.default_rng(21).normal(0, 2.0, points)
+    values[-10:] += 40  # a shift 2.5 minutes ago: no step-to-step change at the newest point
+    w = Window(values[None, :], step * np.arange(points, dtype=np.float64), [(("s", "1"),)], step)
+    assert ensemble().score(w).score[0] >= 1

@@ -42,7 +42,7 @@ def test_registered() -> None:
 def test_more_frequent_spikes_of_the_usual_height_are_anomalous() -> None:
     values = spiky(1, 60)
     values[AT:] = spiky(2, 6, n=N)[AT:]  # ten times as many spikes, none higher
-    score = detector(stat="mean", span=24, side="up").score_all(window(values)).score[0]
+    score = detector(stat="mean", span="2h", side="up").score_all(window(values)).score[0]
     assert np.nanmax(score[500:AT]) < 1
     assert np.nanmax(score[AT : AT + 48]) >= 1
 
@@ -50,10 +50,10 @@ def test_more_frequent_spikes_of_the_usual_height_are_anomalous() -> None:
 def test_a_series_that_goes_flat_is_anomalous_on_the_lower_side_of_its_spread() -> None:
     values = 50.0 + np.random.default_rng(3).normal(0, 2.0, N)
     values[AT:] = 50.0
-    spread = detector(stat="spread", span=12).score_all(window(values)).score[0]
+    spread = detector(stat="spread", span="1h").score_all(window(values)).score[0]
     assert np.count_nonzero(spread[500:AT] >= 1) <= 2  # raw: the ensemble calibrates it
     assert spread[AT + 12] >= 1
-    up = detector(stat="spread", span=12, side="up").score_all(window(values)).score[0]
+    up = detector(stat="spread", span="1h", side="up").score_all(window(values)).score[0]
     assert np.nanmax(up[AT:]) < 1
 
 
@@ -61,7 +61,7 @@ def test_the_ramp_of_a_level_shift_is_left_to_the_level_members() -> None:
     """A mean of 24 points ramps for 2 h after a shift; past `relearn` the member abstains."""
     values = 50.0 + np.random.default_rng(4).normal(0, 2.0, N)
     values[AT:] += 30
-    score = detector(stat="mean", span=24).score_all(window(values)).score[0]
+    score = detector(stat="mean", span="2h").score_all(window(values)).score[0]
     assert score[AT + 2] >= 1
     assert np.nanmax(score[AT + 18 :]) < 1  # 1.5 h
 

@@ -64,8 +64,9 @@ DEFAULT_MEMORY = 7 * 86400.0
 SD_FLOOR = 1e-3
 """Smallest standard deviation of a member's scores, so a member that always said 0 stays finite."""
 
-BOOTSTRAP_POINTS = 1_000_000
-"""Points replayed per `score` call to bootstrap new series (~5 s); the rest wait a poll."""
+BOOTSTRAP_POINTS = 2_000_000
+"""Window points the members score per `score` call to bootstrap new series; the rest wait
+a poll."""
 
 FORGET_SECONDS = 86400.0
 """A series absent for this long loses its calibration (it is bootstrapped again on return)."""
@@ -73,11 +74,11 @@ FORGET_SECONDS = 86400.0
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"detector": "quantile", "threshold": 4, "window": 2000, "refresh": 16},
     {"detector": "zscore", "robust": True, "window": 2000, "refresh": 16, "differences": 1},
-    {"detector": "rolling", "stat": "mean", "span": 24, "side": "up", "threshold": 5},
+    {"detector": "rolling", "stat": "mean", "span": "2h", "side": "up", "threshold": 5},
 )
 """The level (median, each side's scale from its 1%/99% tail, so a skewed or bursty series is
 judged by its own tails) and the step-to-step change (median, MAD), both over the last 2,000
-points; and the mean of the last 24 points judged the same way against its own past, upward
+points; and the mean of the last 2 hours judged the same way against its own past, upward
 only: spikes of the usual height coming more often, or bursts a little higher for an hour or
 two, which no single point shows (a falling mean is a quiet spell, routine on bursty counts);
 its band is wider (5), as the overlapping means of 24 points give fewer independent values
@@ -287,16 +288,22 @@ class EnsembleDetector:
         tail = min(window.values.shape[1] - 1, self.params.bootstrap)
         waiting = np.flatnonzero(self._pending[rows])
         if bootstrap and waiting.size and tail > 0:
-            # As if each series had been scored on the last `tail` points before the newest;
-            # a bounded number per call, so a first poll of many series stays short.
-            take = waiting[: max(1, BOOTSTRAP_POINTS // tail)]
+            # As if each series had been scored on the last `tail` points before the newest:
+            # the members see the whole window before the newest point (a member may need
+            # more history than `tail`), the calibration learns from its last `tail` columns.
+            # A bounded number per call, so a first poll of many series stays short.
+            width = window.values.shape[1] - 1
+            take = waiting[: max(1, BOOTSTRAP_POINTS // width)]
             history = Window(
-                np.asarray(window.values)[take, -1 - tail : -1],
-                np.asarray(window.timestamps)[-1 - tail : -1],
+                np.asarray(window.values)[take, :-1],
+                np.asarray(window.timestamps)[:-1],
                 [window.keys[i] for i in take],
                 window.step,
             )
-            self.score_all(history)
+            self._pending[rows[take]] = False
+            ests = [score_all(m, history) for m in self.members]
+            recent = [Estimate(*(f[:, -tail:] for f in _fields(e))) for e in ests]
+            self._run(rows[take], recent, np.asarray(history.timestamps, dtype=np.float64)[-tail:])
         elif waiting.size and tail <= 0:
             self._pending[rows[waiting]] = False  # nothing to replay: warm up poll by poll
         return rows

@@ -3,12 +3,12 @@
 The level members judge one point at a time, so an anomaly made of ordinary-looking points
 escapes them: spikes of the usual height coming twice as often, bursts that are a little
 higher for an hour, a series that goes quiet or sticks at one value, noise that doubles.
-This member turns the series into a statistic of its last `span` points and scores that
+This member turns the series into a statistic of its last `span` of time and scores that
 statistic with the `quantile` detector (median, each side's scale from the window's own
 tail, re-learned after `relearn`), so "unusual" means unusual for this series' own history
 of that statistic:
 
-- `stat: mean`: the mean of the last `span` points (the density of spikes, a slow
+- `stat: mean`: the mean of the points of the last `span` (the density of spikes, a slow
   excursion that no single point makes);
 - `stat: spread`: the log of their standard deviation (noise that grows, and on the lower
   side a series that goes quiet or flat where it normally moves). The log makes the lower
@@ -17,28 +17,28 @@ of that statistic:
 
 Where the level itself has moved (the `quantile` level member's re-learning, with this
 member's threshold, tail and window) the member abstains: the statistic follows a shift with a
-lag of up to `span` steps, and that ramp is the shift the level members report for `relearn`,
+lag of up to `span`, and that ramp is the shift the level members report for `relearn`,
 not a second anomaly (so a shift stays anomalous for about `relearn`, whatever the span).
 
 The member says *how* unusual, not *where* the value should be: its expected value and band
 are NaN (the ensemble's band comes from the level members). It is causal: column j's
-statistic uses columns j - span + 1 .. j only, so `score` and `score_all` agree whenever the
-window holds the quantile's `window` + `span` columns.
+statistic uses the columns of the `span` up to j only, so `score` and `score_all` agree
+whenever the window holds the quantile's `window` + `span` columns.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field
 
+from exporter.config.durations import Duration
 from exporter.detectors.base import DetectorParams, Estimate, FloatArray, Window, register
 from exporter.detectors.quantile import QuantileDetector, QuantileParams
 from exporter.detectors.zscore import DEFAULT_RELEARN
-from exporter.durations import Duration
 
 SPREAD_FLOOR = 1e-9
 """Added to the standard deviation before the log, relative to the window's mean |value|
@@ -50,8 +50,8 @@ class RollingParams(DetectorParams):
 
     stat: Literal["mean", "spread"] = "spread"
     """The statistic of the last `span` points: their mean, or the log of their spread."""
-    span: int = Field(12, ge=2)
-    """How many points (columns, the newest included) the statistic covers."""
+    span: Duration = Field(7200.0, gt=0)
+    """How much time (the newest point included; at least two points) the statistic covers."""
     threshold: float = Field(4.0, gt=0)
     """Half-width of each side of the band, in that side's standard deviations (as quantile)."""
     tail: float = Field(0.01, gt=0, lt=0.25)
@@ -88,7 +88,7 @@ class RollingDetector:
         self.level = QuantileDetector(self.inner.params)
 
     def score(self, window: Window) -> Estimate:
-        """Score the statistic of the last `span` columns against its past values."""
+        """Score the statistic of the last `span` against its past values."""
         transformed = self._transform(window)
         est = self.inner.score(transformed)
         moved = self.level.moved(window, last_only=True)[:, -1]
@@ -117,34 +117,51 @@ class RollingDetector:
         return _no_band(Estimate(score, est.expected, est.lower, est.upper))
 
     def _transform(self, window: Window) -> Window:
-        stat = rolling_stat(np.asarray(window.values, dtype=np.float64), self.params)
+        stat = rolling_stat(np.asarray(window.values, dtype=np.float64), self.params, window.step)
         return Window(stat, window.timestamps, window.keys, window.step)
 
 
-def rolling_stat(values: FloatArray, params: RollingParams) -> FloatArray:
-    """The statistic of each column's last `span` columns; NaN where fewer than half are
-    finite, or where the newest value is missing (a missing point is not scored)."""
+def rolling_stat(values: FloatArray, params: RollingParams, step: float) -> FloatArray:
+    """The statistic of each column's last `span` of time; NaN where fewer than half of its
+    points are finite, or where the newest value is missing (a missing point is not scored).
+
+    From running sums, so memory and time are those of the matrix whatever the span; each
+    row is taken relative to its median first, so a counter far from zero keeps its precision.
+    """
     rows, cols = values.shape
-    span = params.span
+    span = span_points(params.span, step)
     out = np.full((rows, cols), np.nan)
     if cols == 0:
         return out
-    padded = np.pad(values, ((0, 0), (span - 1, 0)), constant_values=np.nan)
-    views = sliding_window_view(padded, span, axis=1)  # (rows, cols, span)
-    finite = np.isfinite(views)
-    count = finite.sum(axis=2)
-    filled = np.where(finite, views, 0.0)
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: median NaN
+        center = np.nanmedian(np.where(finite, values, np.nan), axis=1)
+    x = np.where(finite, values - np.nan_to_num(center)[:, None], 0.0)
+    count, total, squares = (_window_sum(a, span) for a in (finite.astype(np.float64), x, x * x))
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = filled.sum(axis=2) / count
+        mean = total / count
         if params.stat == "mean":
-            stat = mean
+            stat = mean + np.nan_to_num(center)[:, None]
         else:
-            dev = np.where(finite, views - mean[..., None], 0.0)
-            sd = np.sqrt((dev * dev).sum(axis=2) / count)
-            floor = np.maximum(SPREAD_FLOOR * np.abs(mean), 1e-12)
-            stat = np.log(sd + floor)
-    ok = (count >= max(2, (span + 1) // 2)) & np.isfinite(values)
+            sd = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+            level = np.abs(mean + np.nan_to_num(center)[:, None])
+            stat = np.log(sd + np.maximum(SPREAD_FLOOR * level, 1e-12))
+    ok = (count >= max(2, (span + 1) // 2)) & finite
     out[ok] = stat[ok]
+    return out
+
+
+def span_points(span: float, step: float) -> int:
+    """Points of the grid in `span` seconds: at least 2."""
+    return max(2, round(span / step)) if step > 0 else 2
+
+
+def _window_sum(a: FloatArray, span: int) -> FloatArray:
+    """Sum of each column's last `span` columns (fewer at the start)."""
+    running = np.cumsum(a, axis=1)
+    out = running.copy()
+    out[:, span:] -= running[:, :-span]
     return out
 
 
