@@ -35,7 +35,7 @@ def samples(n_series: int, n_points: int, end: float) -> list[Sample]:
     rng = np.random.default_rng(1)
     ts = end - STEP * np.arange(n_points)[::-1]
     values = 100 + 10 * np.sin(ts / 3600)[None, :] + rng.normal(0, 2, (n_series, n_points))
-    out = []
+    out: list[Sample] = []
     for i in range(n_series):
         labels = {"instance": f"host-{i:05d}:9100", "job": "node"}
         out.extend(
@@ -55,7 +55,7 @@ async def bench(prom_url: str, n_series: int, n_points: int, repeat: int, end: f
         expr="bench_metric",
         lookback=STEP * (n_points - 1),
         step=STEP,
-        detectors=["zscore", "ewma"],  # type: ignore[arg-type]
+        detectors=["zscore", "ewma"],
         max_series=n_series,
     )
     cfg = PrometheusConfig(url=prom_url, timeout=120)

@@ -54,7 +54,7 @@ def main() -> None:
             )
             for lang in ("en", "zh"):
                 idx = [i for i, x in enumerate(langs) if x == lang]
-                found = [(matches[i], rows[i].category) for i in idx if matches[i] is not None]
+                found = [(m, rows[i].category) for i in idx if (m := matches[i]) is not None]
                 own = sum(category[m.title] == truth for m, truth in found)
                 print(
                     f"| {only or 'both'} | {lang} | {len(idx)} | {own / len(idx):.1%} "

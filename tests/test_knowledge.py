@@ -174,7 +174,8 @@ class Fixed:
             return next(v for key, v in self.table.items() if key in text)
 
         rows = np.asarray([vector(t) for t in texts], dtype=np.float32)
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        return unit
 
 
 def test_a_fitting_runbook_in_another_language_beats_an_unfitting_one_in_the_alerts(
