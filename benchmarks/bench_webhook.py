@@ -61,6 +61,7 @@ from exporter.text.encoder import TextModel
 
 HOSTS = 10
 DRAIN_TIMEOUT_SECONDS = 600.0
+BATCH_SECONDS = "augur_alert_enrichment_duration_seconds"
 
 WORK_BYTES = 64 * 1024
 """sha256 over this many bytes per alert: ~0.07 ms of CPU here, the enricher double's work."""
@@ -210,22 +211,27 @@ async def real_enricher(
         prom.stop()
 
 
-async def drain(outbox: Outbox, metrics: AlertMetrics) -> tuple[int, float]:
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """One sample's value from the registry, 0 when it is not exported (yet)."""
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def drain(outbox: Outbox, registry: CollectorRegistry) -> tuple[int, float]:
     """Wait until nothing awaits enrichment; (alerts enriched meanwhile, seconds)."""
-    before = metrics.enriched._value.get()
+    before = sample(registry, "augur_alerts_enriched_total")
     started = time.perf_counter()
     deadline = started + DRAIN_TIMEOUT_SECONDS
     while time.perf_counter() < deadline:
         if not await outbox.awaiting_count():
             break
         await asyncio.sleep(0.1)
-    return int(metrics.enriched._value.get() - before), time.perf_counter() - started
+    enriched = sample(registry, "augur_alerts_enriched_total") - before
+    return int(enriched), time.perf_counter() - started
 
 
-def histogram_sum_count(histogram: Any) -> tuple[float, float]:
-    """(sum, count) of an unlabelled prometheus_client Histogram."""
-    values = {s.name: s.value for m in histogram.collect() for s in m.samples}
-    return values[histogram._name + "_sum"], values[histogram._name + "_count"]
+def histogram_sum_count(registry: CollectorRegistry, name: str) -> tuple[float, float]:
+    """(sum, count) of an unlabelled histogram."""
+    return sample(registry, name + "_sum"), sample(registry, name + "_count")
 
 
 async def bench(args: argparse.Namespace, tmp: Path) -> None:
@@ -302,24 +308,25 @@ async def serve_and_measure(
     try:
         for label, closed in phases:
             server_times.clear()
-            posted_before = metrics.posted.labels(am_url)._value.get()
-            enriched_before = metrics.enriched._value.get()
-            batch_before = histogram_sum_count(metrics.enrich_duration)
+            posted_before = sample(registry, "augur_alerts_posted_total", alertmanager=am_url)
+            enriched_before = sample(registry, "augur_alerts_enriched_total")
+            batch_before = histogram_sum_count(registry, BATCH_SECONDS)
             data = await run_phase(url, args, closed)
             results = data["results"]
             client = [r[0] for r in results]
             alerts = sum(r[1] for r in results)
             bad = sum(1 for r in results if r[2] != 200)
-            during = metrics.enriched._value.get() - enriched_before
+            during = sample(registry, "augur_alerts_enriched_total") - enriched_before
             backlog = await outbox.awaiting_count()
-            drained, drain_seconds = await drain(outbox, metrics)
-            total_enriched = metrics.enriched._value.get() - enriched_before
+            drained, drain_seconds = await drain(outbox, registry)
+            total_enriched = sample(registry, "augur_alerts_enriched_total") - enriched_before
             total_seconds = data["elapsed"] + drain_seconds
-            batch_after = histogram_sum_count(metrics.enrich_duration)
+            batch_after = histogram_sum_count(registry, BATCH_SECONDS)
             batches = batch_after[1] - batch_before[1]
             batch_ms = 1000 * (batch_after[0] - batch_before[0]) / max(batches, 1)
             await asyncio.sleep(1.0)  # the sender posts the last enriched alerts
-            posted = metrics.posted.labels(am_url)._value.get() - posted_before
+            posted = sample(registry, "augur_alerts_posted_total", alertmanager=am_url)
+            posted -= posted_before
             offered = (
                 f"{args.rate:g} groups/s offered"
                 if not closed
@@ -348,8 +355,9 @@ async def serve_and_measure(
             )
             print(
                 f"  enricher: {batches:.0f} batches of up to {args.batch}, {batch_ms:.0f} ms each "
-                f"on average, {metrics.enrich_failures._value.get():.0f} alerts sent on with a "
-                f"minimal enrichment; posted to Alertmanager: {posted:.0f} (re-posts included)"
+                f"on average, {sample(registry, 'augur_alert_enrich_failures_total'):.0f} alerts "
+                f"sent on with a minimal enrichment; posted to Alertmanager: {posted:.0f} "
+                "(re-posts included)"
             )
     finally:
         await worker.stop()
