@@ -64,7 +64,7 @@ DEFAULT_MEMORY = 7 * 86400.0
 SD_FLOOR = 1e-3
 """Smallest standard deviation of a member's scores, so a member that always said 0 stays finite."""
 
-BOOTSTRAP_POINTS = 2_000_000
+BOOTSTRAP_POINTS = 1_000_000
 """Window points the members score per `score` call to bootstrap new series; the rest wait
 a poll."""
 

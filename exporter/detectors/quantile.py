@@ -161,14 +161,19 @@ class QuantileDetector:
         padded = np.pad(y, ((0, 0), (span, 0)), constant_values=np.nan)
         views = sliding_window_view(padded, span, axis=1)
         short = np.arange(span)[None, :] < (span - (ends - starts))[:, None]
-        chunk = max(1, _CHUNK_POINTS // span)
-        for r in range(rows):
-            for lo in range(0, len(ends), chunk):
-                block = views[r, ends[lo : lo + chunk]]  # a copy (fancy indexing)
-                block[short[lo : lo + chunk]] = np.nan
-                stats = self._sorted_stats(block)
+        # Batches of windows (rows x anchors) of at most _CHUNK_POINTS values: few numpy
+        # calls for a poll of many series, bounded memory for a long backtest of one.
+        per = max(1, _CHUNK_POINTS // span)
+        width = min(len(ends), per)
+        height = max(1, per // width)
+        for lo in range(0, len(ends), width):
+            picked, gaps = ends[lo : lo + width], short[lo : lo + width]
+            for top in range(0, rows, height):
+                block = views[top : top + height, picked]  # a copy (fancy indexing)
+                block[np.broadcast_to(gaps, block.shape)] = np.nan
+                stats = self._sorted_stats(block.reshape(-1, span))
                 for target, value in zip(out, stats, strict=True):
-                    target[r, lo : lo + chunk] = value
+                    target[top : top + height, lo : lo + width] = value.reshape(block.shape[:2])
         return out[0], out[1], out[2]
 
     def _sorted_stats(self, block: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
