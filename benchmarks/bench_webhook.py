@@ -41,8 +41,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
+from exporter.alerts.alertmanager import AlertmanagerSender
 from exporter.alerts.enrich import AlertEnricher
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.models import (
     Enricher,
     Enrichment,

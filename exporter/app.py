@@ -25,8 +25,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
-from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
+from exporter.alerts.alertmanager import AlertmanagerSender
 from exporter.alerts.enrich import AlertEnricher
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver, disabled
 from exporter.alerts.worker import EnrichmentWorker

@@ -36,7 +36,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from waiting import eventually
 
-from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
+from exporter.alerts.alertmanager import AlertmanagerSender
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.models import (
     Enrichment,
     WebhookAlert,

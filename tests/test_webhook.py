@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from exporter.alerts.alertmanager import AlertMetrics
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.models import (
     Enrichment,
     WebhookAlert,
