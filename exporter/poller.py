@@ -372,10 +372,7 @@ class Poller:
                     waiter.exception()  # its outcome went to its own caller, who timed out
                 return
             waiter.cancel()  # the call in its thread runs on: threads cannot be cancelled
-        raise Busy(
-            "the query's previous scoring call outlasted poll.cpu_timeout and is still "
-            "running; skipped until it returns"
-        )
+        raise Busy("its last scoring call outlasted poll.cpu_timeout and runs on: skipped")
 
     async def _cpu(
         self, runner: QueryRunner, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
