@@ -1,17 +1,18 @@
 """Webhook to outbox: latency per group, sustained alerts/s, and how fast enrichment drains.
 
-augur's alert loop as app.py wires it (webhook receiver, SQLite outbox with synchronous=FULL,
-enrichment worker, sender) serves on a loopback port and drains into a real Alertmanager; a
-separate load process posts webhook notifications of new alerts (1 to 10 per group) on a
-fixed schedule, 50 groups/s by default, so a slow answer cannot slow the offered load down.
+augur's alert loop as `augur run` builds it (`AlertLoop`: webhook receiver, SQLite outbox
+with synchronous=FULL, enrichment worker, sender) serves on a loopback port and drains into a
+real Alertmanager; a separate load process posts webhook notifications of new alerts (1 to 10
+per group) on a fixed schedule, 50 groups/s by default, so a slow answer cannot slow the
+offered load down.
 The webhook answers once the group is on disk; the worker enriches behind it, so after the
 load the benchmark waits for the enrichment backlog to drain and reports its rate.
 
 By default the enricher is a test double doing a fixed small amount of CPU work per alert,
 and a closed-loop phase (8 requests in flight) follows to find the webhook's ceiling. With
-`--real-model` it is the real AlertEnricher: the shipped ONNX model (models/onnx), the
-shipped runbooks and a real Prometheus holding augur scores for the alerts' hosts; every
-alert's text is new, so the model's cache never answers.
+`--real-model` it is the loop's own AlertEnricher: the shipped ONNX model (models/onnx) on
+the loop's model thread, the shipped runbooks and a real Prometheus holding augur scores for
+the alerts' hosts; every alert's text is new, so the model's cache never answers.
 
     .venv/bin/python benchmarks/bench_webhook.py [--rate 50] [--seconds 20] [--min-alerts 1]
     .venv/bin/python benchmarks/bench_webhook.py --real-model [--seconds 10]
@@ -30,9 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,8 +40,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
-from exporter.alerts.enrich import AlertEnricher
+from exporter.alerts.loop import AlertLoop
 from exporter.alerts.models import (
     Enricher,
     Enrichment,
@@ -50,14 +48,11 @@ from exporter.alerts.models import (
     format_time,
 )
 from exporter.alerts.outbox import Outbox
-from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import BATCH as worker_batch
-from exporter.alerts.worker import EnrichmentWorker
-from exporter.config.alerts import REPO_MODEL_DIR, AlertmanagerConfig, WebhookConfig
+from exporter.config.alerts import AlertmanagerConfig
 from exporter.config.prometheus import PrometheusConfig
+from exporter.config.root import Config
 from exporter.procs import Sample, free_port, start_alertmanager, start_prometheus
-from exporter.prometheus import PrometheusClient, make_session
-from exporter.text.encoder import TextModel
 
 HOSTS = 10
 DRAIN_TIMEOUT_SECONDS = 600.0
@@ -182,35 +177,6 @@ def scores_history(now: float) -> list[Sample]:
     ]
 
 
-@asynccontextmanager
-async def real_enricher(
-    tmp: Path, on_stage: Callable[[str, float], None]
-) -> AsyncIterator[Enricher]:
-    """The AlertEnricher as app.py builds it, on the shipped model and a real Prometheus."""
-    prom = start_prometheus(tmp / "prom", samples=scores_history(time.time()))
-    executor = ThreadPoolExecutor(2, thread_name_prefix="augur-cpu")
-    try:
-        model = TextModel(REPO_MODEL_DIR)
-        cfg = PrometheusConfig(url=prom.url, retries=1)
-        async with make_session(cfg) as session:
-            enricher = AlertEnricher(
-                model,
-                PrometheusClient.from_config(cfg, session),
-                executor=executor,
-                on_stage=on_stage,
-            )
-            problems = await enricher.start()
-            if problems:
-                print(f"runbook problems: {problems}")
-            try:
-                yield enricher
-            finally:
-                await enricher.close()
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
-        prom.stop()
-
-
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     """One sample's value from the registry, 0 when it is not exported (yet)."""
     return registry.get_sample_value(name, labels) or 0.0
@@ -240,63 +206,46 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
     )
     try:
         if args.real_model:
-            stages: dict[str, list[float]] = {}
-
-            def on_stage(name: str, seconds: float) -> None:
-                stages.setdefault(name, []).append(seconds)
-
-            async with real_enricher(tmp, on_stage) as enricher:
-                await serve_and_measure(args, tmp, am.url, enricher)
-            # The two stages of a batch run concurrently: the slower one bounds it.
-            print(
-                "  stages per batch (concurrent): "
-                + ", ".join(
-                    f"{name} {1000 * statistics.mean(t):.0f} ms mean over {len(t)}"
-                    for name, t in sorted(stages.items())
-                )
-            )
+            # The loop's own enricher on the shipped model, asking a real Prometheus.
+            prom = start_prometheus(tmp / "prom", samples=scores_history(time.time()))
+            try:
+                await serve_and_measure(args, tmp, am.url, prom.url, None)
+            finally:
+                prom.stop()
         else:
-            await serve_and_measure(args, tmp, am.url, FixedWorkEnricherDouble())
+            await serve_and_measure(
+                args, tmp, am.url, "http://127.0.0.1:1", FixedWorkEnricherDouble()
+            )
     finally:
         am.stop()
 
 
 async def serve_and_measure(
-    args: argparse.Namespace, tmp: Path, am_url: str, enricher: Enricher
+    args: argparse.Namespace, tmp: Path, am_url: str, prom_url: str, enricher: Enricher | None
 ) -> None:
     registry = CollectorRegistry()
-    metrics = AlertMetrics(registry)
-    config = AlertmanagerConfig(urls=[am_url])
-    webhook = WebhookConfig()
-    outbox = await Outbox.open(tmp / "outbox.db", config.urls, time.time())
-    sender = AlertmanagerSender(config, outbox, metrics)
-    worker = EnrichmentWorker(
-        outbox,
-        enricher,
-        metrics,
-        timeout=webhook.enrich_timeout,
-        on_enriched=sender.wake,
-        batch=args.batch,
+    config = Config(
+        prometheus=PrometheusConfig(url=prom_url), alertmanager=AlertmanagerConfig(urls=[am_url])
     )
-    receiver = WebhookReceiver(
-        webhook, outbox, metrics, on_accepted=worker.wake, on_changed=sender.wake
+    loop = AlertLoop(
+        config, registry, enricher=enricher, outbox=tmp / "outbox.db", batch=args.batch
     )
     server_times: list[float] = []
 
     async def timed(request: web.Request) -> web.StreamResponse:
         t0 = time.perf_counter()
-        resp = await receiver.handle(request)
+        resp = await loop.handle(request)
         server_times.append(time.perf_counter() - t0)
         return resp
 
     app = web.Application()
+    app.cleanup_ctx.append(loop.cleanup_ctx)
     app.router.add_post("/webhook", timed)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    await sender.start()
-    worker.start()
+    outbox = loop.outbox
     url = f"http://127.0.0.1:{port}/webhook"
     phases = [("open loop", 0)] if args.real_model else [("open loop", 0), ("closed loop", 8)]
     mode = (
@@ -359,11 +308,20 @@ async def serve_and_measure(
                 f"sent on with a minimal enrichment; posted to Alertmanager: {posted:.0f} "
                 "(re-posts included)"
             )
+        if args.real_model:
+            # The two stages of a batch run concurrently: the slower one bounds it.
+            stages = []
+            for stage in ("model", "prometheus"):
+                total, count = (
+                    sample(registry, f"augur_alert_enrichment_stage_seconds_{part}", stage=stage)
+                    for part in ("sum", "count")
+                )
+                stages.append(
+                    f"{stage} {1000 * total / max(count, 1):.0f} ms mean over {count:.0f}"
+                )
+            print("  stages per batch (concurrent): " + ", ".join(stages))
     finally:
-        await worker.stop()
-        await sender.stop()
         await runner.cleanup()
-        await outbox.close()
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """The aiohttp application: one cleanup context per long-lived resource, and the HTTP routes.
-Over 400 lines because it still wires the alert loop (outbox, enricher, worker, sender,
-webhook) itself; the alert-loop factory of issue 11 takes that out of it.
 
-Start-up order: executor -> Prometheus session -> scoring loop. Shutdown runs the other way
-round, bounded: on SIGTERM or SIGINT augur turns not-ready, stops polling, closes its
-session and executor, and exits within `SHUTDOWN_SECONDS` (a pod gets 30 s).
+Start-up order: scoring executor -> state -> Prometheus session -> alert loop (its own model
+executor, model, outbox, sender, worker: `AlertLoop`) -> scoring loop. Shutdown runs the other
+way round, bounded: on SIGTERM or SIGINT augur turns not-ready, stops polling, stops the alert
+loop, closes its session, the ARIMA fit workers and the executor, and exits within
+`SHUTDOWN_SECONDS` (a pod gets 30 s).
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
-from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
-from exporter.alerts.enrich import AlertEnricher
-from exporter.alerts.outbox import Outbox
-from exporter.alerts.webhook import WebhookReceiver, disabled
-from exporter.alerts.worker import EnrichmentWorker
+from exporter.alerts.loop import AlertLoop, AlertLoopError
+from exporter.alerts.webhook import disabled
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
 from exporter.detectors import arima
@@ -37,8 +34,6 @@ from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, Self
 from exporter.poller import Poller
 from exporter.prometheus import PrometheusClient, make_session
 from exporter.state import StateStore
-from exporter.text.encoder import ModelError
-from exporter.text.reload import ReloadableModel
 
 log = logging.getLogger("augur.app")
 
@@ -70,15 +65,12 @@ BOARD = web.AppKey("board", ScoreBoard)
 METRICS = web.AppKey("metrics", SelfMetrics)
 HEALTH = web.AppKey("health", Health)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+"""The scoring loop's threads (the alert loop has its own)."""
 CLIENT = web.AppKey("client", PrometheusClient)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 POLLER = web.AppKey("poller", Poller)
 STORE = web.AppKey("store", StateStore)
-MODEL = web.AppKey("model", ReloadableModel)
-OUTBOX = web.AppKey("outbox", Outbox)
-SENDER = web.AppKey("sender", AlertmanagerSender)
-RECEIVER = web.AppKey("receiver", WebhookReceiver)
-ALERT_METRICS = web.AppKey("alert_metrics", AlertMetrics)
+ALERTS = web.AppKey("alerts", AlertLoop)
 
 POLLER_STOP_SECONDS = 10.0
 """How long a cycle in flight at shutdown may take to finish before it is cancelled."""
@@ -89,6 +81,9 @@ async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(config.poll.workers, thread_name_prefix="augur-cpu")
     app[EXECUTOR] = executor
     yield
+    # ARIMA fits run in a process pool shared by the scoring loop's detectors; its workers
+    # must not outlive it. Not on the scoring threads: one may still hold an abandoned call.
+    await asyncio.to_thread(arima.shutdown_pools)
     # Threads cannot be interrupted; a scoring call still running is abandoned, not awaited.
     executor.shutdown(wait=False, cancel_futures=True)
 
@@ -107,32 +102,9 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     store.close()
 
 
-async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    if not config.alertmanager.enabled():
-        yield  # no alert loop: the model is not loaded, its memory not spent
-        return
-    loop = asyncio.get_running_loop()
-    metrics = app[METRICS]
-    try:
-        model = await loop.run_in_executor(
-            app[EXECUTOR],
-            lambda: ReloadableModel(
-                config.model.dir,
-                threads=config.model.threads,
-                on_inference=lambda seconds, texts: metrics.model_inference.observe(seconds),
-            ),
-        )
-    except ModelError as exc:
-        raise StartupError(f"cannot load the text model: {exc}") from None
-    app[MODEL] = model
-    app[METRICS].model_info.labels(model.name, model.version, model.sha256).set(1)
-    log.info("model_loaded", extra={"model": model.name, "version": model.version})
-    yield
-
-
 async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    alerts = app[ALERTS]
     if not config.alertmanager.enabled():
         log.info(
             "alert_enrichment_disabled",
@@ -140,54 +112,13 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         yield
         return
-    path = config.state.path.with_name(config.state.path.stem + "-outbox.db")
     try:
-        outbox = await Outbox.open(path, config.alertmanager.urls)
-    except (OSError, sqlite3.Error) as exc:
-        raise StartupError(
-            f"cannot open the alert outbox {path}: {exc}; point state.path at a writable folder"
-        ) from None
-    # The enricher gets a Prometheus client of its own with one retry: its deadline cuts every
-    # call short anyway, and it must not queue behind the scoring loop's range queries.
-    stage_seconds = app[ALERT_METRICS].enrich_stage
-    enricher = AlertEnricher(
-        app[MODEL],
-        PrometheusClient.from_config(
-            config.prometheus.model_copy(update={"retries": 1}), app[SESSION]
-        ),
-        config.enrich,
-        executor=app[EXECUTOR],
-        on_stage=lambda stage, seconds: stage_seconds.labels(stage).observe(seconds),
-    )
-    for problem in await enricher.start():
-        log.warning("runbook_problem", extra={"problem": problem})
-    sender = AlertmanagerSender(config.alertmanager, outbox, app[ALERT_METRICS])
-    worker = EnrichmentWorker(
-        outbox,
-        enricher,
-        app[ALERT_METRICS],
-        timeout=config.webhook.enrich_timeout,
-        on_enriched=sender.wake,
-    )
-    receiver = WebhookReceiver(
-        config.webhook,
-        outbox,
-        app[ALERT_METRICS],
-        on_accepted=worker.wake,
-        on_changed=sender.wake,
-    )
-    app[OUTBOX], app[SENDER], app[RECEIVER] = outbox, sender, receiver
-    await sender.start()
-    # Alerts accepted but not enriched before a crash or stop are picked up here first.
-    worker.start()
+        await alerts.start()
+    except AlertLoopError as exc:
+        raise StartupError(str(exc)) from None
     log.info("alert_enrichment", extra={"alertmanagers": ", ".join(config.alertmanager.urls)})
     yield
-    # In-flight webhook requests finished before cleanup began; what is accepted is on disk,
-    # enriched or not: the next start finishes the rest.
-    await worker.stop()
-    await sender.stop()
-    await enricher.close()
-    await outbox.close()
+    await alerts.stop()
 
 
 async def _prometheus_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -259,22 +190,15 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
     poller.close()
     app[REGISTRY].unregister(detectors)
-    # ARIMA fits run in a process pool shared by all detectors; its workers must not outlive us.
-    await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], arima.shutdown_pools)
 
 
 async def reload_model(app: web.Application) -> None:
     """SIGHUP: load the model files again and swap them in if they verify; never drops a call."""
-    model = app.get(MODEL)
-    if model is None:
+    alerts = app[ALERTS]
+    if not app[CONFIG].alertmanager.enabled():
         log.info("reload_skipped", extra={"reason": "alert enrichment is off: no model loaded"})
         return
-    info = app[METRICS].model_info
-    old = (model.name, model.version, model.sha256)
-    error = await model.reload(app[EXECUTOR])
-    if error is None and old != (model.name, model.version, model.sha256):
-        info.remove(*old)
-        info.labels(model.name, model.version, model.sha256).set(1)
+    await alerts.reload_model()
 
 
 async def _mark_not_ready(app: web.Application) -> None:
@@ -328,8 +252,9 @@ async def ready(request: web.Request) -> web.Response:
 
 async def webhook(request: web.Request) -> web.Response:
     """Alertmanager's webhook; 503 (so Alertmanager retries) when enrichment is not set up."""
-    receiver = request.app.get(RECEIVER)
-    return await (receiver.handle(request) if receiver else disabled(request))
+    if not request.app[CONFIG].alertmanager.enabled():
+        return await disabled(request)
+    return await request.app[ALERTS].handle(request)
 
 
 def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.Application:
@@ -343,10 +268,10 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
     app[BOARD] = board
     app[METRICS] = SelfMetrics(registry)
     app[HEALTH] = Health()
-    app[ALERT_METRICS] = AlertMetrics(registry)
-    app.cleanup_ctx.extend(
-        [_executor_ctx, _state_ctx, _prometheus_ctx, _model_ctx, _alerts_ctx, _poller_ctx]
-    )
+    # Built, and its metrics registered, even when off: it only starts if it has somewhere
+    # to send to (see `_alerts_ctx`).
+    app[ALERTS] = AlertLoop(config, registry, self_metrics=app[METRICS])
+    app.cleanup_ctx.extend([_executor_ctx, _state_ctx, _prometheus_ctx, _alerts_ctx, _poller_ctx])
     app.on_shutdown.append(_mark_not_ready)
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)

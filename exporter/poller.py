@@ -2,8 +2,10 @@
 
 One cycle runs all queries concurrently (the Prometheus client bounds the concurrency).
 Aligning and scoring are CPU work and run in a bounded executor under a timeout, never on
-the event loop. A failing query is counted and logged and the others go on; a cycle that
-outlasts the interval delays the next one instead of stacking another on top of it.
+the event loop. A call that times out runs on in its thread, so a query has one CPU call in
+flight at most: until it returns, the query's cycles are skipped as failures and nothing else
+enters its (not thread-safe) detectors. A failing query is counted and logged and the others
+go on; a cycle that outlasts the interval delays the next one instead of stacking on top of it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -54,6 +56,7 @@ class QueryRunner:
     detectors: dict[str, Detector]
     incidents: dict[str, IncidentBook]
     dropped_logged: bool = False
+    in_flight: Future[Any] | None = None  # the last CPU call; it may outlive its timeout
 
     @classmethod
     def build(cls, config: QueryConfig) -> QueryRunner:
@@ -227,7 +230,7 @@ class Poller:
             if state is None:
                 continue
             try:
-                await self._cpu(detector.load_state, state)
+                await self._cpu(runner, detector.load_state, state)
             except Exception as exc:
                 log.warning(
                     "state_discarded",
@@ -245,7 +248,9 @@ class Poller:
         written = 0
         for runner, name, detector, settings in self._stateful():
             try:
-                state = await self._cpu(detector.dump_state)
+                # A scoring call that outlasted its timeout gets that long again to finish.
+                await self._settle(runner, self.cpu_timeout)
+                state = await self._cpu(runner, detector.dump_state)
                 await self._io(
                     self.store.save,
                     runner.config.name,
@@ -300,7 +305,7 @@ class Poller:
             report.errors[q.name] = _describe(exc)
             level = (
                 logging.WARNING
-                if isinstance(exc, PrometheusError | TimeoutError)
+                if isinstance(exc, PrometheusError | TimeoutError | Busy)
                 else logging.ERROR
             )
             log.log(
@@ -318,10 +323,11 @@ class Poller:
 
     async def _poll_query(self, runner: QueryRunner) -> int:
         q = runner.config
+        await self._settle(runner, 0.0)  # a call left from an earlier cycle: skip this one
         end = self.clock()
         start = end - q.lookback
         matrix = await self.client.query_range(q.expr, start, end, q.step)
-        window = await self._cpu(align, matrix, start, end, q.step)
+        window = await self._cpu(runner, align, matrix, start, end, q.step)
         total = len(window.keys)
         if total > q.max_series:
             window = select(window, range(q.max_series))
@@ -340,29 +346,52 @@ class Poller:
         if not window.keys:
             self.board.publish(q.name, (), {})
             return 0
-        estimates = await self._cpu(runner.score, window)
+        estimates = await self._cpu(runner, runner.score, window)
         incidents = runner.track(window, estimates)
         for name, stages in incidents.items():
             self.metrics.incidents_opened.labels(q.name, name).inc(stages.opened)
             self.metrics.incidents_escalated.labels(q.name, name).inc(stages.escalated)
         scored = self.board.publish(q.name, window.keys, estimates, q.labels, incidents)
-        forecasts = await self._cpu(runner.forecast, window)
+        forecasts = await self._cpu(runner, runner.forecast, window)
         if forecasts is not None:
             self.board.publish_forecasts(
                 q.name, window.keys, [format_duration(h) for h in q.horizons], forecasts, q.labels
             )
         return scored
 
-    async def _cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn` in the bounded executor under the CPU timeout."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-        return await asyncio.wait_for(future, self.cpu_timeout)
+    async def _settle(self, runner: QueryRunner, wait: float) -> None:
+        """Give the query's CPU call in flight `wait` seconds to end; raise Busy if it runs on."""
+        future = runner.in_flight
+        if future is None or future.done():
+            return
+        if wait > 0:
+            waiter = asyncio.wrap_future(future)
+            await asyncio.wait([waiter], timeout=wait)
+            if waiter.done():
+                if not waiter.cancelled():
+                    waiter.exception()  # its outcome went to its own caller, who timed out
+                return
+            waiter.cancel()  # the call in its thread runs on: threads cannot be cancelled
+        raise Busy("its last scoring call outlasted poll.cpu_timeout and runs on: skipped")
+
+    async def _cpu(
+        self, runner: QueryRunner, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `fn` for `runner` in the bounded executor under the CPU timeout, one at a time."""
+        await self._settle(runner, 0.0)
+        future = self.executor.submit(lambda: fn(*args, **kwargs))
+        runner.in_flight = future
+        # On timeout the thread runs on; `in_flight` keeps the next call out until it returns.
+        return await asyncio.wait_for(asyncio.wrap_future(future), self.cpu_timeout)
 
     async def _io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a short blocking call (SQLite) in the executor."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+class Busy(Exception):
+    """The query's previous CPU call is still running in its thread (it timed out)."""
 
 
 def _describe(exc: BaseException) -> str:

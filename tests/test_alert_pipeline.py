@@ -36,7 +36,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from waiting import eventually
 
-from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
+from exporter.alerts.alertmanager import AlertmanagerSender
+from exporter.alerts.loop import AlertLoop
 from exporter.alerts.models import (
     Enrichment,
     WebhookAlert,
@@ -44,9 +45,9 @@ from exporter.alerts.models import (
     format_time,
 )
 from exporter.alerts.outbox import Outbox, Record
-from exporter.alerts.webhook import WebhookReceiver
-from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
+from exporter.config.prometheus import PrometheusConfig
+from exporter.config.root import Config
 from exporter.procs import Process, find_binary, free_port
 
 pytestmark = pytest.mark.integration
@@ -85,13 +86,10 @@ class KindEnricherDouble:
 
 @dataclass
 class Augur:
-    """augur's alert loop as app.py runs it: webhook, outbox, worker, sender on a real server."""
+    """augur's alert loop as `augur run` builds it (`AlertLoop`), on a real server."""
 
     url: str
-    outbox: Outbox
-    sender: AlertmanagerSender | None
-    worker: EnrichmentWorker | None
-    metrics: AlertMetrics
+    loop: AlertLoop
     registry: CollectorRegistry
     runner: web.AppRunner
 
@@ -109,53 +107,46 @@ class Augur:
         resolve_timeout: float = 3600.0,
     ) -> Augur:
         registry = CollectorRegistry()
-        metrics = AlertMetrics(registry)
-        config = AlertmanagerConfig(
-            urls=list(urls),
-            repost_interval=repost_interval,
-            resolve_timeout=resolve_timeout,
-            timeout=2.0,
-            backoff_base=0.1,
-            backoff_max=0.5,
+        config = Config(
+            # Not asked: the enricher is a stand-in.
+            prometheus=PrometheusConfig(url="http://127.0.0.1:1"),
+            alertmanager=AlertmanagerConfig(
+                urls=list(urls),
+                repost_interval=repost_interval,
+                resolve_timeout=resolve_timeout,
+                timeout=2.0,
+                backoff_base=0.1,
+                backoff_max=0.5,
+            ),
+            webhook=WebhookConfig(bearer_token_file=token_file),
         )
-        outbox = await Outbox.open(outbox_path, config.urls, time.time())
-        snd = AlertmanagerSender(config, outbox, metrics, housekeeping_interval=0.1)
-        webhook = WebhookConfig(bearer_token_file=token_file)
-        worker = EnrichmentWorker(
-            outbox, enricher, metrics, timeout=webhook.enrich_timeout, on_enriched=snd.wake
-        )
-        receiver = WebhookReceiver(
-            webhook,
-            outbox,
-            metrics,
-            on_accepted=worker.wake if sender else None,
-            on_changed=snd.wake if sender else None,
+        loop = AlertLoop(
+            config,
+            registry,
+            enricher=enricher,
+            outbox=outbox_path,
+            enrich=sender,
+            send=sender,
+            housekeeping_interval=0.1,
         )
         app = web.Application()
-        app.router.add_post("/webhook", receiver.handle)
+        app.cleanup_ctx.append(loop.cleanup_ctx)
+        app.router.add_post("/webhook", loop.handle)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        if sender:
-            await snd.start()
-            worker.start()
-        return cls(
-            f"http://127.0.0.1:{port}",
-            outbox,
-            snd if sender else None,
-            worker if sender else None,
-            metrics,
-            registry,
-            runner,
-        )
+        return cls(f"http://127.0.0.1:{port}", loop, registry, runner)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.loop.outbox
+
+    @property
+    def sender(self) -> AlertmanagerSender:
+        return self.loop.sender
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            await self.worker.stop()
-        if self.sender is not None:
-            await self.sender.stop()
         await self.runner.cleanup()
-        await self.outbox.close()
 
 
 @dataclass
@@ -640,7 +631,6 @@ async def test_refused_alert_is_marked_and_the_rest_of_its_batch_delivered(
         ],
         time.time(),
     )
-    assert augur.sender is not None
     augur.sender.wake()
     await eventually(lambda: capture.alerts("firing", "Good"))
     labels = {"alertmanager": am.url}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ import pytest
 from aiohttp import web
 from test_alert_pipeline import am_config
 
-from exporter.app import build_app
+from exporter.app import ALERTS, EXECUTOR, build_app
 from exporter.config.root import Config
 from exporter.procs import Process, Sample, free_port
 
@@ -160,3 +161,65 @@ async def test_chinese_alert_arrives_enriched_and_resolves(stack: tuple[Process,
     resolved = await capture.wait_for(lambda a: a["status"] == "resolved")
     assert resolved["labels"]["augur_enriched"] == "true"
     assert resolved["labels"]["category"] == "cpu"
+
+
+async def test_the_model_answers_while_the_scoring_threads_are_all_busy(
+    prometheus_factory: Callable[..., Process], tmp_path: Path
+) -> None:
+    """The text model has a thread of its own: scoring load cannot make it miss its timeout."""
+    prom = prometheus_factory()
+    port = free_port()
+    config = Config.model_validate(
+        {
+            "prometheus": {"url": prom.url},
+            "poll": {"interval": "1m", "workers": 2},
+            "state": {"path": str(tmp_path / "augur.db")},
+            "queries": [{"name": "up", "expr": "up"}],
+            "alertmanager": {"urls": ["http://127.0.0.1:1"]},  # never reached: not asked here
+            "enrich": {"model_timeout": "2s"},
+        }
+    )
+    app = build_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    release = threading.Event()
+    try:
+        # Every scoring thread is taken by a call that outlasts the model's timeout many times.
+        busy = [app[EXECUTOR].submit(release.wait, 60) for _ in range(config.poll.workers)]
+        body = {
+            "version": "4",
+            "groupKey": "{}:{}",
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "augur",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://127.0.0.1:1",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "DiskFull", "instance": "node-1:9100"},
+                    "annotations": {"summary": "disk /var on node-1 is 97% full"},
+                    "startsAt": iso(time.time() - 60),
+                    "endsAt": "0001-01-01T00:00:00Z",
+                }
+            ],
+        }
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/webhook", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+        outbox = app[ALERTS].outbox
+        deadline = time.monotonic() + 30
+        while await outbox.awaiting_count():
+            assert time.monotonic() < deadline, "the alert was not enriched"
+            await asyncio.sleep(0.05)
+        assert not any(f.done() for f in busy)  # the scoring threads were held throughout
+        (row,) = await outbox.rows()
+        notes = json.loads(row["enrichment"])
+        assert notes["augur_category"] == "disk", notes
+        assert "text model" not in notes.get("augur_missing", ""), notes
+    finally:
+        release.set()
+        await runner.cleanup()

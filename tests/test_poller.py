@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
+from exporter.detectors import Estimate, Window
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import CycleReport, Poller
 from exporter.procs import Process, Sample
@@ -116,3 +118,63 @@ async def test_overrunning_cycles_are_counted_not_stacked(
     assert most == 1
     overruns = registry.get_sample_value("augur_poll_overruns_total")
     assert overruns is not None and overruns >= 4  # every cycle but possibly the one cancelled
+
+
+async def test_a_timed_out_scoring_call_is_not_entered_again_until_it_returns(
+    prometheus_factory: Callable[..., Process],
+) -> None:
+    """A call that outlasts cpu_timeout runs on in its thread; the query's next cycles are
+    skipped (and counted as failures) rather than entering its detectors beside it."""
+    end = time.time() - 5
+    prom = prometheus_factory(samples=wide_history(3, 40, end))
+    query = QueryConfig(name="q", expr="wide_metric", lookback=STEP * 39, step=STEP)
+    cfg = PrometheusConfig(url=prom.url, timeout=10)
+    registry = CollectorRegistry()
+    release = threading.Event()
+    inside = 0
+    most = 0
+    calls = 0
+    lock = threading.Lock()
+    with ThreadPoolExecutor(2) as executor:
+        async with make_session(cfg) as session:
+            client = PrometheusClient.from_config(cfg, session, executor=executor)
+            poller = Poller(
+                [query],
+                client,
+                ScoreBoard(),
+                SelfMetrics(registry),
+                executor,
+                interval=60,
+                cpu_timeout=0.2,
+            )
+            (runner,) = poller.runners
+            score = runner.score
+
+            def held_score(window: Window) -> dict[str, Estimate]:
+                nonlocal inside, most, calls
+                with lock:
+                    inside += 1
+                    calls += 1
+                    most = max(most, inside)
+                try:
+                    if calls == 1:
+                        release.wait(30)  # the first call outlasts cpu_timeout by far
+                    return score(window)
+                finally:
+                    with lock:
+                        inside -= 1
+
+            runner.score = held_score  # type: ignore[method-assign]
+            first = await poller.cycle()
+            assert first.errors == {"q": "scoring took longer than poll.cpu_timeout"}
+            for _ in range(3):  # the call is still running: skipped, not entered again
+                report = await poller.cycle()
+                assert "runs on: skipped" in report.errors["q"], report
+            assert calls == 1
+            failures = registry.get_sample_value("augur_poll_failures_total", {"query": "q"})
+            assert failures == 4
+            release.set()
+            await asyncio.wait_for(asyncio.wrap_future(runner.in_flight), 10)  # type: ignore[arg-type]
+            report = await poller.cycle()
+    assert "q" in report.scored and not report.errors, report  # entered again, and done
+    assert (calls, most) == (2, 1)

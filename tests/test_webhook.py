@@ -1,5 +1,7 @@
 """POST /webhook on a real aiohttp server with a real outbox and the enrichment worker.
 
+The loop is the one `augur run` runs (`AlertLoop`), with a stand-in enricher and no sender.
+
 Answers, validation, idempotency, and the order of events: the webhook answers 200 once the
 group is on disk, before enrichment; the worker enriches afterwards, also after a crash.
 """
@@ -18,7 +20,8 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from exporter.alerts.alertmanager import AlertMetrics
+from exporter.alerts.loop import AlertLoop
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.models import (
     Enrichment,
     WebhookAlert,
@@ -27,8 +30,9 @@ from exporter.alerts.models import (
 )
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
-from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
+from exporter.config.prometheus import PrometheusConfig
+from exporter.config.root import Config
 
 Client = TestClient[web.Request, web.Application]
 REPLICA = "http://127.0.0.1:9"
@@ -112,6 +116,23 @@ def payload(*alerts: dict[str, Any], **fields: Any) -> dict[str, Any]:
 MakeClient = Callable[..., Awaitable[tuple[Client, Outbox, WebhookReceiver]]]
 
 
+def alert_loop(
+    registry: CollectorRegistry,
+    path: Path,
+    enricher: Any = None,
+    *,
+    enrich: bool = True,
+    **settings: Any,
+) -> AlertLoop:
+    """The alert loop with a stand-in enricher, no sender, its outbox at `path`."""
+    config = Config(
+        prometheus=PrometheusConfig(url="http://127.0.0.1:1"),  # not asked: a stand-in enricher
+        alertmanager=AlertmanagerConfig(urls=[REPLICA]),
+        webhook=WebhookConfig(**settings),
+    )
+    return AlertLoop(config, registry, enricher=enricher, outbox=path, enrich=enrich, send=False)
+
+
 @pytest.fixture
 def registry() -> CollectorRegistry:
     """The test's own registry, where `make_client`'s webhook registers its metrics."""
@@ -128,30 +149,22 @@ async def make_client(
     tmp_path: Path,
     registry: CollectorRegistry,
 ) -> Any:
-    boxes: list[Outbox] = []
-    workers: list[EnrichmentWorker] = []
+    count = 0
 
     async def make(enricher: Any = None, **settings: Any) -> tuple[Client, Outbox, WebhookReceiver]:
-        """Webhook, outbox and a running worker wired as app.py wires them (no sender)."""
-        box = await Outbox.open(tmp_path / f"outbox-{len(boxes)}.db", [REPLICA], 0.0)
-        boxes.append(box)
-        config = WebhookConfig(**settings)
-        metrics = AlertMetrics(registry)  # once per test: a second call would clash here
-        worker = EnrichmentWorker(
-            box, enricher or LabelEnricherDouble(), metrics, timeout=config.enrich_timeout
-        )
-        workers.append(worker)
-        receiver = WebhookReceiver(config, box, metrics, on_accepted=worker.wake)
+        """The alert loop (no sender) on a test server; its metrics on the test's registry."""
+        nonlocal count
+        path = tmp_path / f"outbox-{count}.db"
+        count += 1
+        # Once per test: a second loop's metrics would clash on the registry.
+        loop = alert_loop(registry, path, enricher or LabelEnricherDouble(), **settings)
         app = web.Application()
-        app.router.add_post("/webhook", receiver.handle)
-        worker.start()
-        return await aiohttp_client(app), box, receiver
+        app.cleanup_ctx.append(loop.cleanup_ctx)
+        app.router.add_post("/webhook", loop.handle)
+        client = await aiohttp_client(app)  # starts the app: the loop is running from here
+        return client, loop.outbox, loop.receiver
 
-    yield make
-    for worker in workers:
-        await worker.stop()
-    for box in boxes:
-        await box.close()
+    return make
 
 
 async def enriched(box: Outbox, within: float = 5.0) -> list[dict[str, Any]]:
@@ -284,48 +297,47 @@ async def test_alerts_accepted_before_a_crash_are_enriched_at_the_next_start(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.db"
-    box = await Outbox.open(path, [REPLICA], 0.0)
-    receiver = WebhookReceiver(WebhookConfig(), box, AlertMetrics(CollectorRegistry()))
-    await receiver.accept(WebhookPayload.model_validate(payload(alert("A"), alert("B"))))
-    await box.close()  # the process dies here: accepted, answered, not enriched
-    box = await Outbox.open(path, [REPLICA], 1.0)
+    # The webhook only: nothing gets enriched in this life.
+    first = alert_loop(CollectorRegistry(), path, LabelEnricherDouble(), enrich=False)
+    await first.start()
+    await first.receiver.accept(WebhookPayload.model_validate(payload(alert("A"), alert("B"))))
+    await first.stop()  # the process dies here: accepted, answered, not enriched
     enricher = LabelEnricherDouble()
-    worker = EnrichmentWorker(box, enricher, AlertMetrics(CollectorRegistry()), timeout=5.0)
+    enricher.gate.clear()  # so the backlog is seen before the worker takes it
+    again = alert_loop(CollectorRegistry(), path, enricher)
+    await again.start()
     try:
-        assert await box.awaiting_count() == 2
-        worker.start()
-        rows = await enriched(box)
+        assert await again.outbox.awaiting_count() == 2
+        enricher.gate.set()
+        rows = await enriched(again.outbox)
         assert enricher.calls == [["A", "B"]]  # oldest first, in one batch
         assert sorted(json.loads(r["enrichment"])["augur_summary"] for r in rows) == [
             "A needs a look",
             "B needs a look",
         ]
-        assert len(await box.due(REPLICA, 1e12, 10)) == 2
+        assert len(await again.outbox.due(REPLICA, 1e12, 10)) == 2
     finally:
-        await worker.stop()
-        await box.close()
+        await again.stop()
 
 
 async def test_stop_mid_enrichment_is_prompt_and_leaves_the_alerts_accepted(
     tmp_path: Path,
 ) -> None:
-    box = await Outbox.open(tmp_path / "outbox.db", [REPLICA], 0.0)
-    metrics = AlertMetrics(CollectorRegistry())
     enricher = LabelEnricherDouble()
     enricher.gate.clear()  # hangs until cancelled
-    worker = EnrichmentWorker(box, enricher, metrics, timeout=60.0)
-    receiver = WebhookReceiver(WebhookConfig(), box, metrics, on_accepted=worker.wake)
+    loop = alert_loop(CollectorRegistry(), tmp_path / "outbox.db", enricher, enrich_timeout=60)
+    await loop.start()
+    await loop.receiver.accept(WebhookPayload.model_validate(payload()))
+    await asyncio.wait_for(enricher.started.wait(), 2.0)
+    # Cut, not waited out: the enrichment would hang past its 60 s timeout, the shutdown
+    # budget (STYLE.md: 25 s for all of augur) is far shorter.
+    await asyncio.wait_for(loop.stop(), 25)
+    assert enricher.cancelled
+    again = await Outbox.open(tmp_path / "outbox.db", [REPLICA], 0.0)
     try:
-        worker.start()
-        await receiver.accept(WebhookPayload.model_validate(payload()))
-        await asyncio.wait_for(enricher.started.wait(), 2.0)
-        # Cut, not waited out: the enrichment would hang past its 60 s timeout, the shutdown
-        # budget (STYLE.md: 25 s for all of augur) is far shorter.
-        await asyncio.wait_for(worker.stop(), 25)
-        assert enricher.cancelled
-        assert await box.awaiting_count() == 1  # for the next start to pick up
+        assert await again.awaiting_count() == 1  # for the next start to pick up
     finally:
-        await box.close()
+        await again.close()
 
 
 async def test_new_alerts_wake_the_worker_and_changes_the_sender(tmp_path: Path) -> None:

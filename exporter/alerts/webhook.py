@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from exporter.alerts.alertmanager import AlertMetrics
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.models import (
     ENRICHED_LABEL,
     WebhookAlert,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
-from exporter.alerts.alertmanager import AlertMetrics
+from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.models import (
     ENRICHED_LABEL,
     Enricher,
