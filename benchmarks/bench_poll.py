@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.align import align
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
+from exporter.demo.procs import Sample, start_prometheus
 from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller, QueryRunner
-from exporter.procs import Sample, start_prometheus
 from exporter.prometheus import PrometheusClient, make_session
 
 STEP = 15.0

@@ -55,7 +55,7 @@ from exporter.alerts.worker import BATCH as worker_batch
 from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import REPO_MODEL_DIR, AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
-from exporter.procs import Sample, free_port, start_alertmanager, start_prometheus
+from exporter.demo.procs import Sample, free_port, start_alertmanager, start_prometheus
 from exporter.prometheus import PrometheusClient, make_session
 from exporter.text.encoder import TextModel
 

@@ -109,7 +109,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from exporter.demo import run_demo
+    from exporter.demo.stack import run_demo
 
     logs.setup(args.log_level or "info", args.log_format or "logfmt")
     return run_demo(args)
@@ -148,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning"])
     demo.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
-    from exporter.demo import add_arguments
+    from exporter.demo.stack import add_arguments
 
     add_arguments(demo)
     demo.set_defaults(func=_cmd_demo)

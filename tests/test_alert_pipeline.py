@@ -47,7 +47,7 @@ from exporter.alerts.outbox import Outbox, Record
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
-from exporter.procs import Process, find_binary, free_port
+from exporter.demo.procs import Process, find_binary, free_port
 
 pytestmark = pytest.mark.integration
 

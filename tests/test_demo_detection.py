@@ -29,16 +29,16 @@ import numpy.typing as npt
 from exporter.backtest import Series, Setup, score_series
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
-from exporter.demo_config import (
+from exporter.demo.config import (
     FIRST_ANOMALY_AFTER,
     HISTORY_SECONDS,
     SCRAPE_INTERVAL,
     augur_config,
 )
+from exporter.demo.workload import ROTATION, Injection, Workload, selector
 from exporter.detectors.base import Window
 from exporter.incidents import detections
 from exporter.poller import QueryRunner
-from exporter.workload import ROTATION, Injection, Workload, selector
 
 STEP = SCRAPE_INTERVAL
 START = 1704067200.0 + 9 * 3600 + 7

@@ -24,9 +24,9 @@ from exporter.app import POLLER, REGISTRY, build_app
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
+from exporter.demo.procs import Process, Sample, free_port
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import Poller
-from exporter.procs import Process, Sample, free_port
 from exporter.prometheus import PrometheusClient, make_session
 
 pytestmark = pytest.mark.integration

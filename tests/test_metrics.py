@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.demo.procs import find_binary
 from exporter.detectors import Estimate
 from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics, export_labels
-from exporter.procs import find_binary
 
 
 def estimate(*scores: float) -> Estimate:

@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
+from exporter.demo.procs import Process, Sample
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import CycleReport, Poller
-from exporter.procs import Process, Sample
 from exporter.prometheus import PrometheusClient, make_session
 
 pytestmark = pytest.mark.integration

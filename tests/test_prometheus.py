@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from exporter import __version__
 from exporter.config.load import load
 from exporter.config.prometheus import PrometheusConfig
-from exporter.procs import Process, Sample
+from exporter.demo.procs import Process, Sample
 from exporter.prometheus import PrometheusClient, PrometheusError, make_session
 
 STEP = 10

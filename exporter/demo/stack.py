@@ -35,7 +35,7 @@ import aiohttp
 import yaml
 
 from exporter.config.alerts import ModelConfig
-from exporter.demo_config import (
+from exporter.demo.config import (
     ENRICHED_LOG,
     FIRST_ANOMALY_AFTER,
     HISTORY_SECONDS,
@@ -48,8 +48,7 @@ from exporter.demo_config import (
     queries,
     scrape_configs,
 )
-from exporter.demo_receiver import serve as serve_receiver
-from exporter.procs import (
+from exporter.demo.procs import (
     INSTALL_HINT,
     MissingBinaryError,
     Process,
@@ -59,7 +58,8 @@ from exporter.procs import (
     start_alertmanager,
     start_prometheus,
 )
-from exporter.workload import Workload, serve
+from exporter.demo.receiver import serve as serve_receiver
+from exporter.demo.workload import Workload, serve
 
 log = logging.getLogger("augur.demo")
 P = ParamSpec("P")
