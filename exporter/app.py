@@ -32,7 +32,7 @@ from exporter.alerts.webhook import WebhookReceiver, disabled
 from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
-from exporter.detectors import arima
+from exporter.detectors.arima import fit as arima
 from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller
 from exporter.prometheus import PrometheusClient, make_session
