@@ -26,7 +26,7 @@ from exporter.config.queries import QueryConfig
 from exporter.demo.procs import Sample, start_prometheus
 from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller, QueryRunner
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
 
 STEP = 15.0
 

@@ -56,7 +56,7 @@ from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import REPO_MODEL_DIR, AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.demo.procs import Sample, free_port, start_alertmanager, start_prometheus
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
 from exporter.text.encoder import TextModel
 
 HOSTS = 10

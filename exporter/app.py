@@ -35,7 +35,7 @@ from exporter.config.root import Config
 from exporter.detectors.arima import fit as arima
 from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
 from exporter.poller import Poller
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
 from exporter.state import StateStore
 from exporter.text.encoder import ModelError
 from exporter.text.reload import ReloadableModel

@@ -37,7 +37,7 @@ from exporter.detectors.base import parts
 from exporter.detectors.seasonal import wrap
 from exporter.incidents import IncidentBook, Stages
 from exporter.metrics import ScoreBoard, SelfMetrics
-from exporter.prometheus import PrometheusClient, PrometheusError
+from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.state import StateStore, fingerprint
 
 log = logging.getLogger("augur.poller")

@@ -143,7 +143,7 @@ import exporter.logs
 from exporter.text import card
 from . import state
 if TYPE_CHECKING:
-    from exporter.prometheus import PrometheusClient
+    from exporter.prometheus.client import PrometheusClient
 def late():
     from exporter.config.durations import parse_duration
 """
@@ -153,6 +153,7 @@ def late():
         "exporter.text.card",
         "exporter.text",  # the package's __init__ runs first
         "exporter.state",
+        "exporter.prometheus.client",
         "exporter.prometheus",
         "exporter.config.durations",
         "exporter.config",

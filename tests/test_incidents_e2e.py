@@ -27,7 +27,7 @@ from exporter.config.root import Config
 from exporter.demo.procs import Process, Sample, free_port
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import Poller
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
 
 pytestmark = pytest.mark.integration
 

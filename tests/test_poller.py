@@ -17,7 +17,7 @@ from exporter.config.queries import QueryConfig
 from exporter.demo.procs import Process, Sample
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.poller import CycleReport, Poller
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
 
 pytestmark = pytest.mark.integration
 
