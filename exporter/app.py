@@ -33,10 +33,11 @@ from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
 from exporter.detectors.arima import fit as arima
-from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
-from exporter.poller import Poller
 from exporter.prometheus.client import PrometheusClient, make_session
-from exporter.state import StateStore
+from exporter.scoring.board import DetectorCollector, ScoreBoard, ScoreCollector
+from exporter.scoring.poller import Poller
+from exporter.scoring.state import StateStore
+from exporter.self_metrics import SelfMetrics
 from exporter.text.encoder import ModelError
 from exporter.text.reload import ReloadableModel
 

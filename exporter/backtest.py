@@ -5,10 +5,10 @@ Over 400 lines because it still fetches Prometheus ranges with its own chunking
 CSV folders (NAB's layout) or a Prometheus range are scored causally by every configured
 detector, with the query's seasonality and filters, into one `timestamp,value,anomaly_score,
 expected,lower,upper,detection` CSV per input under `--out`; `detection` is 1 where an incident
-opens or escalates (`exporter.incidents`, with the query's `recovery` and `escalation`): what
-would notify someone. With anomaly windows it prints NAB's three profiles on the detections
-(the headline), on `anomaly_score >= 1`, and at NAB's optimised score threshold, with
-per-category counts.
+opens or escalates (`exporter.scoring.incidents`, with the query's `recovery` and
+`escalation`): what would notify someone. With anomaly windows it prints NAB's three
+profiles on the detections (the headline), on `anomaly_score >= 1`, and at NAB's optimised
+score threshold, with per-category counts.
 Exit codes: 0 done, 2 bad usage, configuration or input (with a message), 1 runtime failure.
 """
 
@@ -36,13 +36,13 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import ValidationError
 
 from exporter import nab
-from exporter.align import align
 from exporter.config.durations import parse_duration
 from exporter.config.queries import QueryConfig
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
 from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters, build, score_all
 from exporter.detectors.seasonal import wrap
-from exporter.incidents import detections
+from exporter.scoring.align import align
+from exporter.scoring.incidents import detections
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _MAX_POINTS = 10_000

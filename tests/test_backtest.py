@@ -16,7 +16,7 @@ import pytest
 from exporter import backtest, nab
 from exporter.config.queries import QueryConfig
 from exporter.demo.procs import Process, Sample, free_port
-from exporter.incidents import detections
+from exporter.scoring.incidents import detections
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 SUBSET = ("realKnownCause/rogue_agent_key_hold.csv", "realTraffic/speed_7578.csv")

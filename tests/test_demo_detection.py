@@ -37,8 +37,8 @@ from exporter.demo.config import (
 )
 from exporter.demo.workload import ROTATION, Injection, Workload, selector
 from exporter.detectors.base import Window
-from exporter.incidents import detections
-from exporter.poller import QueryRunner
+from exporter.scoring.incidents import detections
+from exporter.scoring.poller import QueryRunner
 
 STEP = SCRAPE_INTERVAL
 START = 1704067200.0 + 9 * 3600 + 7
