@@ -35,7 +35,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import ValidationError
 
-from exporter import nab
+from exporter import logs, nab
 from exporter.config.durations import parse_duration
 from exporter.config.queries import QueryConfig
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
@@ -78,6 +78,7 @@ class Setup:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `augur backtest` flags."""
+    logs.add_arguments(parser)
     add = parser.add_argument
     add("--data", type=Path, help="input: a folder of timestamp,value CSV files (any depth)")
     add("--nab", type=Path, help="input: NAB's DIR/data, scored with DIR/labels")
@@ -93,8 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress lines on stderr")
 
 
-def run_backtest(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `augur backtest` with parsed `args`; returns the exit code."""
+    logs.setup_from(args)
     try:
         return _run(args)
     except BacktestError as exc:
@@ -432,14 +434,3 @@ def _duration(text: str, flag: str) -> float:
     if seconds <= 0:
         raise BacktestError(f"{flag}: must be positive, got {text!r}")
     return seconds
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m exporter.backtest ...`, until `augur backtest` is wired in the CLI."""
-    parser = argparse.ArgumentParser(prog="augur backtest", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_backtest(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter import backtest, nab
+from exporter import cli, nab
 from exporter.config.queries import QueryConfig
 from exporter.demo.procs import Process, Sample, free_port
 from exporter.scoring.incidents import detections
@@ -23,7 +23,7 @@ SUBSET = ("realKnownCause/rogue_agent_key_hold.csv", "realTraffic/speed_7578.csv
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = backtest.main([str(a) for a in argv])
+    code = cli.main(["backtest", *map(str, argv)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

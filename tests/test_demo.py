@@ -38,7 +38,7 @@ from exporter.demo.procs import INSTALL_HINT, MissingBinaryError, find_binary
 from exporter.demo.receiver import format_alert
 from exporter.demo.receiver import serve as serve_receiver
 from exporter.demo.stack import add_arguments
-from exporter.demo.stack import run_demo as run_demo_fn
+from exporter.demo.stack import run as run_demo_fn
 from exporter.demo.workload import ROTATION, Workload
 
 T = TypeVar("T")

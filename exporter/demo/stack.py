@@ -34,6 +34,7 @@ from typing import Any, ParamSpec
 import aiohttp
 import yaml
 
+from exporter import logs
 from exporter.config.alerts import ModelConfig
 from exporter.demo.config import (
     ENRICHED_LOG,
@@ -73,7 +74,8 @@ class DemoError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the demo's options (`--duration`, `--keep`, `--listen-host`) to `parser`."""
+    """The demo's options (`--duration`, `--keep`, `--listen-host`) and the log flags."""
+    logs.add_arguments(parser)
     parser.add_argument(
         "--duration",
         type=float,
@@ -94,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `--duration`; 0 on a normal stop, 1 on failure."""
+    logs.setup_from(args)
     if args.duration is not None and not args.duration > 0:
         print("augur demo: --duration must be more than 0 seconds", file=sys.stderr)
         return 2
