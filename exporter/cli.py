@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from exporter import __version__, backtest, daemon
+from exporter import __version__, daemon
+from exporter.backtest import command as backtest
 from exporter.config import check
 from exporter.demo import stack
 from exporter.text import classify, model_command

@@ -5,8 +5,8 @@ history at the scrape interval, then the live series) and scored with the demo's
 configuration, which runs augur's shipped default detector:
 
 - over one rotation of injections and hours of normal time after it, with
-  `exporter.backtest.score_series` (the daemon's detector and filters, causally, on the whole
-  series at once);
+  `exporter.backtest.command.score_series` (the daemon's detector and filters, causally, on
+  the whole series at once);
 - over the demo's first rotation (and the first injection of the next) poll by poll, as the
   daemon's poller scores each poll's look-back window (`QueryRunner`): with the calibration
   bootstrapped from the backfill at the first poll, and the incidents the AugurAnomaly alert
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from exporter.backtest import Series, Setup, score_series
+from exporter.backtest.command import Setup, score_series
+from exporter.backtest.inputs import Series
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
 from exporter.demo.config import (
