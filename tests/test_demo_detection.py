@@ -78,12 +78,12 @@ class Demo:
 
 
 def simulate(start: float, count: int, normal: float) -> Demo:
-    """The series of a demo started at `start`, as demo.py backfills and serves them: its
+    """The series of a demo started at `start`, as demo/stack.py backfills and serves them: its
     workload makes its first `count` injections, then nothing for `normal` seconds more."""
     workload = Workload(epoch=Workload().bucket(start + FIRST_ANOMALY_AFTER))
     calm = Workload(epoch=workload.epoch, rotation=())
     stop = workload.epoch + count * workload.period
-    end = workload.bucket(start) - STEP  # the last backfilled sample, as in demo.py
+    end = workload.bucket(start) - STEP  # the last backfilled sample, as in demo/stack.py
     first = end - HISTORY_SECONDS
     times = first + STEP * np.arange(round((stop + normal - first) / STEP) + 1, dtype=np.float64)
     values: dict[str, list[float]] = {}
