@@ -333,7 +333,14 @@ def test_prometheus_history_is_pulled_with_augurs_credentials_and_ca(
     for name, section in settings.items():
         path = tmp_path / f"{name}.yml"
         path.write_text(f"prometheus:\n  url: http://ignored:9090\n  {section}")
-        argv = ["--prometheus", prom.url, "--query", "augur_bt_auth", "--config", path]
+        argv: list[str | Path] = [
+            "--prometheus",
+            prom.url,
+            "--query",
+            "augur_bt_auth",
+            "--config",
+            path,
+        ]
         results[name] = run(
             capsys, *argv, "--start", str(end - 3600), "--end", str(end), "--step", "1m"
         )
@@ -347,8 +354,7 @@ def test_prometheus_history_is_pulled_with_augurs_credentials_and_ca(
     # The environment carries the settings as it does for `augur run`: the password here.
     monkeypatch.setenv("AUGUR_PROMETHEUS_BASIC_AUTH_USERNAME", "augur")
     monkeypatch.setenv("AUGUR_PROMETHEUS_BASIC_AUTH_PASSWORD", PASSWORD)
-    path = tmp_path / "no_auth.yml"
-    argv = ["--prometheus", prom.url, "--query", "augur_bt_auth", "--config", path]
+    argv[-1] = tmp_path / "no_auth.yml"
     code, stdout, stderr = run(capsys, *argv, "--start", str(end - 3600), "--end", str(end))
     assert code == 0, stderr
     assert "1 series, 13 rows" in stdout  # at the default query's 5 m step
