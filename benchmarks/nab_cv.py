@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter import nab
+from exporter.backtest import nab
 from exporter.backtest.command import Scored, Setup, _score_everything, load_queries
 from exporter.backtest.inputs import read_folder
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter import cli, nab
+from exporter import cli
+from exporter.backtest import nab
 from exporter.config.queries import QueryConfig
 from exporter.demo.procs import Process, Sample, free_port
 from exporter.scoring.incidents import detections

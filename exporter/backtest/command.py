@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from exporter import logs, nab
+from exporter import logs
+from exporter.backtest import nab
 from exporter.backtest.history import fetch_prometheus, prometheus_config
 from exporter.backtest.inputs import BacktestError, Series, read_folder, read_settings
 from exporter.config.queries import QueryConfig
