@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import statsmodels
 
-from exporter.detectors import arima, kalman
-from exporter.detectors.arima import ARIMADetector, ARIMAParams
+from exporter.detectors.arima import ARIMADetector, ARIMAParams, kalman
+from exporter.detectors.arima import detector as arima
+from exporter.detectors.arima import fit as arima_fit
 from exporter.detectors.base import FloatArray, Window
 
 POINTS, STEP = 720, 15.0
@@ -88,12 +89,12 @@ def first_fit(det: ARIMADetector, w: Window) -> dict[str, Any]:
         c0 = time.perf_counter()
         det.score(w)
         calls.append(time.perf_counter() - c0)
-        pool = arima._pools.get(det.params.workers)
+        pool = arima_fit._pools.get(det.params.workers)
         if det.fits and not threads and pool is not None:
             # Results have come back: the workers have imported numpy and statsmodels.
             threads = [proc_status(pid, "Threads") for pid in pool._processes]
     total = time.perf_counter() - t0
-    pool = arima._pools.get(det.params.workers)
+    pool = arima_fit._pools.get(det.params.workers)
     hwm = [proc_status(p, "VmHWM") for p in (pool._processes if pool else {})]
     return {
         "first_call": first_call,
@@ -156,7 +157,7 @@ def main() -> None:
     try:
         fit = first_fit(det, window(x, POINTS))
     finally:
-        arima.shutdown_pools()
+        arima_fit.shutdown_pools()
     calls = fit["calls"]
     orders = Counter(str(m.order) for m in det._models if m is not None)
     print(

@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print the docs section")
     args = parser.parse_args()
     if not args.no_torch:
-        from exporter.text.cli_model import missing_build_tools
+        from exporter.text.model_command import missing_build_tools
 
         if missing := missing_build_tools():
             parser.error(

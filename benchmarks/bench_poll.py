@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.align import align
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
-from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics
-from exporter.poller import Poller, QueryRunner
-from exporter.procs import Sample, start_prometheus
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.demo.procs import Sample, start_prometheus
+from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.scoring.align import align
+from exporter.scoring.board import ScoreBoard, ScoreCollector
+from exporter.scoring.poller import Poller, QueryRunner
+from exporter.self_metrics import SelfMetrics
 
 STEP = 15.0
 

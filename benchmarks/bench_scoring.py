@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exporter.align import align
 from exporter.detectors import DETECTORS, Detector, FloatArray, Window, build
+from exporter.scoring.align import align
 
 SERIES, POINTS = 10_000, 720
 PANDAS_SERIES = 300

@@ -52,7 +52,7 @@ from exporter.alerts.worker import BATCH as worker_batch
 from exporter.config.alerts import AlertmanagerConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.root import Config
-from exporter.procs import Sample, free_port, start_alertmanager, start_prometheus
+from exporter.demo.procs import Sample, free_port, start_alertmanager, start_prometheus
 
 HOSTS = 10
 DRAIN_TIMEOUT_SECONDS = 600.0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.config.durations import parse_duration
-from exporter.procs import Sample, free_port, start_prometheus
+from exporter.demo.procs import Sample, free_port, start_prometheus
 
 SCRAPE_EVERY = 15.0
 

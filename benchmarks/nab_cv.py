@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter import nab
-from exporter.backtest import Scored, Setup, _score_everything, load_queries, read_folder
+from exporter.backtest import nab
+from exporter.backtest.command import Scored, Setup, _score_everything, load_queries
+from exporter.backtest.inputs import read_folder
 
 HALF_A = ("artificialNoAnomaly", "artificialWithAnomaly", "realAdExchange", "realTraffic")
 """NAB's categories of the first half (the rest are the second): 40 and 76 of the windows."""

@@ -29,11 +29,12 @@ from exporter.alerts.loop import AlertLoop, AlertLoopError
 from exporter.alerts.webhook import disabled
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
-from exporter.detectors import arima
-from exporter.metrics import DetectorCollector, ScoreBoard, ScoreCollector, SelfMetrics
-from exporter.poller import Poller
-from exporter.prometheus import PrometheusClient, make_session
-from exporter.state import StateStore
+from exporter.detectors.arima import fit as arima
+from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.scoring.board import DetectorCollector, ScoreBoard, ScoreCollector
+from exporter.scoring.poller import Poller
+from exporter.scoring.state import StateStore
+from exporter.self_metrics import SelfMetrics
 
 log = logging.getLogger("augur.app")
 

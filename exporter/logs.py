@@ -6,6 +6,7 @@ Code logs a short event name as the message and context as `extra`:
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -78,3 +79,14 @@ def setup(level: str = "info", fmt: str = "logfmt") -> None:
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if level == "debug" else logging.WARNING
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--log.level` and `--log.format`, for the commands that read no configuration file."""
+    parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning"])
+    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
+
+
+def setup_from(args: argparse.Namespace) -> None:
+    """`setup` with the flags of `add_arguments` (info and logfmt unless given)."""
+    setup(args.log_level or "info", args.log_format or "logfmt")

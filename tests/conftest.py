@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from model_files import copy_model
 
-from exporter.procs import Process, Sample, find_binary, start_alertmanager, start_prometheus
+from exporter.demo.procs import Process, Sample, find_binary, start_alertmanager, start_prometheus
 
 
 @pytest.fixture

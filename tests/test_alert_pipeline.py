@@ -48,7 +48,7 @@ from exporter.alerts.outbox import Outbox, Record
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.root import Config
-from exporter.procs import Process, find_binary, free_port
+from exporter.demo.procs import Process, find_binary, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exporter.align import align, select
+from exporter.scoring.align import align, select
 
 START = 1_700_000_000.0
 STEP = 15.0

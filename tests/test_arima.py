@@ -16,12 +16,12 @@ from statsmodels.tools.sm_exceptions import ModelWarning
 from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.statespace.initialization import Initialization
 
-import exporter.detectors.arima as arima
-import exporter.detectors.arima_fit as arima_fit
-from exporter.detectors import kalman
-from exporter.detectors.arima import ARIMADetector, ARIMAParams, fit_model
+import exporter.detectors.arima.detector as arima
+import exporter.detectors.arima.fit as arima_fit
+from exporter.detectors.arima import ARIMADetector, ARIMAParams, kalman
+from exporter.detectors.arima.fit import fit_model
+from exporter.detectors.arima.kalman import ARIMAModel
 from exporter.detectors.base import DETECTORS, FloatArray, Window, score_all
-from exporter.detectors.kalman import ARIMAModel
 
 STEP = 15.0
 
@@ -53,7 +53,7 @@ def sync(**params: Any) -> ARIMADetector:
 def pool() -> Iterator[None]:
     """Tests that use the process pool stop it, and leave no child process behind."""
     yield
-    arima.shutdown_pools()
+    arima_fit.shutdown_pools()
     assert multiprocessing.active_children() == []
 
 
@@ -486,7 +486,7 @@ def test_state_round_trip_scores_identically_without_refitting(pool: None) -> No
     pooled = ARIMADetector(ARIMAParams(workers=2))
     pooled.load_state(state)
     np.testing.assert_array_equal(pooled.score(later).score, again.score)
-    assert pooled.pending == 0 and not arima._pools
+    assert pooled.pending == 0 and not arima_fit._pools
     # What the original detector says after the same points (it filtered all along).
     np.testing.assert_allclose(again.score, first.score(later).score, rtol=1e-6)
 

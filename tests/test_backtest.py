@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter import backtest, nab
+from exporter import cli
+from exporter.backtest import nab
 from exporter.config.queries import QueryConfig
-from exporter.incidents import detections
-from exporter.procs import Process, Sample, free_port
+from exporter.demo.procs import Process, Sample, free_port
+from exporter.scoring.incidents import detections
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 SUBSET = ("realKnownCause/rogue_agent_key_hold.csv", "realTraffic/speed_7578.csv")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = backtest.main([str(a) for a in argv])
+    code = cli.main(["backtest", *map(str, argv)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -275,3 +277,85 @@ def test_prometheus_history_is_pulled_in_chunks_and_scored(
         assert scores[at] >= 1
         assert np.count_nonzero(scores >= 1) <= 3
         assert float(rows[at][1]) == pytest.approx(float(rows[at - 1][1]) + 40, abs=8)
+
+
+PASSWORD = "augur-backtest"
+PASSWORD_BCRYPT = "$2b$04$augurbacktestsaltsalt.gNPKBFQgwXVuobC/7du7qdwqicC9Kpu"
+"""bcrypt of PASSWORD (cost 4), as Prometheus's `basic_auth_users` wants it."""
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a TLS certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.integration
+def test_prometheus_history_is_pulled_with_augurs_credentials_and_ca(
+    prometheus_factory: Callable[..., Process],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Prometheus that speaks only TLS and wants basic auth: the settings file's `prometheus`
+    section (password file, CA bundle) gets the history; without either it is refused."""
+    cert, key = _self_signed(tmp_path)
+    end = math.floor(time.time() / 60) * 60 - 120
+    samples = [Sample("augur_bt_auth", {}, float(t), 1.0) for t in range(end - 3600, end + 1, 60)]
+    prom = prometheus_factory(
+        samples=samples,
+        web_config={
+            "tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
+            "basic_auth_users": {"augur": PASSWORD_BCRYPT},
+        },
+        probe_auth=("augur", PASSWORD),
+    )
+    assert prom.url.startswith("https://")
+    (tmp_path / "password").write_text(PASSWORD)
+    settings = {
+        "both": f"basic_auth: {{username: augur, password_file: {tmp_path / 'password'}}}\n"
+        f"  tls: {{ca_file: {cert}}}\n",
+        "no_auth": f"tls: {{ca_file: {cert}}}\n",
+        "no_ca": f"basic_auth: {{username: augur, password_file: {tmp_path / 'password'}}}\n",
+    }
+    results = {}
+    for name, section in settings.items():
+        path = tmp_path / f"{name}.yml"
+        path.write_text(f"prometheus:\n  url: http://ignored:9090\n  {section}")
+        argv: list[str | Path] = [
+            "--prometheus",
+            prom.url,
+            "--query",
+            "augur_bt_auth",
+            "--config",
+            path,
+        ]
+        results[name] = run(
+            capsys, *argv, "--start", str(end - 3600), "--end", str(end), "--step", "1m"
+        )
+    code, stdout, stderr = results["both"]
+    assert code == 0, stderr
+    assert "1 series, 61 rows" in stdout
+    code, _, stderr = results["no_auth"]
+    assert code == 1 and "HTTP 401" in stderr, stderr
+    code, _, stderr = results["no_ca"]
+    assert code == 1 and "cannot reach Prometheus" in stderr and "certificate" in stderr, stderr
+    # The environment carries the settings as it does for `augur run`: the password here.
+    monkeypatch.setenv("AUGUR_PROMETHEUS_BASIC_AUTH_USERNAME", "augur")
+    monkeypatch.setenv("AUGUR_PROMETHEUS_BASIC_AUTH_PASSWORD", PASSWORD)
+    argv[-1] = tmp_path / "no_auth.yml"
+    code, stdout, stderr = run(capsys, *argv, "--start", str(end - 3600), "--end", str(end))
+    assert code == 0, stderr
+    assert "1 series, 13 rows" in stdout  # at the default query's 5 m step

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import serve
 from exporter.config.root import Config
-from exporter.procs import Process, Sample, free_port
+from exporter.demo.procs import Process, Sample, free_port
 
 pytestmark = pytest.mark.integration
 

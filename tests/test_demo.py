@@ -26,9 +26,7 @@ import yaml
 
 from exporter.config.load import check_files
 from exporter.config.root import Config
-from exporter.demo import add_arguments
-from exporter.demo import run_demo as run_demo_fn
-from exporter.demo_config import (
+from exporter.demo.config import (
     ENRICHED_LOG,
     RULES_YAML,
     WORKLOAD_TARGET,
@@ -36,10 +34,12 @@ from exporter.demo_config import (
     augur_config,
     queries,
 )
-from exporter.demo_receiver import format_alert
-from exporter.demo_receiver import serve as serve_receiver
-from exporter.procs import INSTALL_HINT, MissingBinaryError, find_binary
-from exporter.workload import ROTATION, Workload
+from exporter.demo.procs import INSTALL_HINT, MissingBinaryError, find_binary
+from exporter.demo.receiver import format_alert
+from exporter.demo.receiver import serve as serve_receiver
+from exporter.demo.stack import add_arguments
+from exporter.demo.stack import run as run_demo_fn
+from exporter.demo.workload import ROTATION, Workload
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ history at the scrape interval, then the live series) and scored with the demo's
 configuration, which runs augur's shipped default detector:
 
 - over one rotation of injections and hours of normal time after it, with
-  `exporter.backtest.score_series` (the daemon's detector and filters, causally, on the whole
-  series at once);
+  `exporter.backtest.command.score_series` (the daemon's detector and filters, causally, on
+  the whole series at once);
 - over the demo's first rotation (and the first injection of the next) poll by poll, as the
   daemon's poller scores each poll's look-back window (`QueryRunner`): with the calibration
   bootstrapped from the backfill at the first poll, and the incidents the AugurAnomaly alert
@@ -26,19 +26,20 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from exporter.backtest import Series, Setup, score_series
+from exporter.backtest.command import Setup, score_series
+from exporter.backtest.inputs import Series
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
-from exporter.demo_config import (
+from exporter.demo.config import (
     FIRST_ANOMALY_AFTER,
     HISTORY_SECONDS,
     SCRAPE_INTERVAL,
     augur_config,
 )
+from exporter.demo.workload import ROTATION, Injection, Workload, selector
 from exporter.detectors.base import Window
-from exporter.incidents import detections
-from exporter.poller import QueryRunner
-from exporter.workload import ROTATION, Injection, Workload, selector
+from exporter.scoring.incidents import detections
+from exporter.scoring.poller import QueryRunner
 
 STEP = SCRAPE_INTERVAL
 START = 1704067200.0 + 9 * 3600 + 7
@@ -77,12 +78,12 @@ class Demo:
 
 
 def simulate(start: float, count: int, normal: float) -> Demo:
-    """The series of a demo started at `start`, as demo.py backfills and serves them: its
+    """The series of a demo started at `start`, as demo/stack.py backfills and serves them: its
     workload makes its first `count` injections, then nothing for `normal` seconds more."""
     workload = Workload(epoch=Workload().bucket(start + FIRST_ANOMALY_AFTER))
     calm = Workload(epoch=workload.epoch, rotation=())
     stop = workload.epoch + count * workload.period
-    end = workload.bucket(start) - STEP  # the last backfilled sample, as in demo.py
+    end = workload.bucket(start) - STEP  # the last backfilled sample, as in demo/stack.py
     first = end - HISTORY_SECONDS
     times = first + STEP * np.arange(round((stop + normal - first) / STEP) + 1, dtype=np.float64)
     values: dict[str, list[float]] = {}

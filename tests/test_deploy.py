@@ -21,7 +21,7 @@ import yaml
 
 from exporter.config.load import load
 from exporter.config.root import Config
-from exporter.procs import find_binary
+from exporter.demo.procs import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

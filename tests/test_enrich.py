@@ -32,8 +32,8 @@ from exporter.alerts.enrich import (
 from exporter.alerts.models import ANNOTATIONS, WebhookAlert
 from exporter.alerts.related import rank_related
 from exporter.config.alerts import EnrichConfig
-from exporter.procs import Process, Sample
-from exporter.prometheus import PrometheusClient
+from exporter.demo.procs import Process, Sample
+from exporter.prometheus.client import PrometheusClient
 from exporter.text import TextModel
 from exporter.text.reload import ReloadableModel
 

@@ -23,7 +23,7 @@ from test_alert_pipeline import am_config
 
 from exporter.app import ALERTS, EXECUTOR, build_app
 from exporter.config.root import Config
-from exporter.procs import Process, Sample, free_port
+from exporter.demo.procs import Process, Sample, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -141,9 +141,9 @@ def test_the_walk_sees_every_kind_of_import() -> None:
 from typing import TYPE_CHECKING
 import exporter.logs
 from exporter.text import card
-from . import state
+from .scoring import state
 if TYPE_CHECKING:
-    from exporter.prometheus import PrometheusClient
+    from exporter.prometheus.client import PrometheusClient
 def late():
     from exporter.config.durations import parse_duration
 """
@@ -152,7 +152,9 @@ def late():
         "exporter.logs",
         "exporter.text.card",
         "exporter.text",  # the package's __init__ runs first
-        "exporter.state",
+        "exporter.scoring.state",
+        "exporter.scoring",
+        "exporter.prometheus.client",
         "exporter.prometheus",
         "exporter.config.durations",
         "exporter.config",

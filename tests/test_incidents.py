@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.detectors.base import SeriesKey
-from exporter.incidents import IncidentBook, detections
+from exporter.scoring.incidents import IncidentBook, detections
 
 STEP = 60.0
 A: SeriesKey = (("instance", "a"),)

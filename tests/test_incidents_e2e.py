@@ -24,10 +24,11 @@ from exporter.app import POLLER, REGISTRY, build_app
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
-from exporter.metrics import ScoreBoard, SelfMetrics
-from exporter.poller import Poller
-from exporter.procs import Process, Sample, free_port
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.demo.procs import Process, Sample, free_port
+from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.scoring.board import ScoreBoard
+from exporter.scoring.poller import Poller
+from exporter.self_metrics import SelfMetrics
 
 pytestmark = pytest.mark.integration
 

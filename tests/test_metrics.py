@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.demo.procs import find_binary
 from exporter.detectors import Estimate
-from exporter.metrics import ScoreBoard, ScoreCollector, SelfMetrics, export_labels
-from exporter.procs import find_binary
+from exporter.scoring.board import ScoreBoard, ScoreCollector, export_labels
+from exporter.self_metrics import SelfMetrics
 
 
 def estimate(*scores: float) -> Estimate:
@@ -104,7 +105,7 @@ def test_detector_counters_are_found_inside_wrappers_and_ensembles() -> None:
     from exporter.detectors import build
     from exporter.detectors.ensemble import EnsembleParams
     from exporter.detectors.seasonal import wrap
-    from exporter.metrics import DetectorCollector
+    from exporter.scoring.board import DetectorCollector
 
     params = EnsembleParams.model_validate(
         {"members": [{"detector": "zscore"}, {"detector": "arima", "workers": 0}]}

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from exporter.text import TextModel
-from exporter.text.cli_model import missing_build_tools
 from exporter.text.encoder import CATEGORIES
 from exporter.text.evaluate import score
 from exporter.text.labelled import read_labelled
+from exporter.text.model_command import missing_build_tools
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "models" / "onnx"

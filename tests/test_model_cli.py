@@ -16,7 +16,7 @@ from model_files import MODEL_DIR, copy_model, flip_byte, swap_head_rows
 from waiting import eventually
 
 from exporter.cli import main
-from exporter.text import ModelError, TextModel, cli_model
+from exporter.text import ModelError, TextModel, classify, model_command
 from exporter.text.baseline import KeywordBaseline
 from exporter.text.card import CARD_BEGIN, CARD_END
 from exporter.text.evaluate import score
@@ -153,9 +153,9 @@ def test_model_dir_defaults_to_the_config_then_the_environment(
     monkeypatch: pytest.MonkeyPatch, model_copy: Path
 ) -> None:
     monkeypatch.delenv("AUGUR_MODEL_DIR", raising=False)
-    assert cli_model.default_model_dir() == MODEL_DIR
+    assert classify.default_model_dir() == MODEL_DIR
     monkeypatch.setenv("AUGUR_MODEL_DIR", str(model_copy))
-    assert cli_model.default_model_dir() == model_copy
+    assert classify.default_model_dir() == model_copy
 
 
 # --- augur model eval and build ---------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_model_eval_refuses_bad_data_with_its_line(
 def test_model_build_without_the_build_extra_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli_model, "BUILD_MODULES", ("augur_no_such_build_tool",))
+    monkeypatch.setattr(model_command, "BUILD_MODULES", ("augur_no_such_build_tool",))
     assert main(["model", "build", "--out", "/nonexistent"]) == 1
     err = capsys.readouterr().err
     assert "augur_no_such_build_tool" in err and "pip install '.[build]'" in err

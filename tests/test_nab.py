@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter import nab
+from exporter.backtest import nab
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 STANDARD = nab.PROFILES["standard"]

@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
+from exporter.demo.procs import Process, Sample
 from exporter.detectors import Estimate, Window
-from exporter.metrics import ScoreBoard, SelfMetrics
-from exporter.poller import CycleReport, Poller
-from exporter.procs import Process, Sample
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.scoring.board import ScoreBoard
+from exporter.scoring.poller import CycleReport, Poller
+from exporter.self_metrics import SelfMetrics
 
 pytestmark = pytest.mark.integration
 

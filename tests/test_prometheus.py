@@ -25,8 +25,8 @@ from aiohttp.test_utils import TestServer
 from exporter import __version__
 from exporter.config.load import load
 from exporter.config.prometheus import PrometheusConfig
-from exporter.procs import Process, Sample
-from exporter.prometheus import PrometheusClient, PrometheusError, make_session
+from exporter.demo.procs import Process, Sample
+from exporter.prometheus.client import PrometheusClient, PrometheusError, make_session
 
 STEP = 10
 HISTORY = 3 * 3600

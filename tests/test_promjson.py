@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exporter.promjson import loads
+from exporter.prometheus.decode import loads
 
 
 def plain(doc: dict[str, Any]) -> Any:

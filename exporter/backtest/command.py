@@ -1,14 +1,12 @@
 """`augur backtest`: the daemon's detector settings run offline over history, with NAB's score.
-Over 400 lines because it still fetches Prometheus ranges with its own chunking
-(`fetch_prometheus`); issue 11 moves that into the Prometheus package.
 
 CSV folders (NAB's layout) or a Prometheus range are scored causally by every configured
 detector, with the query's seasonality and filters, into one `timestamp,value,anomaly_score,
 expected,lower,upper,detection` CSV per input under `--out`; `detection` is 1 where an incident
-opens or escalates (`exporter.incidents`, with the query's `recovery` and `escalation`): what
-would notify someone. With anomaly windows it prints NAB's three profiles on the detections
-(the headline), on `anomaly_score >= 1`, and at NAB's optimised score threshold, with
-per-category counts.
+opens or escalates (`exporter.scoring.incidents`, with the query's `recovery` and
+`escalation`): what would notify someone. With anomaly windows it prints NAB's three
+profiles on the detections (the headline), on `anomaly_score >= 1`, and at NAB's optimised
+score threshold, with per-category counts.
 Exit codes: 0 done, 2 bad usage, configuration or input (with a message), 1 runtime failure.
 """
 
@@ -23,48 +21,24 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import requests
-import yaml
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import ValidationError
 
-from exporter import nab
-from exporter.align import align
-from exporter.config.durations import parse_duration
+from exporter import logs
+from exporter.backtest import nab
+from exporter.backtest.history import fetch_prometheus, prometheus_config
+from exporter.backtest.inputs import BacktestError, Series, read_folder, read_settings
 from exporter.config.queries import QueryConfig
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
 from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters, build, score_all
 from exporter.detectors.seasonal import wrap
-from exporter.incidents import detections
+from exporter.scoring.incidents import detections
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_MAX_POINTS = 10_000
-"""Points per `query_range` request (Prometheus refuses more than 11,000 per series)."""
-
-
-class BacktestError(Exception):
-    """A problem with the command line, the configuration or the input data (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Series:
-    """One input series: `name` is its output path relative to `--out` (`cat/file.csv`)."""
-
-    name: str
-    stamps: tuple[str, ...]
-    """Timestamps as written in the output (the input's own text for CSV files)."""
-    times: FloatArray
-    """Unix seconds."""
-    values: FloatArray
-    query: str | None = None
-    """Only this query's detectors score it (series pulled with a query's own expression)."""
 
 
 @dataclass(frozen=True)
@@ -78,23 +52,34 @@ class Setup:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `augur backtest` flags."""
+    logs.add_arguments(parser)
     add = parser.add_argument
     add("--data", type=Path, help="input: a folder of timestamp,value CSV files (any depth)")
     add("--nab", type=Path, help="input: NAB's DIR/data, scored with DIR/labels")
-    add("--prometheus", metavar="URL", help="input: history pulled from this Prometheus")
+    add(
+        "--prometheus",
+        metavar="URL",
+        help="input: history pulled from this Prometheus, with the credentials and TLS of "
+        "--config's prometheus section and AUGUR_PROMETHEUS_*",
+    )
     add("--query", metavar="PROMQL", help="with --prometheus (default: the config's queries)")
     add("--start", help="RFC 3339, unix seconds or now-<duration> (default: now-1d)")
     add("--end", help="as --start (default: now)")
     add("--step", help="resolution of the pulled history (default: the query's step)")
     add("--labels", type=Path, help="anomaly windows, NAB's combined_windows.json format")
-    add("--config", type=Path, help="YAML with the daemon's `queries` (default: shipped ones)")
+    add(
+        "--config",
+        type=Path,
+        help="the daemon's YAML: its `queries` (default: shipped ones) and `prometheus`",
+    )
     add("--out", type=Path, help="write one CSV of scores per input and detector here")
     add("--jobs", type=int, default=1, help="worker processes (default: 1)")
     add("--quiet", action="store_true", help="no progress lines on stderr")
 
 
-def run_backtest(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `augur backtest` with parsed `args`; returns the exit code."""
+    logs.setup_from(args)
     try:
         return _run(args)
     except BacktestError as exc:
@@ -122,9 +107,9 @@ def _run(args: argparse.Namespace) -> int:
         raise BacktestError(f"{labels}: cannot read NAB windows from it ({exc})") from None
     started = time.perf_counter()
     if args.prometheus:
-        series = fetch_prometheus(
-            args.prometheus, args.query, args.start, args.end, args.step, queries
-        )
+        section = read_settings(args.config).get("prometheus") if args.config else None
+        cfg = prometheus_config(args.prometheus, section)
+        series = fetch_prometheus(cfg, args.query, args.start, args.end, args.step, queries)
     else:
         series = read_folder(args.data)
     setups = [
@@ -147,13 +132,7 @@ def load_queries(path: Path | None) -> list[QueryConfig]:
     """The `queries` of a config file (the daemon's format), or the shipped default query."""
     if path is None:
         return [QueryConfig(name="default", expr="")]
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise BacktestError(f"{path}: cannot read the file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise BacktestError(f"{path}: not valid YAML: {exc}") from None
-    raw = data.get("queries") if isinstance(data, dict) else None
+    raw = read_settings(path).get("queries")
     if raw is None:
         return [QueryConfig(name="default", expr="")]
     if not isinstance(raw, list) or not raw:
@@ -173,51 +152,6 @@ def load_queries(path: Path | None) -> list[QueryConfig]:
     if problems:
         raise BacktestError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems))
     return queries
-
-
-def read_folder(root: Path) -> list[Series]:
-    """Every `*.csv` under `root`, named by its path relative to `root`, biggest first."""
-    if not root.is_dir():
-        raise BacktestError(f"{root}: no such directory")
-    files = sorted(root.rglob("*.csv"), key=lambda p: (-p.stat().st_size, str(p)))
-    if not files:
-        raise BacktestError(f"{root}: no .csv files found")
-    return [load_csv(path, path.relative_to(root).as_posix()) for path in files]
-
-
-def load_csv(path: Path, name: str) -> Series:
-    """A `timestamp,value` CSV with a header row; timestamps ISO 8601 or unix seconds."""
-    stamps, times, values = [], [], []
-    with path.open(newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if line == 1 or not row:
-                continue
-            if len(row) < 2:
-                raise BacktestError(f"{path}:{line}: expected timestamp,value, got {row!r}")
-            stamps.append(row[0])
-            times.append(_seconds(row[0], f"{path}:{line}"))
-            try:
-                values.append(float(row[1]) if row[1].strip() else math.nan)
-            except ValueError:
-                raise BacktestError(f"{path}:{line}: value {row[1]!r} is not a number") from None
-    if not values:
-        raise BacktestError(f"{path}: no data rows")
-    return Series(name, tuple(stamps), np.array(times), np.array(values))
-
-
-def _seconds(text: str, where: str) -> float:
-    """Unix seconds from ISO 8601 (naive means UTC, as in NAB) or a number."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise BacktestError(
-            f"{where}: timestamp {text!r} is neither ISO 8601 nor unix seconds"
-        ) from None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
 def score_series(setup: Setup, series: Series) -> Estimate:
@@ -347,99 +281,3 @@ def nab_report(
         for category, t in notified[0].categories().items():
             counts.append(f"  {category:28}{t.windows_hit:5} /{t.windows_missed:4}{t.fp_rows:8}")
     return "\n".join(lines + counts)
-
-
-def fetch_prometheus(
-    url: str,
-    expr: str | None,
-    start: str | None,
-    end: str | None,
-    step: str | None,
-    queries: Sequence[QueryConfig],
-) -> list[Series]:
-    """Pull `expr` (or each query's own expression) over [start, end] at `step`."""
-    now = time.time()
-    t_end = _when(end, now, "--end") if end else now
-    t_start = _when(start, now, "--start") if start else t_end - 86400.0
-    if t_start >= t_end:
-        raise BacktestError("--start must be before --end")
-    client = PrometheusConnect(url=url.rstrip("/"), timeout=60)
-    wanted = (
-        [(None, expr, queries[0].step)] if expr else [(q.name, q.expr, q.step) for q in queries]
-    )
-    out: list[Series] = []
-    for query, promql, default_step in wanted:
-        if not promql:
-            raise BacktestError(f"query {query!r} has no expression: give --query PROMQL")
-        seconds = _duration(step, "--step") if step else default_step
-        window = _fetch(client, url, promql, math.floor(t_start), math.floor(t_end), seconds)
-        stamps = tuple(
-            datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-            for t in window.timestamps
-        )
-        for key, row in zip(window.keys, window.values, strict=True):
-            name = ",".join(f"{k}={v}" for k, v in key).replace("/", "_") or "series"
-            folder = f"{query}/" if query else ""
-            out.append(Series(f"{folder}{name}.csv", stamps, window.timestamps, row, query))
-    if not out:
-        raise BacktestError("the query returned no series in that range")
-    return out
-
-
-def _fetch(
-    client: PrometheusConnect, url: str, promql: str, start: int, end: int, step: float
-) -> Window:
-    """One range query, split into requests of at most _MAX_POINTS steps, aligned."""
-    merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-    lo = start
-    while lo <= end:
-        hi = min(end, int(lo + step * (_MAX_POINTS - 1)))
-        try:
-            part = client.custom_query_range(
-                promql,
-                datetime.fromtimestamp(lo, tz=UTC),
-                datetime.fromtimestamp(hi, tz=UTC),
-                f"{step:g}s",
-            )
-        except PrometheusApiClientException as exc:
-            if "400" in str(exc) or "422" in str(exc):
-                raise BacktestError(f"Prometheus refused the query {promql!r}: {exc}") from None
-            raise RuntimeError(f"query to {url} failed: {exc}") from None
-        except requests.RequestException as exc:
-            raise RuntimeError(f"cannot reach Prometheus at {url}: {exc}") from None
-        for item in part:
-            key = tuple(sorted(item["metric"].items()))
-            entry = merged.setdefault(key, {"metric": item["metric"], "values": []})
-            entry["values"] += item["values"]
-        # Prometheus evaluates at lo + k*step, so the next request starts one step later.
-        lo = int(lo + step * (math.floor((hi - lo) / step) + 1))
-    return align(list(merged.values()), float(start), float(end), step)
-
-
-def _when(text: str, now: float, flag: str) -> float:
-    """`now`, `now-<duration>`, unix seconds or RFC 3339."""
-    text = text.strip()
-    if text.startswith("now-"):
-        return now - _duration(text[4:], flag)
-    return now if text == "now" else _seconds(text, flag)
-
-
-def _duration(text: str, flag: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise BacktestError(f"{flag}: {exc}") from None
-    if seconds <= 0:
-        raise BacktestError(f"{flag}: must be positive, got {text!r}")
-    return seconds
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m exporter.backtest ...`, until `augur backtest` is wired in the CLI."""
-    parser = argparse.ArgumentParser(prog="augur backtest", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_backtest(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

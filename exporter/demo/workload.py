@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.procs import Sample
+from exporter.demo.procs import Sample
 
 DAY = 86400.0
 RESOLUTION = 15.0

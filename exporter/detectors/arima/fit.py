@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from exporter.detectors import kalman
+from exporter.detectors.arima import kalman
+from exporter.detectors.arima.kalman import ARIMAModel
 from exporter.detectors.base import FloatArray
-from exporter.detectors.kalman import ARIMAModel
 
 Trend = Literal["n", "c", "t"]
 Order = tuple[int, int, int]

@@ -1,6 +1,6 @@
 """What `augur demo` runs: its augur queries, alert rules, Alertmanager routing, scrape jobs.
 
-Kept apart from `exporter.demo` (which starts and stops the processes) so the demo's
+Kept apart from `exporter.demo.stack` (which starts and stops the processes) so the demo's
 configuration reads in one place and the tests can check it without starting anything.
 """
 

@@ -13,8 +13,8 @@ its real fit runs; a fit that raises or does not converge falls back to a simple
 and `fallbacks` attributes count these for export. Each series keeps its last `fit_window`
 points (8 bytes each) for refits, so windows may carry only the new points.
 
-The fitting and its worker processes are in `arima_fit.py`, the per-series arrays in
-`arima_bank.py`; this module keeps the detector, which schedules fits and filters.
+The fitting and its worker processes are in `fit.py`, the per-series arrays in `bank.py`;
+this module keeps the detector, which schedules fits and filters.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from exporter.detectors import arima_fit, kalman
-from exporter.detectors.arima_bank import REPHASE_STEPS, BoolArray, IntArray, SeriesBank
-from exporter.detectors.arima_fit import MAX_P, MAX_Q, FitResult, Order, Trend
-from exporter.detectors.arima_fit import _pools as _pools  # re-exported: tests, benchmarks read it
-from exporter.detectors.arima_fit import fit_model as fit_model
-from exporter.detectors.arima_fit import shutdown_pools as shutdown_pools
+from exporter.detectors.arima import fit as arima_fit
+from exporter.detectors.arima import kalman
+from exporter.detectors.arima.bank import REPHASE_STEPS, BoolArray, IntArray, SeriesBank
+from exporter.detectors.arima.fit import MAX_P, MAX_Q, FitResult, Order, Trend, fit_model
+from exporter.detectors.arima.kalman import ARIMAModel
 from exporter.detectors.base import (
     DetectorParams,
     Estimate,
@@ -44,7 +43,6 @@ from exporter.detectors.base import (
     band_estimate,
     register,
 )
-from exporter.detectors.kalman import ARIMAModel
 
 REFILTER = 200
 """Points of history a new model is filtered over before it scores: its warm-up."""

@@ -6,17 +6,19 @@ the same real processes in the same way. Nothing here is used by `augur run`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import math
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -132,7 +134,16 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+def _wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> None:
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -140,7 +151,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout
             name = Path(str(proc.args[0] if isinstance(proc.args, list) else proc.args)).name
             raise RuntimeError(f"{name} exited with {proc.returncode}:\n{out[-2000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with urllib.request.urlopen(request, timeout=1, context=context) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -161,6 +172,10 @@ class Process:
     """The command line, so `restart()` can run it again."""
     log_path: Path
     """Where the server's own log (its stderr) is written."""
+    probe_headers: dict[str, str] = field(default_factory=dict)
+    """Headers the readiness probe sends (credentials, when the server requires them)."""
+    probe_ca: Path | None = None
+    """The CA the readiness probe trusts, when the server speaks TLS."""
 
     def stop(self, timeout: float = 10) -> None:
         """Terminate the process, killing it if it does not exit in `timeout` seconds."""
@@ -181,20 +196,43 @@ class Process:
     def restart(self, ready_path: str, timeout: float = 30) -> None:
         """Start the same command again on the same port (after stop/kill)."""
         self.proc = _spawn(self.argv, self.log_path)
-        _wait_ready(self.url + ready_path, self.proc, self.log_path, timeout)
+        _wait_ready(
+            self.url + ready_path,
+            self.proc,
+            self.log_path,
+            timeout,
+            self.probe_headers,
+            self.probe_ca,
+        )
 
 
 def _launch(
-    argv: list[str], workdir: Path, name: str, url: str, port: int, timeout: float
+    argv: list[str],
+    workdir: Path,
+    name: str,
+    url: str,
+    port: int,
+    timeout: float,
+    probe_headers: Mapping[str, str] | None = None,
+    probe_ca: Path | None = None,
 ) -> Process:
     log_path = workdir / f"{name}.log"
     proc = _spawn(argv, log_path)
     try:
-        _wait_ready(url + "/-/ready", proc, log_path, timeout)
+        _wait_ready(url + "/-/ready", proc, log_path, timeout, probe_headers, probe_ca)
     except BaseException:
         proc.kill()
         raise
-    return Process(url=url, port=port, proc=proc, workdir=workdir, argv=argv, log_path=log_path)
+    return Process(
+        url=url,
+        port=port,
+        proc=proc,
+        workdir=workdir,
+        argv=argv,
+        log_path=log_path,
+        probe_headers=dict(probe_headers or {}),
+        probe_ca=probe_ca,
+    )
 
 
 def start_prometheus(
@@ -209,12 +247,17 @@ def start_prometheus(
     extra_config: Mapping[str, object] | None = None,
     timeout: float = 30,
     listen_host: str = "127.0.0.1",
+    web_config: Mapping[str, object] | None = None,
+    probe_auth: tuple[str, str] | None = None,
 ) -> Process:
     """Start a real Prometheus on 127.0.0.1, with optional backfilled history.
 
     `scrape_targets` maps job name to `host:port`; `rule_files` maps a file name to the rule
     file's YAML document; `alertmanager_urls` are `http://host:port` URLs. `listen_host`
     0.0.0.0 also listens on the other interfaces; it is still reached over 127.0.0.1.
+    `web_config` is Prometheus's `--web.config.file` document: with `tls_server_config` the URL
+    is https (its `cert_file` is the CA the readiness probe trusts), with `basic_auth_users`
+    the probe logs in as `probe_auth` (user, password).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
@@ -241,7 +284,13 @@ def start_prometheus(
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": am}]}]}
     config.update(extra_config or {})
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    url = f"http://127.0.0.1:{port}"
+    tls = (web_config or {}).get("tls_server_config")
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    probe_ca = Path(str(tls["cert_file"])) if isinstance(tls, Mapping) else None
+    probe_headers = {}
+    if probe_auth:
+        token = base64.b64encode(":".join(probe_auth).encode()).decode()
+        probe_headers["Authorization"] = f"Basic {token}"
     argv = [
         find_binary("prometheus"),
         f"--config.file={workdir / 'prometheus.yml'}",
@@ -253,7 +302,10 @@ def start_prometheus(
         # Alert links (generatorURL) then point at this loopback server, not the hostname.
         f"--web.external-url={url}",
     ]
-    return _launch(argv, workdir, "prometheus", url, port, timeout)
+    if web_config:
+        (workdir / "web.yml").write_text(yaml.safe_dump(dict(web_config)), encoding="utf-8")
+        argv.append(f"--web.config.file={workdir / 'web.yml'}")
+    return _launch(argv, workdir, "prometheus", url, port, timeout, probe_headers, probe_ca)
 
 
 def start_alertmanager(

@@ -23,7 +23,7 @@ Every operation of a filter step is an einsum or matmul over the stacked arrays,
 cost of one step over a thousand series is a few numpy calls, not a thousand.
 
 `moment_models` estimates an AR(1) per series by moments, all series at once: the stand-in
-while the real fit (statsmodels, in `arima.py`) runs.
+while the real fit (statsmodels, in `fit.py`) runs.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from exporter.align import align, select
 from exporter.config.durations import format_duration
 from exporter.config.queries import QueryConfig
 from exporter.detectors import (
@@ -37,10 +36,12 @@ from exporter.detectors import (
 )
 from exporter.detectors.base import parts
 from exporter.detectors.seasonal import wrap
-from exporter.incidents import IncidentBook, Stages
-from exporter.metrics import ScoreBoard, SelfMetrics
-from exporter.prometheus import PrometheusClient, PrometheusError
-from exporter.state import StateStore, fingerprint
+from exporter.prometheus.client import PrometheusClient, PrometheusError
+from exporter.scoring.align import align, select
+from exporter.scoring.board import ScoreBoard
+from exporter.scoring.incidents import IncidentBook, Stages
+from exporter.scoring.state import StateStore, fingerprint
+from exporter.self_metrics import SelfMetrics
 
 log = logging.getLogger("augur.poller")
 

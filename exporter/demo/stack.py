@@ -34,8 +34,9 @@ from typing import Any, ParamSpec
 import aiohttp
 import yaml
 
+from exporter import logs
 from exporter.config.alerts import ModelConfig
-from exporter.demo_config import (
+from exporter.demo.config import (
     ENRICHED_LOG,
     FIRST_ANOMALY_AFTER,
     HISTORY_SECONDS,
@@ -48,8 +49,7 @@ from exporter.demo_config import (
     queries,
     scrape_configs,
 )
-from exporter.demo_receiver import serve as serve_receiver
-from exporter.procs import (
+from exporter.demo.procs import (
     INSTALL_HINT,
     MissingBinaryError,
     Process,
@@ -59,7 +59,8 @@ from exporter.procs import (
     start_alertmanager,
     start_prometheus,
 )
-from exporter.workload import Workload, serve
+from exporter.demo.receiver import serve as serve_receiver
+from exporter.demo.workload import Workload, serve
 
 log = logging.getLogger("augur.demo")
 P = ParamSpec("P")
@@ -73,7 +74,8 @@ class DemoError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the demo's options (`--duration`, `--keep`, `--listen-host`) to `parser`."""
+    """The demo's options (`--duration`, `--keep`, `--listen-host`) and the log flags."""
+    logs.add_arguments(parser)
     parser.add_argument(
         "--duration",
         type=float,
@@ -94,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `--duration`; 0 on a normal stop, 1 on failure."""
+    logs.setup_from(args)
     if args.duration is not None and not args.duration > 0:
         print("augur demo: --duration must be more than 0 seconds", file=sys.stderr)
         return 2

@@ -1,0 +1,69 @@
+"""The configuration flags of `augur run` and `augur check-config`, and loading through them.
+
+Flags are named as Prometheus names its own and override the `AUGUR_*` environment, which
+overrides the file. Both commands load through `load_config`, so what one accepts the other
+accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from exporter.config.base import ConfigError
+from exporter.config.load import load
+from exporter.config.root import Config
+
+# Each flag's destination, mapped to the configuration path it overrides.
+_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "prometheus_url": ("prometheus", "url"),
+    "web_listen_address": ("web", "listen_address"),
+    "poll_interval": ("poll", "interval"),
+    "log_level": ("log", "level"),
+    "log_format": ("log", "format"),
+    "state_path": ("state", "path"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config` and the flags that override single settings."""
+    parser.add_argument(
+        "--config", "-c", type=Path, help="YAML configuration file (see the README)"
+    )
+    parser.add_argument(
+        "--prometheus.url",
+        dest="prometheus_url",
+        metavar="URL",
+        help="Prometheus to query, e.g. http://prometheus:9090",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="web_listen_address",
+        metavar="HOST:PORT",
+        help="address for /metrics and the API (default 0.0.0.0:9465)",
+    )
+    parser.add_argument(
+        "--poll.interval",
+        dest="poll_interval",
+        metavar="DURATION",
+        help="how often to score every query, e.g. 30s or 1m",
+    )
+    parser.add_argument(
+        "--state.path", dest="state_path", metavar="FILE", help="SQLite file for detector state"
+    )
+    parser.add_argument(
+        "--log.level", dest="log_level", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
+
+
+def load_config(args: argparse.Namespace) -> Config | None:
+    """The configuration of `run` and `check-config` alike: file, `AUGUR_*` env and flags, with
+    every check passed; None, with the problems printed, when it is invalid."""
+    overrides = {path: getattr(args, dest) for dest, path in _OVERRIDES.items()}
+    try:
+        return load(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"augur: {exc}", file=sys.stderr)
+        return None

@@ -1,0 +1,107 @@
+"""augur's own health at /metrics: its polls, Prometheus retries, the text model, its build.
+
+Both loops record here (the scoring loop its polls, the alert loop its model calls), so it
+sits beside them and imports neither.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporter import __version__
+
+
+class SelfMetrics:
+    """augur's own health metrics, registered on the given registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.polls = Counter(
+            "augur_polls", "Poll cycles attempted per query.", ["query"], registry=registry
+        )
+        self.poll_failures = Counter(
+            "augur_poll_failures",
+            "Poll cycles per query that failed (Prometheus error, timeout, scoring error).",
+            ["query"],
+            registry=registry,
+        )
+        self.poll_duration = Histogram(
+            "augur_poll_duration_seconds",
+            "Time to query, align, score and publish one query.",
+            ["query"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.last_poll = Gauge(
+            "augur_last_poll_timestamp_seconds",
+            "Unix time of the query's last successful poll.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_scored = Gauge(
+            "augur_series_scored",
+            "Series of the query scored in its last successful poll.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_dropped = Counter(
+            "augur_series_dropped",
+            "Series left unscored because the query returned more than max_series.",
+            ["query"],
+            registry=registry,
+        )
+        self.incidents_opened = Counter(
+            "augur_incidents_opened",
+            "Incidents opened (a series' first score >= 1 after it had recovered).",
+            ["query", "detector"],
+            registry=registry,
+        )
+        self.incidents_escalated = Counter(
+            "augur_incidents_escalated",
+            "Open incidents that got worse (a score >= escalation x the one that opened it).",
+            ["query", "detector"],
+            registry=registry,
+        )
+        self.overruns = Counter(
+            "augur_poll_overruns",
+            "Poll cycles that took longer than the poll interval (the next one was delayed).",
+            registry=registry,
+        )
+        self.prometheus_retries = Counter(
+            "augur_prometheus_retries",
+            "Requests to Prometheus that were retried after a 5xx, timeout or network error.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "augur_model_info",
+            "The alert-text model in use; always 1.",
+            ["name", "version", "sha256"],
+            registry=registry,
+        )
+        self.model_inference = Histogram(
+            "augur_model_inference_seconds",
+            "Time of one call of the text model (a batch of alert texts), encoder and head.",
+            buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "augur_build_info",
+            "augur's version; always 1.",
+            ["version", "python"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    def init_query(self, query: str) -> None:
+        """Create the query's children so counters start at 0 rather than appearing later."""
+        self.polls.labels(query)
+        self.poll_failures.labels(query)
+        self.series_dropped.labels(query)
+        self.poll_duration.labels(query)
+
+    def init_detector(self, query: str, detector: str) -> None:
+        """Create the (query, detector) children of the incident counters at 0."""
+        self.incidents_opened.labels(query, detector)
+        self.incidents_escalated.labels(query, detector)
