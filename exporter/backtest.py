@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from exporter import nab
 from exporter.align import align
+from exporter.config.base import located
 from exporter.config.durations import parse_duration
 from exporter.config.queries import QueryConfig
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
@@ -164,12 +165,7 @@ def load_queries(path: Path | None) -> list[QueryConfig]:
             item = {"name": f"query{i}", "expr": "", **item} if isinstance(item, dict) else item
             queries.append(QueryConfig.model_validate(item))
         except ValidationError as exc:
-            problems += [
-                f"queries[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(
-                    "Value error, ", ""
-                )
-                for e in exc.errors()
-            ]
+            problems += located(exc.errors(), prefix=f"queries[{i}]")
     if problems:
         raise BacktestError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems))
     return queries

@@ -203,7 +203,7 @@ def test_invalid_settings_are_reported(params: dict[str, Any]) -> None:
 def test_member_errors_name_the_setting() -> None:
     with pytest.raises(ValidationError, match=r'unknown detector "arma" \(known: .*zscore'):
         EnsembleParams.model_validate({"members": [{"detector": "arma"}]})
-    with pytest.raises(ValidationError, match="zscore: window"):
+    with pytest.raises(ValidationError, match=r"zscore\.window: "):
         EnsembleParams.model_validate({"members": [{"detector": "zscore", "window": 1}]})
     with pytest.raises(ValidationError, match=r"hold was removed.*recovery"):
         EnsembleParams.model_validate({"hold": "12h"})

@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.config.base import located
 from exporter.config.durations import Duration
 from exporter.detectors.base import (
     DETECTORS,
@@ -111,8 +112,7 @@ class Member(BaseModel):
         try:
             params = spec.params.model_validate(settings)
         except ValidationError as exc:
-            problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{name}: " + "; ".join(problems)) from None
+            raise ValueError("; ".join(located(exc.errors(), prefix=name))) from None
         return {"detector": name, "params": params}
 
 
