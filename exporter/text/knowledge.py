@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from exporter.config.alerts import RUNBOOK_MIN_SCORE
-from exporter.text.entities import is_chinese
+from exporter.text.entities import language_of
 
 logger = logging.getLogger("augur.knowledge")
 
@@ -91,11 +91,6 @@ class _Index:
     runbooks: tuple[Runbook, ...]
     matrix: np.ndarray  # [len(runbooks), dim], L2-normalised rows
     model: str = ""  # sha256 of the model that made `matrix`
-
-
-def language_of(text: str) -> str:
-    """`zh` for text written in Chinese, `en` otherwise."""
-    return "zh" if is_chinese(text) else "en"
 
 
 def _names(value: Any) -> frozenset[str]:
