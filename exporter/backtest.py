@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -45,7 +44,6 @@ from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters,
 from exporter.detectors.seasonal import wrap
 from exporter.incidents import detections
 
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _MAX_POINTS = 10_000
 """Points per `query_range` request (Prometheus refuses more than 11,000 per series)."""
 
@@ -290,16 +288,10 @@ def _score_everything(
         for s in series:
             done(*_work(s, setups, out))
         return results
-    saved = dict(os.environ)
-    # Spawned workers read these before numpy loads: one BLAS thread each, no oversubscription.
-    os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(_work, s, setups, out) for s in series]):
-                done(*future.result())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    # The workers inherit exporter.BLAS_THREAD_VARS: one BLAS thread each, no oversubscription.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(_work, s, setups, out) for s in series]):
+            done(*future.result())
     return results
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import signal
 import threading
 import warnings
@@ -30,8 +29,6 @@ Order = tuple[int, int, int]
 
 MAX_P, MAX_Q = 2, 2
 """Bounds of the automatic order selection (d is 0 or 1, chosen by a KPSS test)."""
-
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -181,9 +178,7 @@ def _fit_batch(jobs: list[tuple[Any, ...]]) -> list[FitResult]:
 
 
 def _init_worker() -> None:
-    """Pool initializer: BLAS single-threaded for anything loaded later; Ctrl-C to the parent."""
-    for var in _THREAD_VARS:
-        os.environ[var] = "1"
+    """Pool initializer: Ctrl-C goes to the parent, which stops the pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -195,11 +190,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     """The fitting processes, started on first use and shared by detectors of one size."""
     with _pools_lock:
         if workers not in _pools:
-            # A worker's BLAS reads these as it loads, before any initializer runs (unpickling
-            # the first task imports numpy): they must be in the environment it inherits.
-            # 100 fits in 2 workers: 21 s with the default threads, 1.5 s with one.
-            for var in _THREAD_VARS:
-                os.environ.setdefault(var, "1")
+            # Workers run one BLAS thread each: they inherit exporter.BLAS_THREAD_VARS.
             context = multiprocessing.get_context("spawn")  # fork is unsafe with threads
             _pools[workers] = ProcessPoolExecutor(workers, context, initializer=_init_worker)
         return _pools[workers]
