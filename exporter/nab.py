@@ -23,8 +23,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
+from exporter.detectors.base import FloatArray, IntArray
+
 Timestamps = npt.NDArray[np.datetime64]
 Series = tuple[npt.ArrayLike, npt.ArrayLike]
 """One file's `(timestamps, anomaly scores)`, row for row."""

@@ -35,7 +35,7 @@ from exporter.demo_config import (
     SCRAPE_INTERVAL,
     augur_config,
 )
-from exporter.detectors.base import Window
+from exporter.detectors.base import FloatArray, Window
 from exporter.incidents import detections
 from exporter.poller import QueryRunner
 from exporter.workload import ROTATION, Injection, Workload, selector
@@ -48,8 +48,6 @@ NORMAL_SECONDS = 7 * 3600.0
 """Normal time simulated after the rotation."""
 TAIL = 60.0
 """Seconds after an injection ends in which its series may still score >= 1."""
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,17 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from exporter.detectors import arima_fit, kalman
-from exporter.detectors.arima_bank import REPHASE_STEPS, BoolArray, IntArray, SeriesBank
+from exporter.detectors.arima_bank import REPHASE_STEPS, SeriesBank
 from exporter.detectors.arima_fit import MAX_P, MAX_Q, FitResult, Order, Trend
 from exporter.detectors.arima_fit import _pools as _pools  # re-exported: tests, benchmarks read it
 from exporter.detectors.arima_fit import fit_model as fit_model
 from exporter.detectors.arima_fit import shutdown_pools as shutdown_pools
 from exporter.detectors.base import (
+    BoolArray,
     DetectorParams,
     Estimate,
     FloatArray,
+    IntArray,
     SeriesKey,
     Window,
     band_estimate,

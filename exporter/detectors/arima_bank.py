@@ -9,14 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-import numpy.typing as npt
 
 from exporter.detectors import kalman
-from exporter.detectors.base import FloatArray
+from exporter.detectors.base import BoolArray, FloatArray, IntArray
 from exporter.detectors.kalman import FilterState, StateSpace
-
-IntArray = npt.NDArray[np.intp]
-BoolArray = npt.NDArray[np.bool_]
 
 PHASE_TOLERANCE = 0.1
 """A window's grid counts as in step with a series' history when its newest point lies within

@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -48,6 +47,7 @@ from exporter.detectors.base import (
     Estimate,
     FloatArray,
     Forecaster,
+    IntArray,
     SeriesKey,
     Stateful,
     StreamScorer,
@@ -56,8 +56,6 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
-
-IntArray = npt.NDArray[np.intp]
 
 DEFAULT_MEMORY = 7 * 86400.0
 """Seconds the calibration remembers: a week (2,016 points at a 5-minute step)."""
