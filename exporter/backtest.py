@@ -53,7 +53,7 @@ class BacktestError(Exception):
 
 
 @dataclass(frozen=True)
-class Series:
+class InputSeries:
     """One input series: `name` is its output path relative to `--out` (`cat/file.csv`)."""
 
     name: str
@@ -169,7 +169,7 @@ def load_queries(path: Path | None) -> list[QueryConfig]:
     return queries
 
 
-def read_folder(root: Path) -> list[Series]:
+def read_folder(root: Path) -> list[InputSeries]:
     """Every `*.csv` under `root`, named by its path relative to `root`, biggest first."""
     if not root.is_dir():
         raise BacktestError(f"{root}: no such directory")
@@ -179,7 +179,7 @@ def read_folder(root: Path) -> list[Series]:
     return [load_csv(path, path.relative_to(root).as_posix()) for path in files]
 
 
-def load_csv(path: Path, name: str) -> Series:
+def load_csv(path: Path, name: str) -> InputSeries:
     """A `timestamp,value` CSV with a header row; timestamps ISO 8601 or unix seconds."""
     stamps, times, values = [], [], []
     with path.open(newline="", encoding="utf-8") as f:
@@ -196,7 +196,7 @@ def load_csv(path: Path, name: str) -> Series:
                 raise BacktestError(f"{path}:{line}: value {row[1]!r} is not a number") from None
     if not values:
         raise BacktestError(f"{path}: no data rows")
-    return Series(name, tuple(stamps), np.array(times), np.array(values))
+    return InputSeries(name, tuple(stamps), np.array(times), np.array(values))
 
 
 def _seconds(text: str, where: str) -> float:
@@ -214,7 +214,7 @@ def _seconds(text: str, where: str) -> float:
     return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
-def score_series(setup: Setup, series: Series) -> Estimate:
+def score_series(setup: Setup, series: InputSeries) -> Estimate:
     """`setup`'s detector over the whole series, causally, with the query's filters."""
     diffs = np.diff(series.times)
     positive = diffs[diffs > 0]
@@ -238,7 +238,7 @@ class Scored:
 
 
 def _work(
-    series: Series, setups: Sequence[Setup], out: Path | None
+    series: InputSeries, setups: Sequence[Setup], out: Path | None
 ) -> tuple[str, dict[str, Scored], float]:
     """Score one series with its setups and write its CSVs; returns the results (for NAB)."""
     started = time.perf_counter()
@@ -257,7 +257,7 @@ def _work(
     return series.name, results, time.perf_counter() - started
 
 
-def write_csv(path: Path, series: Series, est: Estimate, fired: Sequence[int] | Any) -> None:
+def write_csv(path: Path, series: InputSeries, est: Estimate, fired: Sequence[int] | Any) -> None:
     """`timestamp,value,anomaly_score,expected,lower,upper,detection`; NaN is written empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = (series.values, est.score[0], est.expected[0], est.lower[0], est.upper[0])
@@ -275,7 +275,7 @@ def _fmt(x: float) -> str:
 
 
 def _score_everything(
-    series: list[Series], setups: list[Setup], out: Path | None, jobs: int, quiet: bool
+    series: list[InputSeries], setups: list[Setup], out: Path | None, jobs: int, quiet: bool
 ) -> dict[str, dict[str, Scored]]:
     results: dict[str, dict[str, Scored]] = {}
 
@@ -296,7 +296,7 @@ def _score_everything(
 
 
 def nab_report(
-    series: list[Series],
+    series: list[InputSeries],
     setups: list[Setup],
     results: dict[str, dict[str, Scored]],
     windows: nab.Windows,
@@ -344,7 +344,7 @@ def fetch_prometheus(
     end: str | None,
     step: str | None,
     queries: Sequence[QueryConfig],
-) -> list[Series]:
+) -> list[InputSeries]:
     """Pull `expr` (or each query's own expression) over [start, end] at `step`."""
     now = time.time()
     t_end = _when(end, now, "--end") if end else now
@@ -355,7 +355,7 @@ def fetch_prometheus(
     wanted = (
         [(None, expr, queries[0].step)] if expr else [(q.name, q.expr, q.step) for q in queries]
     )
-    out: list[Series] = []
+    out: list[InputSeries] = []
     for query, promql, default_step in wanted:
         if not promql:
             raise BacktestError(f"query {query!r} has no expression: give --query PROMQL")
@@ -368,7 +368,7 @@ def fetch_prometheus(
         for key, row in zip(window.keys, window.values, strict=True):
             name = ",".join(f"{k}={v}" for k, v in key).replace("/", "_") or "series"
             folder = f"{query}/" if query else ""
-            out.append(Series(f"{folder}{name}.csv", stamps, window.timestamps, row, query))
+            out.append(InputSeries(f"{folder}{name}.csv", stamps, window.timestamps, row, query))
     if not out:
         raise BacktestError("the query returned no series in that range")
     return out

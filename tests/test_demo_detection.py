@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from exporter.backtest import Series, Setup, score_series
+from exporter.backtest import InputSeries, Setup, score_series
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
 from exporter.demo_config import (
@@ -146,7 +146,7 @@ def test_every_injection_and_nothing_else_is_flagged_over_hours_of_normal_time()
     for key, values in demo.values.items():
         q = query_of(demo, key)
         scores[key] = score_series(
-            Setup(q.name, q, "ensemble"), Series(key, stamps, demo.times, values)
+            Setup(q.name, q, "ensemble"), InputSeries(key, stamps, demo.times, values)
         ).score[0]
     assert check(demo, scores) == []
     # Each injection is one incident, which opens at its first poll: one notification.
