@@ -38,7 +38,7 @@ from exporter.detectors.seasonal import wrap
 from exporter.incidents import IncidentBook, Stages
 from exporter.metrics import ScoreBoard, SelfMetrics
 from exporter.prometheus import PrometheusClient, PrometheusError
-from exporter.state import StateStore, fingerprint
+from exporter.state import StateStore, settings_hash
 
 log = logging.getLogger("augur.poller")
 
@@ -105,14 +105,14 @@ class QueryRunner:
         return None
 
     def settings(self, name: str) -> str:
-        """The fingerprint of what detector `name` depends on, for its snapshots."""
+        """The hash of what detector `name` depends on, for its snapshots."""
         q = self.config
-        return fingerprint(
+        return settings_hash(
             [q.detectors[name].model_dump(), q.seasonality, q.step, q.lookback, q.expr]
         )
 
     def snapshots(self) -> list[tuple[str, Stateful, str]]:
-        """What is worth keeping across restarts: (name in the store, object, fingerprint).
+        """What is worth keeping across restarts: (name in the store, object, settings hash).
 
         The stateful detectors, and every detector's open incidents (under `<detector>/incidents`,
         kept whatever the settings, so a restart does not notify again about an open incident).
@@ -123,7 +123,7 @@ class QueryRunner:
             if isinstance(detector, Stateful)
         ]
         out += [
-            (f"{name}/incidents", book, fingerprint([self.config.expr]))
+            (f"{name}/incidents", book, settings_hash([self.config.expr]))
             for name, book in self.incidents.items()
         ]
         return out
