@@ -216,9 +216,15 @@ class Poller:
         await self.snapshot()
 
     async def restore(self) -> int:
-        """Load every stateful detector's snapshot, if the store has a compatible one."""
+        """Load every stateful detector's snapshot, if the store has a compatible one.
+
+        Snapshots of queries and detectors no longer configured are deleted first.
+        """
         if self.store is None:
             return 0
+        keep = {(runner.config.name, name) for runner, name, _, _ in self._stateful()}
+        if forgotten := await self._io(self.store.forget_others, keep):
+            log.info("state_forgotten", extra={"snapshots": forgotten})
         restored = 0
         for runner, name, detector, settings in self._stateful():
             state = await self._io(
