@@ -43,13 +43,13 @@ from prometheus_client import CollectorRegistry
 
 from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
 from exporter.alerts.enrich import AlertEnricher
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Outbox
+from exporter.alerts.payloads import (
     Enricher,
     Enrichment,
     WebhookAlert,
     format_time,
 )
-from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import BATCH as worker_batch
 from exporter.alerts.worker import EnrichmentWorker

@@ -37,13 +37,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from waiting import eventually
 
 from exporter.alerts.alertmanager import AlertmanagerSender, AlertMetrics
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Outbox, Record
+from exporter.alerts.payloads import (
     Enrichment,
     WebhookAlert,
     fingerprint,
     format_time,
 )
-from exporter.alerts.outbox import Outbox, Record
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig

@@ -19,13 +19,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from exporter.alerts.alertmanager import AlertMetrics
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Outbox
+from exporter.alerts.payloads import (
     Enrichment,
     WebhookAlert,
     WebhookPayload,
     fingerprint,
 )
-from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import EnrichmentWorker
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig

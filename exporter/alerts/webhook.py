@@ -23,13 +23,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from exporter.alerts.alertmanager import AlertMetrics
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Accepted, Key, Outbox, Record
+from exporter.alerts.payloads import (
     ENRICHED_LABEL,
     WebhookAlert,
     WebhookPayload,
     generator_url,
 )
-from exporter.alerts.outbox import Accepted, Key, Outbox, Record
 from exporter.config.alerts import WebhookConfig
 from exporter.config.base import located
 
