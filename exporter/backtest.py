@@ -423,7 +423,7 @@ def _duration(text: str, flag: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m exporter.backtest ...`, until `augur backtest` is wired in the CLI."""
+    """`python -m exporter.backtest ...`: `augur backtest` without the rest of the CLI."""
     parser = argparse.ArgumentParser(prog="augur backtest", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run_backtest(parser.parse_args(argv))

@@ -108,10 +108,10 @@ def _choose_d(x: FloatArray, trend: Trend) -> int:
 def _choose_pq(y: FloatArray) -> tuple[int, int]:
     """(p, q) by BIC over the grid, each candidate estimated by Hannan-Rissanen.
 
-    Two least-squares fits (a long AR for the innovations, then the ARMA regression) cost
-    ~2 ms for all nine candidates, where a likelihood fit costs 10-400 ms each. BIC rather
-    than AIC: on NAB it picks smaller models whose fits are 2.5x faster, and these residuals
-    flatter larger models anyway. Within 2 units of the best, the fewest terms win.
+    Two least-squares fits per candidate (a long AR for the innovations, then the ARMA
+    regression): the whole grid costs less than one likelihood fit (docs/benchmarks.md,
+    ARIMA). BIC rather than AIC: it picks smaller models, which fit faster, and these
+    residuals flatter larger models anyway. Within 2 units of the best, the fewest terms win.
     """
     y = y - y.mean()
     n = y.size

@@ -81,8 +81,8 @@ points; and the mean of the last 2 hours judged the same way against its own pas
 only: spikes of the usual height coming more often, or bursts a little higher for an hour or
 two, which no single point shows (a falling mean is a quiet spell, routine on bursty counts);
 its band is wider (5), as the overlapping means of 24 points give fewer independent values
-in the tail that sets its scale.
-docs/benchmarks.md compares them with the robust z-score of the level they replaced."""
+in the tail that sets its scale. docs/benchmarks.md (NAB) compares this set with a robust
+z-score of the level alone."""
 
 
 class Member(BaseModel):

@@ -92,10 +92,10 @@ class Head:
 def train_head(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float) -> Head:
     """Class-balanced multinomial logistic regression, solved to convergence by L-BFGS.
 
-    The problem is convex, so the solution does not depend on rounding: the Adam loop this
-    replaces stopped short of the optimum, and 1 against 2 BLAS threads moved its dev macro-F1
-    by up to 0.03 and changed which L2 penalty won. Features are standardised for the solver
-    and the scaling is then folded into the weights, so serving is one matrix product.
+    The problem is convex and solved to its optimum, so the head does not depend on rounding,
+    BLAS threads or summation order, and neither does the L2 penalty the dev set picks (a
+    first-order loop stopped early does: docs/model-card.md). Features are standardised for
+    the solver and the scaling is then folded into the weights, so serving is one product.
     """
     from scipy.optimize import minimize
 

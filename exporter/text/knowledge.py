@@ -41,9 +41,7 @@ CATEGORY_BOOST = 0.06
 LANGUAGE_BOOST = 0.03
 """Added when the runbook is in the alert's language. It only decides between runbooks, and
 does not count towards the minimum score (`enrich.runbook_min_score`): a team with English
-runbooks only must still get one for a Chinese alert. (When it counted, with the threshold at
-0.90, the right runbook reached 30 % of the Chinese dev alerts against English-only runbooks;
-83 % now: benchmarks/bench_runbooks.py.)"""
+runbooks only must still get one for a Chinese alert (docs/benchmarks.md, runbooks)."""
 ALERTNAME_BOOST = 0.10
 MAX_FILE_BYTES = 256 * 1024
 _LEAD_CHARS = 600
