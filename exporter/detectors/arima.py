@@ -52,8 +52,7 @@ REFILTER = 200
 """Points of history a new model is filtered over before it scores: its warm-up."""
 
 _BATCH = 8
-"""Series per pool task: a large first fit lands progressively, and a shutdown waits for at
-most one task per worker (8 fits: ~0.5 s, a few seconds at worst)."""
+"""Series per pool task: a first fit lands progressively; a shutdown waits for one per worker."""
 
 
 class ARIMAParams(DetectorParams):
@@ -62,9 +61,8 @@ class ARIMAParams(DetectorParams):
     order: Order | None = None
     """(p, d, q); None selects it per series (KPSS for d, BIC over p, q <= 2)."""
     trend: Trend = "c"
-    """"n" none, "c" a mean (d=0) or drift (d=1), "t" a linear trend (d=0) or drift (d=1).
-
-    A drift is what lets a d=1 forecast extrapolate ("disk full in 4 h")."""
+    """"n" none, "c" a mean (d=0) or drift (d=1), "t" a linear trend (d=0) or drift (d=1);
+    a drift is what lets a d=1 forecast extrapolate ("disk full in 4 h")."""
     threshold: float = Field(3.0, gt=0)
     """Half-width of the band in forecast standard deviations (the score is 1 on its edge)."""
     fit_every: int = Field(360, ge=1)
