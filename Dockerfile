@@ -22,10 +22,10 @@ COPY exporter/ exporter/
 RUN /opt/venv/bin/pip install . \
     && /opt/venv/bin/augur --version
 
-# --- models: whatever models/onnx holds (an empty directory until the text model ships) ------
-# A separate stage because an empty directory is not kept by git: `COPY models/onnx` would
-# fail in a fresh clone, while copying the (filtered) context and creating the directory
-# works either way, and a model change does not invalidate the pip layer above.
+# --- models: the text model, whatever models/onnx holds ------------------------------------
+# A separate stage: copying the (filtered) context and creating the directory also builds from
+# a tree without models/onnx (`COPY models/onnx` would fail there; enrichment then needs its
+# own `model.dir`), and a model change does not invalidate the pip layer above.
 FROM ${PYTHON_IMAGE} AS models
 COPY . /ctx
 RUN mkdir -p /ctx/models/onnx

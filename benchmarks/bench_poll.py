@@ -26,7 +26,8 @@ from exporter.demo.procs import Sample, start_prometheus
 from exporter.prometheus.client import PrometheusClient, make_session
 from exporter.scoring.align import align
 from exporter.scoring.board import ScoreBoard, ScoreCollector
-from exporter.scoring.poller import Poller, QueryRunner
+from exporter.scoring.poller import Poller
+from exporter.scoring.runner import QueryRunner
 from exporter.self_metrics import SelfMetrics
 
 STEP = 15.0

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from exporter.config.alerts import RUNBOOK_MIN_SCORE, RUNBOOKS_DIR
 from exporter.text import TextModel
-from exporter.text.knowledge import KnowledgeBase, language_of
+from exporter.text.entities import language_of
+from exporter.text.knowledge import KnowledgeBase
 from exporter.text.labelled import read_labelled
 
 REPO = Path(__file__).resolve().parents[1]

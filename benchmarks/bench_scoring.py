@@ -4,8 +4,8 @@ Run from the repository root: `.venv/bin/python benchmarks/bench_scoring.py [--q
 Prints one table: points/s (input points per second, median of the repetitions), the extra
 memory each detector allocates at its peak (tracemalloc, numpy reports to it), the process's
 peak RSS, the per-series pandas `rolling().mean()/std()` baseline a user would otherwise write,
-and the time to align a JSON-decoded 2,000 x 720 `query_range` result. Results are recorded
-in docs/benchmarks.md.
+the time to align a JSON-decoded 2,000 x 720 `query_range` result, and a backtest's
+`score_all` over one 22,000-point series. Results are recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exporter.detectors import DETECTORS, Detector, FloatArray, Window, build
+from exporter.detectors import DETECTORS, Detector, FloatArray, Window, build, score_all
 from exporter.scoring.align import align
 
 SERIES, POINTS = 10_000, 720
@@ -37,6 +37,11 @@ DETECTORS_UNDER_TEST: list[tuple[str, str, dict[str, Any]]] = [
     ("zscore", "zscore window=60", {"window": 60}),
     ("zscore", "zscore robust (median/MAD)", {"robust": True}),
     ("ewma", "ewma alpha=0.1", {}),
+]
+LONG_POINTS = 22_000
+LONG_UNDER_TEST: list[tuple[str, dict[str, Any]]] = [
+    ("zscore", {}),
+    ("zscore robust window=2000 refresh=16", {"robust": True, "window": 2000, "refresh": 16}),
 ]
 
 
@@ -192,6 +197,16 @@ def main() -> None:
         f"({ALIGN_SERIES * POINTS / seconds / 1e6:.2f} M samples/s); "
         f"longest stall of another thread meanwhile (median of 5): {stall:.0f} ms"
     )
+
+    long = np.random.default_rng(13).normal(0, 1, (1, LONG_POINTS))
+    times = np.arange(LONG_POINTS, dtype=np.float64) * 60.0
+    long_window = Window(long, times, [(("series", "long"),)], 60.0)
+    print(f"\nscore_all (backtest) of one {LONG_POINTS:,}-point series, a NAB-sized file:")
+    for label, params in LONG_UNDER_TEST:
+        detector = build("zscore", DETECTORS["zscore"].params.model_validate(params))
+        seconds = median_seconds(partial(score_all, detector, long_window), args.repeat)
+        print(f"  {label}: {seconds:.2f} s")
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the whole run (decoded JSON included): {peak:.0f} MB")
 

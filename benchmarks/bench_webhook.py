@@ -41,13 +41,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.alerts.loop import AlertLoop
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Outbox
+from exporter.alerts.payloads import (
     Enricher,
     Enrichment,
     WebhookAlert,
     format_time,
 )
-from exporter.alerts.outbox import Outbox
 from exporter.alerts.worker import BATCH as worker_batch
 from exporter.config.alerts import AlertmanagerConfig
 from exporter.config.prometheus import PrometheusConfig

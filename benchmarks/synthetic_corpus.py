@@ -61,9 +61,8 @@ import numpy as np
 import numpy.typing as npt
 
 from exporter.config.durations import parse_duration
+from exporter.detectors.base import BoolArray, FloatArray
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 Rng = np.random.Generator
 Profile = Callable[[FloatArray], FloatArray]
 """A daily pattern: hour of day (0..24, any real) -> 0 at its trough .. 1 at its peak."""

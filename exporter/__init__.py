@@ -3,10 +3,15 @@
 import os
 from importlib.metadata import PackageNotFoundError, version
 
-# Set before numpy loads (importing any submodule loads it). augur parallelises across
-# series and processes, never inside one BLAS call; OpenBLAS threads only contend on 2
-# cores: statsmodels fits ran 5-10x slower without this (docs/benchmarks.md, ARIMA).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""augur's one BLAS-threads policy: each defaults to 1 here, a value the user set is kept.
+
+augur parallelises across series and processes (its executors, the ARIMA fit pool, backtest's
+workers), never inside one BLAS call, so more BLAS threads only contend for the same cores
+(docs/benchmarks.md, ARIMA). A BLAS reads these once, as it loads: they are set here, before
+any submodule imports numpy, and every process augur starts inherits them from this one.
+"""
+for _var in BLAS_THREAD_VARS:
     os.environ.setdefault(_var, "1")
 
 try:

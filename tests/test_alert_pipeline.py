@@ -38,13 +38,13 @@ from waiting import eventually
 
 from exporter.alerts.alertmanager import AlertmanagerSender
 from exporter.alerts.loop import AlertLoop
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Outbox, Record
+from exporter.alerts.payloads import (
     Enrichment,
     WebhookAlert,
     fingerprint,
     format_time,
 )
-from exporter.alerts.outbox import Outbox, Record
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.root import Config

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from exporter.backtest.command import Setup, score_series
-from exporter.backtest.inputs import Series
+from exporter.backtest.inputs import InputSeries
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
 from exporter.demo.config import (
@@ -37,9 +37,9 @@ from exporter.demo.config import (
     augur_config,
 )
 from exporter.demo.workload import ROTATION, Injection, Workload, selector
-from exporter.detectors.base import Window
+from exporter.detectors.base import FloatArray, Window
 from exporter.scoring.incidents import detections
-from exporter.scoring.poller import QueryRunner
+from exporter.scoring.runner import QueryRunner
 
 STEP = SCRAPE_INTERVAL
 START = 1704067200.0 + 9 * 3600 + 7
@@ -49,8 +49,6 @@ NORMAL_SECONDS = 7 * 3600.0
 """Normal time simulated after the rotation."""
 TAIL = 60.0
 """Seconds after an injection ends in which its series may still score >= 1."""
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ def test_every_injection_and_nothing_else_is_flagged_over_hours_of_normal_time()
     for key, values in demo.values.items():
         q = query_of(demo, key)
         scores[key] = score_series(
-            Setup(q.name, q, "ensemble"), Series(key, stamps, demo.times, values)
+            Setup(q.name, q, "ensemble"), InputSeries(key, stamps, demo.times, values)
         ).score[0]
     assert check(demo, scores) == []
     # Each injection is one incident, which opens at its first poll: one notification.

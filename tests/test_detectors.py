@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -385,15 +384,18 @@ def test_score_all_gives_each_column_the_verdict_score_gives_it(case: Any) -> No
             )
 
 
-def test_score_all_is_fast_on_a_long_series() -> None:
-    """A NAB-sized file: cumulative sums and refreshed sorted windows, not a replay per point."""
+def test_zscore_scores_a_long_series_in_one_pass() -> None:
+    """A NAB-sized file: cumulative sums and refreshed sorted windows, not a replay per point.
+
+    How fast that is, benchmarks/bench_scoring.py measures.
+    """
     values = np.random.default_rng(13).normal(0, 1, (1, 22_000))
     for params in ({}, {"robust": True, "window": 2000, "refresh": 16}):
         detector = make("zscore", params)
         assert isinstance(detector, base.StreamScorer)
-        started = time.perf_counter()
-        base.score_all(detector, window(values))
-        assert time.perf_counter() - started < 2.0
+        est = base.score_all(detector, window(values))
+        assert est.score.shape == values.shape
+        assert np.isfinite(est.score[0, 100:]).all()
 
 
 @pytest.mark.parametrize("robust", [False, True])

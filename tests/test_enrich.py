@@ -29,7 +29,7 @@ from exporter.alerts.enrich import (
     AlertEnricher,
     Model,
 )
-from exporter.alerts.models import ANNOTATIONS, WebhookAlert
+from exporter.alerts.payloads import ANNOTATIONS, WebhookAlert
 from exporter.alerts.related import rank_related
 from exporter.config.alerts import EnrichConfig
 from exporter.demo.procs import Process, Sample

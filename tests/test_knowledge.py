@@ -12,7 +12,8 @@ import pytest
 
 from exporter.config.alerts import RUNBOOKS_DIR
 from exporter.text import TextModel, normalize_alert_text
-from exporter.text.knowledge import KnowledgeBase, language_of
+from exporter.text.entities import language_of
+from exporter.text.knowledge import KnowledgeBase
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "onnx"
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from exporter.backtest import nab
+from exporter.detectors.base import FloatArray
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 STANDARD = nab.PROFILES["standard"]
@@ -30,14 +31,14 @@ def stamps(n: int) -> nab.Timestamps:
     return np.datetime64(T0, "us") + np.arange(n) * np.timedelta64(1, "m")
 
 
-def firing(*rows: int, n: int = 100) -> nab.FloatArray:
+def firing(*rows: int, n: int = 100) -> FloatArray:
     scores = np.zeros(n)
     scores[list(rows)] = 1.0
     return scores
 
 
 def score(
-    scores: nab.FloatArray, profile: nab.Profile = STANDARD, windows: nab.Windows = TWO_WINDOWS
+    scores: FloatArray, profile: nab.Profile = STANDARD, windows: nab.Windows = TWO_WINDOWS
 ) -> nab.CorpusScore:
     return nab.score_corpus({FILE: (stamps(len(scores)), scores)}, windows, profile, 1.0)
 

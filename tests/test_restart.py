@@ -125,6 +125,11 @@ async def test_state_is_restored_without_refitting(
     with sqlite3.connect(state) as db:
         rows = db.execute("SELECT query, detector, version FROM detector_state").fetchall()
     assert sorted(rows) == [("load", "arima", 1), ("load", "arima/incidents", 1)]
+    with sqlite3.connect(state) as db:  # snapshots of a query no longer configured
+        db.execute(
+            "INSERT INTO detector_state SELECT 'gone', * FROM (SELECT detector, version, "
+            "fingerprint, saved_at, state FROM detector_state)"
+        )
 
     async with running(cfg) as app:
         detector = await first_cycle(app)
@@ -134,6 +139,9 @@ async def test_state_is_restored_without_refitting(
         assert set(restored) == {"a", "b", "disk"}
         assert all(s == s for s in restored.values())
     assert any(r.getMessage() == "state_restored" for r in caplog.records)
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT query, detector FROM detector_state").fetchall()
+    assert sorted(rows) == [("load", "arima"), ("load", "arima/incidents")]  # "gone" deleted
 
 
 async def test_incompatible_snapshot_is_discarded_not_fed(

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter.scoring.state import StateStore, fingerprint
+from exporter.scoring.state import StateStore, settings_hash
 
 
 def test_round_trip_and_replace(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "sub" / "augur.db")
-    settings = fingerprint({"order": [1, 1, 1]})
+    settings = settings_hash({"order": [1, 1, 1]})
     assert store.load("q", "arima", 1, settings) is None
     store.save("q", "arima", 1, settings, {"series": {"a": [0.5, float("nan")]}})
     store.save("q", "arima", 1, settings, {"series": {"a": [0.7]}})
@@ -42,11 +42,11 @@ def test_other_version_is_discarded_with_a_log_line(
 
 def test_changed_settings_or_garbage_are_discarded(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "s.db")
-    store.save("q", "arima", 1, fingerprint({"order": [1, 1, 1]}), {"a": 1})
-    assert store.load("q", "arima", 1, fingerprint({"order": [2, 1, 1]})) is None
+    store.save("q", "arima", 1, settings_hash({"order": [1, 1, 1]}), {"a": 1})
+    assert store.load("q", "arima", 1, settings_hash({"order": [2, 1, 1]})) is None
     with sqlite3.connect(tmp_path / "s.db") as db:
         db.execute("UPDATE detector_state SET state = '{not json'")
-    assert store.load("q", "arima", 1, fingerprint({"order": [1, 1, 1]})) is None
+    assert store.load("q", "arima", 1, settings_hash({"order": [1, 1, 1]})) is None
     store.close()
 
 
@@ -60,6 +60,6 @@ def test_forget_others(tmp_path: Path) -> None:
     store.close()
 
 
-def test_fingerprint_is_stable_and_order_free() -> None:
-    assert fingerprint({"b": 1, "a": [1, 2]}) == fingerprint({"a": [1, 2], "b": 1})
-    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+def test_settings_hash_is_stable_and_order_free() -> None:
+    assert settings_hash({"b": 1, "a": [1, 2]}) == settings_hash({"a": [1, 2], "b": 1})
+    assert settings_hash({"a": 1}) != settings_hash({"a": 2})

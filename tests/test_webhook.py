@@ -22,13 +22,13 @@ from pydantic import ValidationError
 
 from exporter.alerts.loop import AlertLoop
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Outbox
+from exporter.alerts.payloads import (
     Enrichment,
     WebhookAlert,
     WebhookPayload,
     fingerprint,
 )
-from exporter.alerts.outbox import Outbox
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig

@@ -4,6 +4,6 @@
 the loop's settings are in `exporter.config.alerts`.
 """
 
-from exporter.alerts.models import Enricher, Enrichment, WebhookAlert, WebhookPayload
+from exporter.alerts.payloads import Enricher, Enrichment, WebhookAlert, WebhookPayload
 
 __all__ = ["Enricher", "Enrichment", "WebhookAlert", "WebhookPayload"]

@@ -24,8 +24,8 @@ import aiohttp
 
 from exporter import __version__
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.models import format_time
 from exporter.alerts.outbox import Entry, Outbox
+from exporter.alerts.payloads import format_time
 from exporter.config.alerts import AlertmanagerConfig
 
 log = logging.getLogger("augur.alertmanager")

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from exporter.alerts.facts import Facts, Reason, Understood
-from exporter.alerts.models import (
+from exporter.alerts.payloads import (
     CATEGORY_LABEL,
     ENRICHED_LABEL,
     MISSING_ANNOTATION,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporter.alerts.models import WebhookAlert
+from exporter.alerts.payloads import WebhookAlert
 from exporter.alerts.related import Reading, Related
 from exporter.text.encoder import Classification
 from exporter.text.entities import Entities

@@ -25,8 +25,8 @@ from prometheus_client import CollectorRegistry
 from exporter.alerts.alertmanager import AlertmanagerSender
 from exporter.alerts.enrich import AlertEnricher, Model
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.models import Enricher
 from exporter.alerts.outbox import Outbox
+from exporter.alerts.payloads import Enricher
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import BATCH, EnrichmentWorker
 from exporter.config.root import Config

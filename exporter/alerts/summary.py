@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 
 from exporter.alerts.facts import Facts, Reason
-from exporter.alerts.models import WebhookAlert
+from exporter.alerts.payloads import WebhookAlert
 from exporter.text.entities import Entities
 
 

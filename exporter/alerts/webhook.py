@@ -23,14 +23,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Accepted, Key, Outbox, Record
+from exporter.alerts.payloads import (
     ENRICHED_LABEL,
     WebhookAlert,
     WebhookPayload,
     generator_url,
 )
-from exporter.alerts.outbox import Accepted, Key, Outbox, Record
 from exporter.config.alerts import WebhookConfig
+from exporter.config.base import located
 
 log = logging.getLogger("augur.webhook")
 
@@ -46,22 +47,9 @@ def _error(status: int, message: str, problems: Sequence[str] = ()) -> web.Respo
     return web.json_response(body, status=status, headers=headers)
 
 
-def _where(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(body)"
-
-
 def problems(exc: ValidationError) -> list[str]:
     """Each validation error as `path: message`, e.g. `alerts[0].startsAt: field required`."""
-    out = []
-    for err in exc.errors()[:MAX_PROBLEMS]:
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        out.append(f"{_where(err['loc'])}: {msg}")
-    return out
+    return located(exc.errors()[:MAX_PROBLEMS], noun="field", top="(body)")
 
 
 async def disabled(request: web.Request) -> web.Response:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.models import (
+from exporter.alerts.outbox import Awaiting, Outbox
+from exporter.alerts.payloads import (
     ENRICHED_LABEL,
     Enricher,
     Enrichment,
@@ -27,7 +28,6 @@ from exporter.alerts.models import (
     merge,
     minimal_enrichment,
 )
-from exporter.alerts.outbox import Awaiting, Outbox
 
 log = logging.getLogger("augur.enrich")
 

@@ -31,7 +31,8 @@ from pydantic import ValidationError
 from exporter import logs
 from exporter.backtest import nab
 from exporter.backtest.history import fetch_prometheus, prometheus_config
-from exporter.backtest.inputs import BacktestError, Series, read_folder, read_settings
+from exporter.backtest.inputs import BacktestError, InputSeries, read_folder, read_settings
+from exporter.config.base import located
 from exporter.config.queries import QueryConfig
 from exporter.detectors import ensemble as _ensemble  # noqa: F401  (registers "ensemble")
 from exporter.detectors.base import Estimate, FloatArray, Window, apply_filters, build, score_all
@@ -143,18 +144,13 @@ def load_queries(path: Path | None) -> list[QueryConfig]:
             item = {"name": f"query{i}", "expr": "", **item} if isinstance(item, dict) else item
             queries.append(QueryConfig.model_validate(item))
         except ValidationError as exc:
-            problems += [
-                f"queries[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(
-                    "Value error, ", ""
-                )
-                for e in exc.errors()
-            ]
+            problems += located(exc.errors(), f"queries[{i}]")
     if problems:
         raise BacktestError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems))
     return queries
 
 
-def score_series(setup: Setup, series: Series) -> Estimate:
+def score_series(setup: Setup, series: InputSeries) -> Estimate:
     """`setup`'s detector over the whole series, causally, with the query's filters."""
     diffs = np.diff(series.times)
     positive = diffs[diffs > 0]
@@ -178,7 +174,7 @@ class Scored:
 
 
 def _work(
-    series: Series, setups: Sequence[Setup], out: Path | None
+    series: InputSeries, setups: Sequence[Setup], out: Path | None
 ) -> tuple[str, dict[str, Scored], float]:
     """Score one series with its setups and write its CSVs; returns the results (for NAB)."""
     started = time.perf_counter()
@@ -197,7 +193,7 @@ def _work(
     return series.name, results, time.perf_counter() - started
 
 
-def write_csv(path: Path, series: Series, est: Estimate, fired: Sequence[int] | Any) -> None:
+def write_csv(path: Path, series: InputSeries, est: Estimate, fired: Sequence[int] | Any) -> None:
     """`timestamp,value,anomaly_score,expected,lower,upper,detection`; NaN is written empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = (series.values, est.score[0], est.expected[0], est.lower[0], est.upper[0])
@@ -215,7 +211,7 @@ def _fmt(x: float) -> str:
 
 
 def _score_everything(
-    series: list[Series], setups: list[Setup], out: Path | None, jobs: int, quiet: bool
+    series: list[InputSeries], setups: list[Setup], out: Path | None, jobs: int, quiet: bool
 ) -> dict[str, dict[str, Scored]]:
     results: dict[str, dict[str, Scored]] = {}
 
@@ -242,7 +238,7 @@ def _score_everything(
 
 
 def nab_report(
-    series: list[Series],
+    series: list[InputSeries],
     setups: list[Setup],
     results: dict[str, dict[str, Scored]],
     windows: nab.Windows,

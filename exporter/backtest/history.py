@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exporter.backtest.inputs import BacktestError, Series, parse_time
+from exporter.backtest.inputs import BacktestError, InputSeries, parse_time
 from exporter.config.base import located
 from exporter.config.durations import parse_duration
 from exporter.config.load import env_overrides
@@ -61,7 +61,7 @@ def fetch_prometheus(
     end: str | None,
     step: str | None,
     queries: Sequence[QueryConfig],
-) -> list[Series]:
+) -> list[InputSeries]:
     """Pull `expr` (or each query's own expression) over [start, end] at `step`."""
     now = time.time()
     t_end = _when(end, now, "--end") if end else now
@@ -78,7 +78,7 @@ def fetch_prometheus(
         pulls.append((query, promql, _duration(step, "--step") if step else default_step))
     start_s, end_s = float(math.floor(t_start)), float(math.floor(t_end))
     answers = asyncio.run(_pull(cfg, [(p, s) for _, p, s in pulls], start_s, end_s))
-    out: list[Series] = []
+    out: list[InputSeries] = []
     for (query, _, seconds), answer in zip(pulls, answers, strict=True):
         window = align(answer, start_s, end_s, seconds)
         stamps = tuple(
@@ -88,7 +88,7 @@ def fetch_prometheus(
         for key, row in zip(window.keys, window.values, strict=True):
             name = ",".join(f"{k}={v}" for k, v in key).replace("/", "_") or "series"
             folder = f"{query}/" if query else ""
-            out.append(Series(f"{folder}{name}.csv", stamps, window.timestamps, row, query))
+            out.append(InputSeries(f"{folder}{name}.csv", stamps, window.timestamps, row, query))
     if not out:
         raise BacktestError("the query returned no series in that range")
     return out

@@ -1,6 +1,6 @@
 """What a backtest reads: its input series (CSV folders in NAB's layout) and its settings file.
 
-`Series` is one input series whatever its source; `history.py` makes them from a Prometheus
+`InputSeries` is one input series whatever its source; `history.py` makes them from a Prometheus
 range. Every problem with an input is a `BacktestError`, which the command reports with exit
 code 2.
 """
@@ -25,7 +25,7 @@ class BacktestError(Exception):
 
 
 @dataclass(frozen=True)
-class Series:
+class InputSeries:
     """One input series: `name` is its output path relative to `--out` (`cat/file.csv`)."""
 
     name: str
@@ -38,7 +38,7 @@ class Series:
     """Only this query's detectors score it (series pulled with a query's own expression)."""
 
 
-def read_folder(root: Path) -> list[Series]:
+def read_folder(root: Path) -> list[InputSeries]:
     """Every `*.csv` under `root`, named by its path relative to `root`, biggest first."""
     if not root.is_dir():
         raise BacktestError(f"{root}: no such directory")
@@ -48,7 +48,7 @@ def read_folder(root: Path) -> list[Series]:
     return [load_csv(path, path.relative_to(root).as_posix()) for path in files]
 
 
-def load_csv(path: Path, name: str) -> Series:
+def load_csv(path: Path, name: str) -> InputSeries:
     """A `timestamp,value` CSV with a header row; timestamps ISO 8601 or unix seconds."""
     stamps, times, values = [], [], []
     with path.open(newline="", encoding="utf-8") as f:
@@ -65,7 +65,7 @@ def load_csv(path: Path, name: str) -> Series:
                 raise BacktestError(f"{path}:{line}: value {row[1]!r} is not a number") from None
     if not values:
         raise BacktestError(f"{path}: no data rows")
-    return Series(name, tuple(stamps), np.array(times), np.array(values))
+    return InputSeries(name, tuple(stamps), np.array(times), np.array(values))
 
 
 def parse_time(text: str, where: str) -> float:

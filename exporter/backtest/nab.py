@@ -23,10 +23,10 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
+from exporter.detectors.base import FloatArray, IntArray
+
 Timestamps = npt.NDArray[np.datetime64]
-Series = tuple[npt.ArrayLike, npt.ArrayLike]
+FileScores = tuple[npt.ArrayLike, npt.ArrayLike]
 """One file's `(timestamps, anomaly scores)`, row for row."""
 Windows = Mapping[str, Sequence[tuple[datetime, datetime]]]
 """Relative data path ("realKnownCause/nyc_taxi.csv") -> its anomaly windows, in time order."""
@@ -172,7 +172,7 @@ def _layout(
     return window, credit, cost
 
 
-def _prepare(scores: Mapping[str, Series], windows: Windows) -> _Rows:
+def _prepare(scores: Mapping[str, FileScores], windows: Windows) -> _Rows:
     names = tuple(sorted(scores))
     if not names:
         raise ValueError("no files to score")
@@ -272,7 +272,7 @@ def _sweep(rows: _Rows, profile: Profile) -> tuple[FloatArray, FloatArray]:
 
 
 def score_corpus(
-    scores: Mapping[str, Series], windows: Windows, profile: Profile, threshold: float
+    scores: Mapping[str, FileScores], windows: Windows, profile: Profile, threshold: float
 ) -> CorpusScore:
     """Score every file of `scores` at `threshold` (a detection is a score >= threshold)."""
     rows = _prepare(scores, windows)
@@ -288,7 +288,7 @@ def score_corpus(
 
 
 def optimize_threshold(
-    scores: Mapping[str, Series], windows: Windows, profile: Profile
+    scores: Mapping[str, FileScores], windows: Windows, profile: Profile
 ) -> tuple[float, float]:
     """NAB's threshold tuning: the corpus-wide threshold with the best score, and that score.
 

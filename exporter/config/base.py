@@ -1,7 +1,8 @@
 """What every section of the configuration shares: the strict base model and `ConfigError`.
 
 A pydantic error is written the one way a user reads it, `path: message`
-(`queries[2].detectors: unknown detector "arma"`), by `located`.
+(`queries[2].detectors: unknown detector "arma"`), by `located`: the configuration, backtest's
+query file, an ensemble's members and the webhook's payloads all report through it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class ConfigError(Exception):
         super().__init__(where + "invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def error_path(loc: Iterable[int | str]) -> str:
-    """A pydantic error location as the file writes it: `queries[2].detectors`."""
+def error_path(loc: Iterable[int | str], top: str = "(top level)") -> str:
+    """A pydantic error location as the file writes it: `queries[2].detectors`; `top` if empty."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -38,21 +39,36 @@ def error_path(loc: Iterable[int | str]) -> str:
             continue  # pydantic's names for validators and containers, not the user's keys
         else:
             out += f".{part}" if out else str(part)
-    return out or "(top level)"
+    return out or top
 
 
-def error_message(error: Mapping[str, Any]) -> str:
-    """A pydantic error's message in the user's terms."""
+def error_message(error: Mapping[str, Any], noun: str = "setting") -> str:
+    """A pydantic error's message in the user's terms (`noun`: what a key is, setting or field)."""
     kind = error.get("type")
     if kind == "extra_forbidden":
-        return "unknown setting (check the spelling; see the configuration reference)"
+        return f"unknown {noun} (check the spelling; see the configuration reference)"
     if kind == "missing":
-        return "required setting is missing"
+        return f"required {noun} is missing"
     msg = str(error.get("msg", ""))
     return msg.removeprefix("Value error, ")
 
 
-def located(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> list[str]:
-    """Each pydantic error as `path: message`, its path under `prefix` if one is given."""
-    lead = f"{prefix}." if prefix else ""
-    return [f"{lead}{error_path(e['loc'])}: {error_message(e)}" for e in errors]
+def located(
+    errors: Iterable[Mapping[str, Any]],
+    prefix: str = "",
+    *,
+    noun: str = "setting",
+    top: str = "(top level)",
+) -> list[str]:
+    """Each pydantic error as `path: message`, its path under `prefix` if one is given.
+
+    `noun` names a key in the message (a payload has fields, not settings); `top` stands for
+    an empty path.
+    """
+    out = []
+    for error in errors:
+        path = error_path(error["loc"], top="")
+        if prefix:
+            path = prefix + (f".{path}" if path and not path.startswith("[") else path)
+        out.append(f"{path or top}: {error_message(error, noun)}")
+    return out

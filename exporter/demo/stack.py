@@ -142,9 +142,7 @@ class _Augur:
         argv = ["-m", "exporter.cli", "run", "--config", str(config), "--web.listen-address"]
         argv += [address, *(["--log.level", level] if level else [])]
         # The demo's augur.yml is complete: a user's AUGUR_* variables must not override it.
-        # One BLAS thread, or numpy's threads would fight augur's own executor for the cores.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUGUR_")}
-        env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **env}
         log_path = tmp / "augur.log"
         with log_path.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(

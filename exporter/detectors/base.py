@@ -24,6 +24,9 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+"""Row and column indices."""
+BoolArray = npt.NDArray[np.bool_]
 SeriesKey = tuple[tuple[str, str], ...]
 """A series' identity: its label pairs sorted by name (``__name__`` included)."""
 

@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.config.base import located
 from exporter.config.durations import Duration
 from exporter.detectors.base import (
     DETECTORS,
@@ -47,6 +47,7 @@ from exporter.detectors.base import (
     Estimate,
     FloatArray,
     Forecaster,
+    IntArray,
     SeriesKey,
     Stateful,
     StreamScorer,
@@ -55,8 +56,6 @@ from exporter.detectors.base import (
     register,
     score_all,
 )
-
-IntArray = npt.NDArray[np.intp]
 
 DEFAULT_MEMORY = 7 * 86400.0
 """Seconds the calibration remembers: a week (2,016 points at a 5-minute step)."""
@@ -82,8 +81,8 @@ points; and the mean of the last 2 hours judged the same way against its own pas
 only: spikes of the usual height coming more often, or bursts a little higher for an hour or
 two, which no single point shows (a falling mean is a quiet spell, routine on bursty counts);
 its band is wider (5), as the overlapping means of 24 points give fewer independent values
-in the tail that sets its scale.
-docs/benchmarks.md compares them with the robust z-score of the level they replaced."""
+in the tail that sets its scale. docs/benchmarks.md (NAB) compares this set with a robust
+z-score of the level alone."""
 
 
 class Member(BaseModel):
@@ -111,8 +110,7 @@ class Member(BaseModel):
         try:
             params = spec.params.model_validate(settings)
         except ValidationError as exc:
-            problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{name}: " + "; ".join(problems)) from None
+            raise ValueError("; ".join(located(exc.errors(), prefix=name))) from None
         return {"detector": name, "params": params}
 
 

@@ -40,6 +40,7 @@ from exporter.detectors.base import (
     DetectorParams,
     Estimate,
     FloatArray,
+    IntArray,
     Window,
     register,
     scale_floor,
@@ -52,8 +53,6 @@ from exporter.detectors.zscore import (
     relearn_points,
     relearned_level,
 )
-
-IntArray = npt.NDArray[np.intp]
 
 _CHUNK_POINTS = 1 << 20
 """Window points sorted at once (8 MB): bounds memory for long backtests."""

@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from exporter.config.durations import parse_duration
 from exporter.detectors.base import (
@@ -35,6 +34,7 @@ from exporter.detectors.base import (
     Estimate,
     FloatArray,
     Forecaster,
+    IntArray,
     Stateful,
     Window,
     score_all,
@@ -50,8 +50,6 @@ MIN_CYCLES = 3
 """Periods of history `auto` needs before it may decide that a series is seasonal."""
 DECIDE_EVERY = DAY
 """How often (on the time grid) `auto` revisits its choice."""
-
-IntArray = npt.NDArray[np.intp]
 
 
 class Seasonal:

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -37,6 +36,7 @@ from exporter.detectors.base import (
     DetectorParams,
     Estimate,
     FloatArray,
+    IntArray,
     Window,
     band_estimate,
     register,
@@ -61,8 +61,6 @@ _MAX_GROUPS = 4
 
 _CHUNK_POINTS = 1 << 20
 """Window points sorted at once by `score_all` (8 MB): bounds memory for long backtests."""
-
-IntArray = npt.NDArray[np.intp]
 
 
 class ZScoreParams(DetectorParams):

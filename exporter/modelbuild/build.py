@@ -205,7 +205,6 @@ def _evaluate(
         rep["quantized_vs_fp32_agreement"] = round(float(np.mean(pred_q[idx] == pred_f[idx])), 4)
         rep["quantized_vs_fp32_differ"] = int(np.sum(pred_q[idx] != pred_f[idx]))
         rep["fp32_macro_f1"] = train.f1_report(y[idx], pred_f[idx], train.LABELS)["macro_f1"]
-        rep["confusion"] = train.confusion(y[idx], pred_q[idx], len(train.LABELS))
         out[name] = rep
     return out
 

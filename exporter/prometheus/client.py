@@ -38,7 +38,8 @@ _SNIPPET_CHARS = 200
 _MAX_REMEMBERED_WARNINGS = 1000
 
 Form = Sequence[tuple[str, str]]
-Series = dict[str, Any]
+MatrixSeries = dict[str, Any]
+"""One series of a range query's JSON result: `{"metric": {...}, "values": [[t, "v"], ...]}`."""
 SeriesKey = tuple[tuple[str, str], ...]
 
 
@@ -119,9 +120,9 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
 
-def _merge(parts: Sequence[list[Series]]) -> list[Series]:
+def _merge(parts: Sequence[list[MatrixSeries]]) -> list[MatrixSeries]:
     """Join per-chunk matrices into one, each series' points in time order."""
-    merged: dict[SeriesKey, Series] = {}
+    merged: dict[SeriesKey, MatrixSeries] = {}
     for part in parts:
         for series in part:
             key: SeriesKey = tuple(sorted(series["metric"].items()))
@@ -204,7 +205,9 @@ class PrometheusClient:
         data = await self._call("/api/v1/query", form)
         return QueryResult(result_type=data["resultType"], result=data["result"])
 
-    async def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+    async def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[MatrixSeries]:
         """The matrix of `expr` from `start` to `end` (unix seconds) every `step` seconds."""
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), round(step * 1000)
         if step_ms <= 0 or end_ms < start_ms:
@@ -255,7 +258,9 @@ class PrometheusClient:
         """All metric names (the values of `__name__`)."""
         return await self.label_values("__name__")
 
-    async def _range(self, expr: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
+    async def _range(
+        self, expr: str, start_ms: int, end_ms: int, step_ms: int
+    ) -> list[MatrixSeries]:
         form = [
             ("query", expr),
             ("start", _seconds(start_ms)),
@@ -263,7 +268,7 @@ class PrometheusClient:
             ("step", _seconds(step_ms)),
         ]
         data = await self._call("/api/v1/query_range", form)
-        result: list[Series] = data["result"]
+        result: list[MatrixSeries] = data["result"]
         return result
 
     async def _call(self, path: str, form: Form | None = None, *, endpoint: str = "") -> Any:

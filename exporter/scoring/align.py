@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from exporter.detectors.base import FloatArray, SeriesKey, Window
+from exporter.detectors.base import FloatArray, IntArray, SeriesKey, Window
 
 _GRID_TOLERANCE = 1e-9
 """Slack when counting grid points, so float error in `(end - start) / step` cannot drop end."""
-
-IntArray = npt.NDArray[np.intp]
 
 
 def align(result: list[dict[str, Any]], start: float, end: float, step: float) -> Window:

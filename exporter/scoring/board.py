@@ -171,12 +171,6 @@ class ScoreBoard:
         """Record a failed cycle of `query`: its series age and eventually expire."""
         self._expire(query, self._advance(query))
 
-    def forget(self, query: str) -> None:
-        """Drop everything of a query (it was removed from the configuration)."""
-        self._rows.pop(query, None)
-        self._forecasts.pop(query, None)
-        self._cycles.pop(query, None)
-
     def series_count(self, query: str) -> int:
         """How many (detector, series) verdicts of `query` are currently exported."""
         return len(self._rows.get(query, {}))

@@ -16,121 +16,27 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
-
-import numpy as np
+from typing import ParamSpec, TypeVar
 
 from exporter.config.durations import format_duration
 from exporter.config.queries import QueryConfig
 from exporter.detectors import (
-    Detector,
-    Estimate,
-    FloatArray,
-    Forecaster,
     Stateful,
-    Window,
-    apply_filters,
-    build,
 )
 from exporter.detectors.base import parts
-from exporter.detectors.seasonal import wrap
 from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.scoring.align import align, select
 from exporter.scoring.board import ScoreBoard
-from exporter.scoring.incidents import IncidentBook, Stages
-from exporter.scoring.state import StateStore, fingerprint
+from exporter.scoring.runner import QueryRunner
+from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
 
 log = logging.getLogger("augur.poller")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@dataclass
-class QueryRunner:
-    """One configured query with its detectors (built once, so they can keep state)."""
-
-    config: QueryConfig
-    detectors: dict[str, Detector]
-    incidents: dict[str, IncidentBook]
-    dropped_logged: bool = False
-    in_flight: Future[Any] | None = None  # the last CPU call; it may outlive its timeout
-
-    @classmethod
-    def build(cls, config: QueryConfig) -> QueryRunner:
-        """Instantiate the query's detectors, wrapped for its seasonality if it has one."""
-        season = config.season_seconds()
-        return cls(
-            config,
-            {
-                name: wrap(build(name, p), season, config.step)
-                for name, p in config.detectors.items()
-            },
-            {name: IncidentBook(config.recovery, config.escalation) for name in config.detectors},
-        )
-
-    def score(self, window: Window) -> dict[str, Estimate]:
-        """Run every detector on the window and apply the query's false-positive filters."""
-        newest = window.values[:, -1]
-        return {
-            name: apply_filters(
-                detector.score(window),
-                newest,
-                direction=self.config.direction,
-                min_deviation=self.config.min_deviation,
-                min_relative_deviation=self.config.min_relative_deviation,
-                valid_range=self.config.valid_range,
-            )
-            for name, detector in self.detectors.items()
-        }
-
-    def track(self, window: Window, estimates: dict[str, Estimate]) -> dict[str, Stages]:
-        """Advance each detector's incidents by the newest scores."""
-        ts = float(window.timestamps[-1])
-        return {
-            name: self.incidents[name].update(window.keys, est.score, ts)
-            for name, est in estimates.items()
-        }
-
-    def forecast(self, window: Window) -> FloatArray | None:
-        """Forecasts at the query's horizons from its first forecasting detector, if any."""
-        if not self.config.horizons:
-            return None
-        for detector in self.detectors.values():
-            if isinstance(detector, Forecaster):
-                steps = [max(1, round(h / window.step)) for h in self.config.horizons]
-                values: FloatArray = detector.forecast(window, steps)
-                if self.config.valid_range is not None:
-                    values = np.clip(values, *self.config.valid_range)
-                return values
-        return None
-
-    def settings(self, name: str) -> str:
-        """The fingerprint of what detector `name` depends on, for its snapshots."""
-        q = self.config
-        return fingerprint(
-            [q.detectors[name].model_dump(), q.seasonality, q.step, q.lookback, q.expr]
-        )
-
-    def snapshots(self) -> list[tuple[str, Stateful, str]]:
-        """What is worth keeping across restarts: (name in the store, object, fingerprint).
-
-        The stateful detectors, and every detector's open incidents (under `<detector>/incidents`,
-        kept whatever the settings, so a restart does not notify again about an open incident).
-        """
-        out: list[tuple[str, Stateful, str]] = [
-            (name, detector, self.settings(name))
-            for name, detector in self.detectors.items()
-            if isinstance(detector, Stateful)
-        ]
-        out += [
-            (f"{name}/incidents", book, fingerprint([self.config.expr]))
-            for name, book in self.incidents.items()
-        ]
-        return out
 
 
 @dataclass
@@ -220,9 +126,15 @@ class Poller:
         await self.snapshot()
 
     async def restore(self) -> int:
-        """Load every stateful detector's snapshot, if the store has a compatible one."""
+        """Load every stateful detector's snapshot, if the store has a compatible one.
+
+        Snapshots of queries and detectors no longer configured are deleted first.
+        """
         if self.store is None:
             return 0
+        keep = {(runner.config.name, name) for runner, name, _, _ in self._stateful()}
+        if forgotten := await self._io(self.store.forget_others, keep):
+            log.info("state_forgotten", extra={"snapshots": forgotten})
         restored = 0
         for runner, name, detector, settings in self._stateful():
             state = await self._io(

@@ -1,9 +1,10 @@
 """Snapshots of what the detectors learned, in SQLite, so a restart does not start cold.
 
-One row per (query, detector): the detector's own `state_version`, a fingerprint of the
-settings it was built with, and its `dump_state()` as JSON. A row whose version or settings
-differ from the running detector's is discarded with a log line, never fed to it: an
-incompatible snapshot must not crash augur or, worse, score with the wrong model.
+One row per (query, detector): the detector's own `state_version`, the `settings_hash` of the
+settings it was built with (column `fingerprint`: a new name would orphan existing files), and
+its `dump_state()` as JSON. A row whose version or settings differ from the running
+detector's is discarded with a log line, never fed to it: an incompatible snapshot must not
+crash augur or, worse, score with the wrong model.
 
 The database is opened in WAL mode; every call is short and blocking, so callers run it in
 the executor.
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS detector_state (
 """
 
 
-def fingerprint(settings: Any) -> str:
+def settings_hash(settings: Any) -> str:
     """A short stable hash of a detector's settings (anything JSON can render)."""
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -34,17 +34,14 @@ CATEGORIES = (
 """The fixed category set of the design; the head is trained on exactly these, in this order."""
 
 DEFAULT_MAX_TOKENS = 256
-# int8 dynamic quantisation scales activations per batch tensor, so a borderline text can land
-# in another category depending on its batch mates (bench_model.py: 98.8 % of 580 texts keep
-# fp32's category in padded batches of 16, 99.7 % one at a time); one text per run keeps every
-# alert's category independent of the others, and batching bought little throughput there.
 DEFAULT_BATCH_SIZE = 1
-# onnxruntime 1.32 fuses each residual Add + LayerNormalization into SkipLayerNormalization,
-# whose CPU kernel is ~3x slower than the pair it replaces; with it one alert took 1.11-1.4x
-# as long in our runs (benchmarks/bench_model.py keeps the fused session as a baseline).
-# Unfused, the embeddings are as close to fp32 as fused ones (mean cosine 0.99888 both on the
-# previous build), so the build and the runtime skip it.
+"""One text per run. int8 dynamic quantisation scales activations per batch tensor, so in a
+batch a borderline text's category would depend on its batch mates; alone, every alert's
+category is its own, and batching buys little throughput (docs/model-card.md measures both)."""
 DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
+"""onnxruntime's fusion of each residual Add + LayerNormalization into SkipLayerNormalization
+has a slower CPU kernel than the pair it replaces and embeddings no closer to fp32, so the
+build and the runtime skip it (docs/benchmarks.md; bench_model.py keeps it as a baseline)."""
 
 _TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
 _LABEL_REF = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")

@@ -129,7 +129,8 @@ _DURATION = re.compile(
     r"(?<![A-Za-z0-9_.])~?\d+(?:\.\d+)?\s?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|"
     r"h|hrs?|hours?|d|days?|w|weeks?|毫秒|秒钟?|分钟|个?小时|天|周|个月)(?![A-Za-z0-9_])"
 )
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+# CJK unified ideographs, extension A and the compatibility block: what makes a text Chinese.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _OPEN_QUOTES = "\"'`“「"
 
 # A keyword, then a name. The name must still look like one (see `_plausible`): after "on" or
@@ -183,7 +184,12 @@ def is_ip(host: str) -> bool:
 
 def is_chinese(text: str) -> bool:
     """Whether the text is written in Chinese, judged by its script (it holds Han characters)."""
-    return bool(_CJK.search(text))
+    return bool(_HAN.search(text))
+
+
+def language_of(text: str) -> str:
+    """`zh` for text written in Chinese, `en` otherwise: the one rule for evaluation and runtime."""
+    return "zh" if is_chinese(text) else "en"
 
 
 class _Bag:

@@ -120,29 +120,30 @@ def evaluate(
     )
 
 
+def scores_json(s: Scores) -> dict[str, Any]:
+    """One set's figures as plain JSON types, rounded to 4 places (eval and the build report)."""
+    return {
+        "n": s.n,
+        "accuracy": round(s.accuracy, 4),
+        "macro_f1": round(s.macro_f1, 4),
+        "per_class": {
+            k: {
+                "precision": round(c.precision, 4),
+                "recall": round(c.recall, 4),
+                "f1": round(c.f1, 4),
+                "support": c.support,
+            }
+            for k, c in s.per_class.items()
+        },
+        "confusion": s.confusion.tolist(),
+    }
+
+
 def to_json(ev: Evaluation) -> dict[str, Any]:
     """The evaluation as plain JSON types (for scripts and tests)."""
-
-    def scores(s: Scores) -> dict[str, Any]:
-        return {
-            "n": s.n,
-            "accuracy": round(s.accuracy, 4),
-            "macro_f1": round(s.macro_f1, 4),
-            "per_class": {
-                k: {
-                    "precision": round(c.precision, 4),
-                    "recall": round(c.recall, 4),
-                    "f1": round(c.f1, 4),
-                    "support": c.support,
-                }
-                for k, c in s.per_class.items()
-            },
-            "confusion": s.confusion.tolist(),
-        }
-
     return {
         "labels": list(ev.labels),
-        "model": {k: scores(v) for k, v in ev.model.items()},
-        "baseline": {k: scores(v) for k, v in ev.baseline.items()},
+        "model": {k: scores_json(v) for k, v in ev.model.items()},
+        "baseline": {k: scores_json(v) for k, v in ev.baseline.items()},
         "baseline_fallbacks": dict(ev.baseline_fallbacks),
     }

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from exporter.config.alerts import RUNBOOK_MIN_SCORE
-from exporter.text.entities import is_chinese
+from exporter.text.entities import language_of
 
 logger = logging.getLogger("augur.knowledge")
 
@@ -41,9 +41,7 @@ CATEGORY_BOOST = 0.06
 LANGUAGE_BOOST = 0.03
 """Added when the runbook is in the alert's language. It only decides between runbooks, and
 does not count towards the minimum score (`enrich.runbook_min_score`): a team with English
-runbooks only must still get one for a Chinese alert. (When it counted, with the threshold at
-0.90, the right runbook reached 30 % of the Chinese dev alerts against English-only runbooks;
-83 % now: benchmarks/bench_runbooks.py.)"""
+runbooks only must still get one for a Chinese alert (docs/benchmarks.md, runbooks)."""
 ALERTNAME_BOOST = 0.10
 MAX_FILE_BYTES = 256 * 1024
 _LEAD_CHARS = 600
@@ -91,11 +89,6 @@ class _Index:
     runbooks: tuple[Runbook, ...]
     matrix: np.ndarray  # [len(runbooks), dim], L2-normalised rows
     model: str = ""  # sha256 of the model that made `matrix`
-
-
-def language_of(text: str) -> str:
-    """`zh` for text written in Chinese, `en` otherwise."""
-    return "zh" if is_chinese(text) else "en"
 
 
 def _names(value: Any) -> frozenset[str]:

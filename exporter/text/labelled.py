@@ -1,4 +1,4 @@
-"""Labelled alert texts: reading the JSONL files `augur model eval` scores, and detecting language.
+"""Labelled alert texts: reading the JSONL files `augur model eval` scores.
 
 `row_text` is also how `augur model classify` turns a JSON row into the model's input, so both
 commands normalise text exactly as the webhook path does.
@@ -7,16 +7,14 @@ commands normalise text exactly as the webhook path does.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.text.encoder import normalize_alert_text
+from exporter.text.entities import language_of
 
 LANGUAGES = {"en": "English", "zh": "Chinese"}
-# CJK unified ideographs (and extension A, compatibility block): what makes a text Chinese here.
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 class EvalDataError(Exception):
@@ -35,11 +33,6 @@ class LabelledText:
     def language(self) -> str:
         """`zh` if the text holds Han characters, else `en` (detected by script, not a field)."""
         return language_of(self.text)
-
-
-def language_of(text: str) -> str:
-    """`zh` for text holding Han characters, `en` otherwise."""
-    return "zh" if _HAN.search(text) else "en"
 
 
 def row_text(row: object) -> str:

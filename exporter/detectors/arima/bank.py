@@ -9,14 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-import numpy.typing as npt
 
 from exporter.detectors.arima import kalman
 from exporter.detectors.arima.kalman import FilterState, StateSpace
-from exporter.detectors.base import FloatArray
-
-IntArray = npt.NDArray[np.intp]
-BoolArray = npt.NDArray[np.bool_]
+from exporter.detectors.base import BoolArray, FloatArray, IntArray
 
 PHASE_TOLERANCE = 0.1
 """A window's grid counts as in step with a series' history when its newest point lies within

@@ -31,13 +31,15 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from exporter.detectors.arima import fit as arima_fit
 from exporter.detectors.arima import kalman
-from exporter.detectors.arima.bank import REPHASE_STEPS, BoolArray, IntArray, SeriesBank
+from exporter.detectors.arima.bank import REPHASE_STEPS, SeriesBank
 from exporter.detectors.arima.fit import MAX_P, MAX_Q, FitResult, Order, Trend, fit_model
 from exporter.detectors.arima.kalman import ARIMAModel
 from exporter.detectors.base import (
+    BoolArray,
     DetectorParams,
     Estimate,
     FloatArray,
+    IntArray,
     SeriesKey,
     Window,
     band_estimate,
@@ -48,8 +50,7 @@ REFILTER = 200
 """Points of history a new model is filtered over before it scores: its warm-up."""
 
 _BATCH = 8
-"""Series per pool task: a large first fit lands progressively, and a shutdown waits for at
-most one task per worker (8 fits: ~0.5 s, a few seconds at worst)."""
+"""Series per pool task: a first fit lands progressively; a shutdown waits for one per worker."""
 
 
 class ARIMAParams(DetectorParams):
@@ -58,9 +59,8 @@ class ARIMAParams(DetectorParams):
     order: Order | None = None
     """(p, d, q); None selects it per series (KPSS for d, BIC over p, q <= 2)."""
     trend: Trend = "c"
-    """"n" none, "c" a mean (d=0) or drift (d=1), "t" a linear trend (d=0) or drift (d=1).
-
-    A drift is what lets a d=1 forecast extrapolate ("disk full in 4 h")."""
+    """"n" none, "c" a mean (d=0) or drift (d=1), "t" a linear trend (d=0) or drift (d=1);
+    a drift is what lets a d=1 forecast extrapolate ("disk full in 4 h")."""
     threshold: float = Field(3.0, gt=0)
     """Half-width of the band in forecast standard deviations (the score is 1 on its edge)."""
     fit_every: int = Field(360, ge=1)

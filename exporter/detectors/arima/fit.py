@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import signal
 import threading
 import warnings
@@ -30,8 +29,6 @@ Order = tuple[int, int, int]
 
 MAX_P, MAX_Q = 2, 2
 """Bounds of the automatic order selection (d is 0 or 1, chosen by a KPSS test)."""
-
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -111,10 +108,10 @@ def _choose_d(x: FloatArray, trend: Trend) -> int:
 def _choose_pq(y: FloatArray) -> tuple[int, int]:
     """(p, q) by BIC over the grid, each candidate estimated by Hannan-Rissanen.
 
-    Two least-squares fits (a long AR for the innovations, then the ARMA regression) cost
-    ~2 ms for all nine candidates, where a likelihood fit costs 10-400 ms each. BIC rather
-    than AIC: on NAB it picks smaller models whose fits are 2.5x faster, and these residuals
-    flatter larger models anyway. Within 2 units of the best, the fewest terms win.
+    Two least-squares fits per candidate (a long AR for the innovations, then the ARMA
+    regression): the whole grid costs less than one likelihood fit (docs/benchmarks.md,
+    ARIMA). BIC rather than AIC: it picks smaller models, which fit faster, and these
+    residuals flatter larger models anyway. Within 2 units of the best, the fewest terms win.
     """
     y = y - y.mean()
     n = y.size
@@ -181,9 +178,7 @@ def _fit_batch(jobs: list[tuple[Any, ...]]) -> list[FitResult]:
 
 
 def _init_worker() -> None:
-    """Pool initializer: BLAS single-threaded for anything loaded later; Ctrl-C to the parent."""
-    for var in _THREAD_VARS:
-        os.environ[var] = "1"
+    """Pool initializer: Ctrl-C goes to the parent, which stops the pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -195,11 +190,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     """The fitting processes, started on first use and shared by detectors of one size."""
     with _pools_lock:
         if workers not in _pools:
-            # A worker's BLAS reads these as it loads, before any initializer runs (unpickling
-            # the first task imports numpy): they must be in the environment it inherits.
-            # 100 fits in 2 workers: 21 s with the default threads, 1.5 s with one.
-            for var in _THREAD_VARS:
-                os.environ.setdefault(var, "1")
+            # Workers run one BLAS thread each: they inherit exporter.BLAS_THREAD_VARS.
             context = multiprocessing.get_context("spawn")  # fork is unsafe with threads
             _pools[workers] = ProcessPoolExecutor(workers, context, initializer=_init_worker)
         return _pools[workers]
