@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from model_files import copy_model
 
 from exporter.demo.procs import Process, Sample, find_binary, start_alertmanager, start_prometheus
+
+# No example database: hypothesis would otherwise write .hypothesis/ into the working
+# directory, and a test run writes nothing outside its temporary paths.
+settings.register_profile("augur", database=None)
+settings.load_profile("augur")
 
 
 @pytest.fixture

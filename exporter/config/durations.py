@@ -54,3 +54,18 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in the file as a Prometheus duration."""
+
+
+def parse_span(value: object) -> float:
+    """A duration that must carry its unit: the settings that once counted points (a detector's
+    `relearn`, `memory`, `span`) refuse a whole number, as a file from then would write them,
+    rather than read it as seconds (seconds already parsed, a float, pass)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"write a duration such as 1h (this setting used to count points), got {value!r}"
+        )
+    return parse_duration(value)
+
+
+Span = Annotated[float, BeforeValidator(parse_span)]
+"""Seconds, written with a unit (`30m`, `1h`, `7d`): a whole number is refused."""

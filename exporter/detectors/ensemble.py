@@ -34,12 +34,11 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from exporter.config.base import located
-from exporter.config.durations import Duration
+from exporter.config.durations import Span
 from exporter.detectors.base import (
     DETECTORS,
     Detector,
@@ -127,7 +126,7 @@ class EnsembleParams(DetectorParams):
     """For `vote`: how many members must be beyond their calibrated level."""
     threshold: float = Field(5.5, gt=0)
     """Standard deviations above a member's usual score at which it counts (score 1)."""
-    memory: Duration = Field(DEFAULT_MEMORY, gt=0)
+    memory: Span = Field(DEFAULT_MEMORY, gt=0)
     """How long the calibration remembers (an exponential weighting of step / memory per
     point, at least 10 points): in time, so an excursion of an hour weighs the same at a 30 s
     step as at a 5 m one."""
@@ -135,15 +134,6 @@ class EnsembleParams(DetectorParams):
     """Member scores a series needs before the ensemble scores it (NaN until then)."""
     bootstrap: int = Field(400, ge=0)
     """Points of a new series' window replayed to start its calibration (0: warm up live)."""
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory_is_a_duration(cls, value: object) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise ValueError(
-                f"write a duration such as 7d (it was a number of points before), got {value!r}"
-            )
-        return value
 
     @model_validator(mode="before")
     @classmethod

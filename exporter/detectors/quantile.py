@@ -35,7 +35,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field
 
-from exporter.config.durations import Duration
+from exporter.config.durations import Span
 from exporter.detectors.base import (
     DetectorParams,
     Estimate,
@@ -74,7 +74,7 @@ class QuantileParams(DetectorParams):
     """Recompute the quantiles every `refresh` steps of the time grid (as the z-score's)."""
     differences: Literal[0, 1] = 0
     """1 scores the change since the previous point instead of the value."""
-    relearn: Duration | None = Field(DEFAULT_RELEARN, gt=0)
+    relearn: Span | None = Field(DEFAULT_RELEARN, gt=0)
     """How long a level shift stays anomalous before it is the new normal (None: never)."""
 
 

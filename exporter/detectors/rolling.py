@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from exporter.config.durations import Duration
+from exporter.config.durations import Span
 from exporter.detectors.base import DetectorParams, Estimate, FloatArray, Window, register
 from exporter.detectors.quantile import QuantileDetector, QuantileParams
 from exporter.detectors.zscore import DEFAULT_RELEARN
@@ -50,7 +50,7 @@ class RollingParams(DetectorParams):
 
     stat: Literal["mean", "spread"] = "spread"
     """The statistic of the last `span` points: their mean, or the log of their spread."""
-    span: Duration = Field(7200.0, gt=0)
+    span: Span = Field(7200.0, gt=0)
     """How much time (the newest point included; at least two points) the statistic covers."""
     threshold: float = Field(4.0, gt=0)
     """Half-width of each side of the band, in that side's standard deviations (as quantile)."""
@@ -62,7 +62,7 @@ class RollingParams(DetectorParams):
     """Series with fewer past values of the statistic get a NaN score."""
     refresh: int = Field(16, ge=1)
     """Recompute the quantiles every `refresh` steps of the time grid."""
-    relearn: Duration | None = Field(DEFAULT_RELEARN, gt=0)
+    relearn: Span | None = Field(DEFAULT_RELEARN, gt=0)
     """How long a changed statistic stays anomalous before it is the new normal."""
     side: Literal["both", "up", "down"] = "both"
     """Which changes of the statistic count: `down` with `spread` is a quiet or flat series

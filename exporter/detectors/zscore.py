@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, ValidationInfo, field_validator
 
-from exporter.config.durations import Duration
+from exporter.config.durations import Span
 from exporter.detectors.base import (
     DetectorParams,
     Estimate,
@@ -82,7 +82,7 @@ class ZScoreParams(DetectorParams):
     differences: Literal[0, 1] = 0
     """1 scores the change since the previous point instead of the value: the expected value
     is the previous point plus the typical change, so trends are followed and jumps stand out."""
-    relearn: Duration | None = Field(DEFAULT_RELEARN, gt=0)
+    relearn: Span | None = Field(DEFAULT_RELEARN, gt=0)
     """How long a level shift stays anomalous before it is the new normal (about; at least
     two steps). None: never re-learn, the shift fires until the window forgets the old level."""
     refresh: int = Field(1, ge=1)
@@ -91,15 +91,6 @@ class ZScoreParams(DetectorParams):
     Backtests over long windows run about `refresh` times faster; the newest points are then
     judged against statistics up to `refresh - 1` steps old (as NAB's Windowed Gaussian is).
     """
-
-    @field_validator("relearn", mode="before")
-    @classmethod
-    def _relearn_is_a_duration(cls, value: object) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise ValueError(
-                f"write a duration such as 1h (it was a number of points before), got {value!r}"
-            )
-        return value
 
     # `window` comes after `min_points` so that this check can see it and an error is
     # reported at `zscore.window`, the setting that is usually wrong.
