@@ -51,6 +51,12 @@ def test_missing_scores_neither_extend_nor_close_an_incident() -> None:
     assert stage == [1, 1, 1, 1, 1, 0]  # 0.5 at 300 s: 300 s after the last score >= 1
 
 
+def test_with_no_recovery_a_run_is_one_incident_closed_by_the_first_point_in_band() -> None:
+    fired, stage = run([2.0, 3.0, 1.5, 0.5, 1.2], recovery=0.0)
+    assert fired == [1, 0, 0, 0, 1]
+    assert stage == [1, 1, 1, 0, 1]
+
+
 def test_an_anomaly_after_a_gap_longer_than_recovery_is_a_new_incident() -> None:
     nan = float("nan")
     fired, stage = run([2.0] + [nan] * 10 + [1.2], recovery=300.0)

@@ -10,7 +10,8 @@ run of anomalous points into one event someone is told about:
   series' last score >= 1, so a series that flickers around its band stays one incident.
 
 A missing score (NaN) neither extends nor closes an incident, and a score >= 1 that comes
-`recovery` or more after the last one (a gap, a restart) opens a new incident. Opening and
+`recovery` or more after the last one (a gap, a restart) opens a new incident (with `recovery`
+0, an incident closes at its first score below 1 and consecutive scores >= 1 stay one). Opening and
 escalating are the *detections* (`augur backtest`'s `detection` column, what NAB is scored
 on); the stage is what `augur_anomaly_incident` exports (0 none, 1 open, 2 and up after each
 escalation).
@@ -50,7 +51,8 @@ def advance(
     """The incident after a score of `score` at `ts`, and whether this point is a detection."""
     if not score == score:  # NaN: no evidence either way
         return incident, False
-    if incident is None or (score >= 1 and ts - incident.last_anomalous >= recovery):
+    gap = recovery > 0 and ts - (incident.last_anomalous if incident else ts) >= recovery
+    if incident is None or (score >= 1 and gap):
         if score >= 1:
             return Incident(opened=ts, stage=1, reference=score, last_anomalous=ts), True
         return None, False
