@@ -344,16 +344,17 @@ What to look at
     anomalous. The graph shows it above demo_injected_anomaly, which is 1 while the
     workload disturbs a series on purpose: for about a minute, every {period:g} minutes.
     The first: {first["kind"]} on {first["series"]} at {at} (in {wait:.0f} s)
-  * The AugurAnomaly alert fires on every series scored 1 or more: see "alerts" and
-    Alertmanager. An alert on a series that was not disturbed is a false positive; the
-    filters that keep those rare are in augur.yml. Two hand-written rules fire as well:
+  * The AugurAnomaly alert fires once per incident augur opens (augur_anomaly_incident: a
+    series' first score of 1 or more, closed once it is back in band): see "alerts" and
+    Alertmanager. augur runs its shipped default detector, with no filters; an alert on a
+    series that was not disturbed is a false positive. Two hand-written rules fire as well:
     HighRequestLatency on checkout's latency jump, DiskWillFillIn1Hour on the disk fill burst.
   * Alertmanager sends each alert to augur, which enriches it (category, entities, related
     anomalies, runbook, a one-sentence summary) and posts it back with augur_enriched="true";
     that label routes it to the demo's receiver. Each enriched alert is printed below as it
     arrives (FIRING, then RESOLVED) and logged to {ENRICHED_LOG}.
-  * {HISTORY_SECONDS / 3600:g} h of history were backfilled in {filled:.1f} s, so augur's
-    hour of look-back was full at once; everything was up in {up:.1f} s.
+  * {HISTORY_SECONDS / 3600:g} h of history were backfilled in {filled:.1f} s, so augur
+    scored from its first poll; everything was up in {up:.1f} s.
 
 Files: {info["dir"]}  (augur.yml, augur.log, {ENRICHED_LOG}, {URLS_FILE})
 """
