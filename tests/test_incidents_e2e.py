@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from serving import running
 
-from exporter.app import POLLER, REGISTRY, build_app
+from exporter.app import POLLER, REGISTRY
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
@@ -72,19 +72,6 @@ def config(prom: Process, state: Path) -> Config:
             "queries": [{"name": "svc", "expr": "svc_load"}],
         }
     )
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[web.Application]:
-    app = build_app(cfg)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    host, port = cfg.web.host_port()
-    await web.TCPSite(runner, host, port).start()
-    try:
-        yield app
-    finally:
-        await runner.cleanup()
 
 
 async def first_poll(app: web.Application) -> dict[str, tuple[float, int, float]]:

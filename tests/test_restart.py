@@ -6,16 +6,16 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
+from serving import running
 
-from exporter.app import POLLER, REGISTRY, build_app
+from exporter.app import POLLER, REGISTRY
 from exporter.config.root import Config
 from exporter.demo.procs import Process, Sample, free_port
 from exporter.detectors.arima import ARIMADetector
@@ -68,19 +68,6 @@ def config(prom: Process, state: Path) -> Config:
             ],
         }
     )
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[web.Application]:
-    app = build_app(cfg)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    host, port = cfg.web.host_port()
-    await web.TCPSite(runner, host, port).start()
-    try:
-        yield app
-    finally:
-        await runner.cleanup()  # stops the poller, which writes its final snapshot
 
 
 async def first_cycle(app: web.Application) -> ARIMADetector:
