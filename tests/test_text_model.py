@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from model_files import MODEL_DIR, flip_byte
 
 from exporter.text import CATEGORIES as ALL_CATEGORIES
-from exporter.text import ModelError, TextModel, normalize_alert_text
+from exporter.text import ModelError, TextModel, encoder, normalize_alert_text
 
 CATEGORIES = set(ALL_CATEGORIES)
 
@@ -173,3 +176,40 @@ def test_normalize_alert_text(
 def test_normalize_leaves_filled_in_text_alone() -> None:
     text = "Disk is almost full (< 10% left) on web-03:9100"
     assert normalize_alert_text("", text) == text
+
+
+_UNBOUNDED_TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
+"""The template pattern before it stopped at the next `{{` (quadratic on unclosed `{{`)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["{{", "}}", "{", "}", "-", " $value ", "$labels.a", "x"]), max_size=30
+    ).map("".join)
+)
+def test_template_actions_read_as_before_on_well_formed_text(text: str) -> None:
+    """Stopping an action at the next `{{` changes nothing where no action holds a `{{`."""
+    bodies = [m.group(1) for m in _UNBOUNDED_TEMPLATE.finditer(text)]
+    if any("{{" in body for body in bodies):
+        return  # an unclosed `{{` before a real action: the one case read differently
+    assert normalize_alert_text(text) == " ".join(
+        _UNBOUNDED_TEMPLATE.sub(encoder._fill_template, text).split()
+    )
+
+
+def test_the_corpus_templates_read_as_before() -> None:
+    """The 1,296 real rules' summaries and descriptions (shared/, beside the repo)."""
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "alerts" / "corpus.jsonl"
+    if not corpus.is_file():
+        pytest.skip(f"alert corpus not found at {corpus} (a copy of shared/ beside the repo)")
+    texts = [
+        json.loads(line).get(field) or ""
+        for line in corpus.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+        for field in ("summary", "description")
+    ]
+    assert sum("{{" in t for t in texts) > 500
+    for text in texts:
+        old = " ".join(_UNBOUNDED_TEMPLATE.sub(encoder._fill_template, text).split())
+        assert normalize_alert_text(text) == old

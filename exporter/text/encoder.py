@@ -43,7 +43,9 @@ DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 has a slower CPU kernel than the pair it replaces and embeddings no closer to fp32, so the
 build and the runtime skip it (docs/benchmarks.md; bench_model.py keeps it as a baseline)."""
 
-_TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
+# A template action's body stops at the next `{{` as well as at `}}`: `.*?` alone would scan
+# to the end of the text from every unclosed `{{`, quadratic on a summary of `{{` x 32,000.
+_TEMPLATE = re.compile(r"\{\{-?((?:(?!\{\{|\}\}).)*?)-?\}\}", re.DOTALL)
 _LABEL_REF = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", ":", "：")
