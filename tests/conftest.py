@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from model_files import copy_model
 
 from exporter.demo.procs import Process, Sample, find_binary, start_alertmanager, start_prometheus
 
-# No example database: hypothesis would otherwise write .hypothesis/ into the working
-# directory, and a test run writes nothing outside its temporary paths.
+# Hypothesis keeps its example database and caches in .hypothesis/ of the working directory;
+# a test run writes nothing outside temporary paths, so: no database, caches under /tmp.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "augur-tests-hypothesis")
 settings.register_profile("augur", database=None)
 settings.load_profile("augur")
 
