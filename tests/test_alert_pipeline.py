@@ -35,6 +35,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from waiting import eventually
+from webhook_bodies import notification
 
 from exporter.alerts.alertmanager import AlertmanagerSender
 from exporter.alerts.loop import AlertLoop
@@ -218,22 +219,6 @@ def source(name: str, starts: float, ends: float | None = None, **labels: str) -
         "startsAt": format_time(datetime.fromtimestamp(starts, UTC)),
         "endsAt": format_time(datetime.fromtimestamp(ends or starts + 3600, UTC)),
         "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=up",
-    }
-
-
-def notification(*alerts: dict[str, Any]) -> dict[str, Any]:
-    """A webhook body as an Alertmanager replica would send it for these source alerts."""
-    return {
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "augur",
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://127.0.0.1:1",
-        "alerts": [{**a, "status": "firing", "endsAt": "0001-01-01T00:00:00Z"} for a in alerts],
     }
 
 

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from test_alert_pipeline import am_config
+from webhook_bodies import notification
 
 from exporter.app import ALERTS, EXECUTOR, build_app
 from exporter.config.root import Config
@@ -187,26 +188,13 @@ async def test_the_model_answers_while_the_scoring_threads_are_all_busy(
     try:
         # Every scoring thread is taken by a call that outlasts the model's timeout many times.
         busy = [app[EXECUTOR].submit(release.wait, 60) for _ in range(config.poll.workers)]
-        body = {
-            "version": "4",
-            "groupKey": "{}:{}",
-            "truncatedAlerts": 0,
-            "status": "firing",
-            "receiver": "augur",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://127.0.0.1:1",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "DiskFull", "instance": "node-1:9100"},
-                    "annotations": {"summary": "disk /var on node-1 is 97% full"},
-                    "startsAt": iso(time.time() - 60),
-                    "endsAt": "0001-01-01T00:00:00Z",
-                }
-            ],
-        }
+        body = notification(
+            {
+                "labels": {"alertname": "DiskFull", "instance": "node-1:9100"},
+                "annotations": {"summary": "disk /var on node-1 is 97% full"},
+                "startsAt": iso(time.time() - 60),
+            }
+        )
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/webhook", json=body) as resp:
                 assert resp.status == 200, await resp.text()

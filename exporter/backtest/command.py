@@ -23,9 +23,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 from exporter import logs
@@ -193,7 +193,7 @@ def _work(
     return series.name, results, time.perf_counter() - started
 
 
-def write_csv(path: Path, series: InputSeries, est: Estimate, fired: Sequence[int] | Any) -> None:
+def write_csv(path: Path, series: InputSeries, est: Estimate, fired: npt.NDArray[np.int8]) -> None:
     """`timestamp,value,anomaly_score,expected,lower,upper,detection`; NaN is written empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = (series.values, est.score[0], est.expected[0], est.lower[0], est.upper[0])
