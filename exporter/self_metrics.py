@@ -1,4 +1,4 @@
-"""augur's own health at /metrics: its polls, Prometheus retries, the text model, its build.
+"""augur's own health at /metrics: polls, Prometheus retries, the text model, storage, build.
 
 Both loops record here (the scoring loop its polls, the alert loop its model calls), so it
 sits beside them and imports neither.
@@ -13,10 +13,56 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from exporter import __version__
 
 
+class StorageMetrics:
+    """The SQLite files' health: damage found, calls the volume refused, the outbox's size.
+
+    A sample of what it exposes::
+
+        augur_storage_corruptions_total{store="outbox"} 1.0
+        augur_storage_failures_total{store="state"} 0.0
+        augur_outbox_alerts 1200.0
+        augur_outbox_max_alerts 100000.0
+        augur_outbox_bytes 770048.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.corruptions = Counter(
+            "augur_storage_corruptions",
+            "SQLite files found damaged (corrupt, truncated, a newer augur's), moved aside to "
+            "<name>.corrupt-<time> and replaced by an empty one; store is outbox or state.",
+            ["store"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "augur_storage_failures",
+            "Calls on a SQLite file that failed without damage: volume full, read-only, I/O "
+            "error (outbox writes failing this way answer the webhook 503).",
+            ["store"],
+            registry=registry,
+        )
+        self.outbox_alerts = Gauge(
+            "augur_outbox_alerts",
+            "Alerts stored in the outbox (awaiting enrichment, being delivered, or delivered "
+            "and kept for alertmanager.outbox_retention).",
+            registry=registry,
+        )
+        self.outbox_max_alerts = Gauge(
+            "augur_outbox_max_alerts",
+            "outbox.max_alerts: past it the webhook refuses new alerts (503, retried).",
+            registry=registry,
+        )
+        self.outbox_bytes = Gauge(
+            "augur_outbox_bytes",
+            "Size of the outbox file and its write-ahead log on disk.",
+            registry=registry,
+        )
+
+
 class SelfMetrics:
     """augur's own health metrics, registered on the given registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.storage = StorageMetrics(registry)
         self.polls = Counter(
             "augur_polls", "Poll cycles attempted per query.", ["query"], registry=registry
         )

@@ -31,7 +31,8 @@ from exporter.alerts.webhook import WebhookReceiver
 from exporter.alerts.worker import BATCH, EnrichmentWorker
 from exporter.config.root import Config
 from exporter.prometheus.client import PrometheusClient, make_session
-from exporter.self_metrics import SelfMetrics
+from exporter.self_metrics import SelfMetrics, StorageMetrics
+from exporter.sqlite_files import unwritable
 from exporter.text.encoder import ModelError
 from exporter.text.reload import ReloadableModel
 
@@ -80,6 +81,9 @@ class AlertLoop:
         self.config = config
         self.metrics = AlertMetrics(registry)
         self.self_metrics = self_metrics
+        self.storage_metrics = (
+            self_metrics.storage if self_metrics is not None else StorageMetrics(registry)
+        )
         self.outbox_path = outbox or outbox_path(config)
         self.model: ReloadableModel | None = None
         """The loaded text model, when the loop loaded one (no stand-in was given)."""
@@ -128,11 +132,19 @@ class AlertLoop:
         self.model_executor = executor
         enricher = self._enricher or await self._real_enricher(stack, executor)
         try:
-            outbox = await Outbox.open(self.outbox_path, config.alertmanager.urls)
+            # A damaged outbox is replaced with a fresh one here, logged and counted; what is
+            # left is the volume refusing the file, which only its owner can fix.
+            outbox = await Outbox.open(
+                self.outbox_path,
+                config.alertmanager.urls,
+                max_alerts=config.outbox.max_alerts,
+                metrics=self.storage_metrics,
+            )
         except (OSError, sqlite3.Error) as exc:
+            why = unwritable(exc) or "SQLite failed"
             raise AlertLoopError(
-                f"cannot open the alert outbox {self.outbox_path}: {exc}; point state.path at "
-                "a writable folder"
+                f"cannot open the alert outbox {self.outbox_path}: {why} ({exc}); give augur "
+                "write access and free space there, or move it with state.path"
             ) from None
         stack.push_async_callback(outbox.close)
         sender = AlertmanagerSender(

@@ -15,6 +15,8 @@ are in `outbox_schema`; they are re-exported here.
 
 SQLite in WAL mode with `synchronous=FULL`: a commit is on disk when `accept` returns. All
 calls run on one dedicated thread, which also serialises them; the methods are coroutines.
+`OutboxFile` opens the file, runs that thread and handles a damaged file or a full volume:
+every method may raise `OutboxUnavailable` (or its `OutboxDamaged`, `OutboxFull`).
 """
 
 from __future__ import annotations
@@ -22,21 +24,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from exporter.alerts.outbox_file import OutboxFile
 from exporter.alerts.outbox_schema import (
     Accepted,
     Awaiting,
     Entry,
     Key,
+    OutboxDamaged,
+    OutboxFull,
+    OutboxUnavailable,
     Record,
     State,
-    connect,
 )
+from exporter.self_metrics import StorageMetrics
 
 __all__ = [
     "STALE_FIRING_SECONDS",
@@ -45,11 +50,12 @@ __all__ = [
     "Entry",
     "Key",
     "Outbox",
+    "OutboxDamaged",
+    "OutboxFull",
+    "OutboxUnavailable",
     "Record",
     "State",
 ]
-
-T = TypeVar("T")
 
 STALE_FIRING_SECONDS = 60.0
 """A firing notification this soon after the source's resolution is a late replica's, ignored.
@@ -63,61 +69,46 @@ def _json(value: dict[str, str]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-class Outbox:
+class Outbox(OutboxFile):
     """The SQLite outbox; open it with `await Outbox.open(path, replicas)`."""
 
-    def __init__(self, path: Path, replicas: Sequence[str], now: float | None = None) -> None:
-        """Open (blocking); prefer `Outbox.open`, which does this off the event loop."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.replicas = tuple(replicas)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="augur-outbox")
-        self._closed = False
-        self._db = connect(path)
-        self._sync_replicas(time.time() if now is None else now)
-
     @classmethod
-    async def open(cls, path: Path, replicas: Sequence[str], now: float | None = None) -> Outbox:
-        """Open or create the outbox at `path` for these replicas, off the event loop."""
+    async def open(
+        cls,
+        path: Path,
+        replicas: Sequence[str],
+        now: float | None = None,
+        *,
+        max_alerts: int | None = None,
+        metrics: StorageMetrics | None = None,
+    ) -> Outbox:
+        """Open or create the outbox at `path` for these replicas, off the event loop.
+
+        A damaged file is moved aside and replaced (logged, counted); an unwritable volume
+        raises SQLite's or the OS's error. With `max_alerts`, `accept` refuses new alerts
+        beyond that many stored ones (`OutboxFull`).
+        """
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(1) as once:
-            return await loop.run_in_executor(once, cls, path, replicas, now)
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._closed:
-            raise RuntimeError("the outbox is closed (augur is shutting down)")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _transaction(self, fn: Callable[[], T]) -> T:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn()
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return result
-
-    def _sync_replicas(self, now: float) -> None:
-        # The configured replicas may have changed since the last run: a new one gets every
-        # firing alert, a removed one is forgotten.
-        def sync() -> None:
-            marks = ",".join("?" * len(self.replicas))
-            self._db.execute(
-                f"DELETE FROM outbox_deliveries WHERE replica NOT IN ({marks})", self.replicas
+            return await loop.run_in_executor(
+                once,
+                lambda: cls(path, replicas, now, max_alerts=max_alerts, metrics=metrics),
             )
-            for replica in self.replicas:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO outbox_deliveries (alert_id, replica, due_at, pending) "
-                    "SELECT id, ?, ?, 1 FROM outbox_alerts WHERE state = 'firing'",
-                    (replica, now),
-                )
-
-        self._transaction(sync)
 
     async def accept(self, records: Sequence[Record], now: float) -> Accepted:
-        """Store a notification's alerts in one durable transaction."""
-        return await self._run(self._transaction, lambda: self._accept(records, now))
+        """Store a notification's alerts in one durable transaction.
+
+        Raises `OutboxFull` (storing nothing) when its new alerts would pass `max_alerts`,
+        `OutboxUnavailable` when the volume refuses the write, `OutboxDamaged` when the file
+        was found damaged and replaced: each means "answer 503, Alertmanager retries".
+        """
+
+        def accept() -> Accepted:
+            done = self._transaction(lambda: self._accept(records, now))
+            self._alerts += done.inserted
+            return done
+
+        return await self._run(accept)
 
     def _accept(self, records: Sequence[Record], now: float) -> Accepted:
         done = Accepted()
@@ -131,6 +122,11 @@ class Outbox:
                 if rec.status == "resolved":
                     done.ignored.append("unknown_resolved")
                     continue
+                if self.max_alerts is not None and self._alerts + done.inserted >= self.max_alerts:
+                    raise OutboxFull(
+                        f"the outbox holds {self._alerts} alerts, its bound (outbox.max_alerts "
+                        f"= {self.max_alerts}): new alerts wait until delivered ones are purged"
+                    )
                 cursor = self._db.execute(
                     "INSERT INTO outbox_alerts (fingerprint, starts_at, state, version, ends_at, "
                     "labels, annotations, enrichment, generator_url, last_seen, changed_at, "
@@ -337,7 +333,12 @@ class Outbox:
             self._db.executemany("DELETE FROM outbox_alerts WHERE id = ?", ids)
             return len(ids)
 
-        return await self._run(self._transaction, purge)
+        def purge_and_count() -> int:
+            purged = self._transaction(purge)
+            self._alerts -= purged
+            return purged
+
+        return await self._run(purge_and_count)
 
     async def _scalar(self, sql: str, *args: Any) -> Any:
         return await self._run(lambda: self._db.execute(sql, args).fetchone()[0])
@@ -379,11 +380,3 @@ class Outbox:
             return alerts
 
         return await self._run(rows)
-
-    async def close(self) -> None:
-        """Finish queued calls and close the database; closing twice is harmless."""
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
-        self._executor.shutdown(wait=True)

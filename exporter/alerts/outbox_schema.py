@@ -3,15 +3,21 @@
 `outbox_alerts` holds one row per incident of a source alert, keyed by (fingerprint, startsAt);
 `outbox_deliveries` one row per (alert, replica). `connect` opens the database the way the
 outbox relies on (WAL, `synchronous=FULL`, autocommit so that the outbox owns its transactions)
-and brings an older file up to date. The operations on these tables are in `outbox`.
+and brings an older file up to date, after checking it (see `exporter.sqlite_files`). The
+operations on these tables are in `outbox`; the errors it raises are here.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from exporter.sqlite_files import check
+
+log = logging.getLogger("augur.alerts")
 
 Key = tuple[str, str]
 State = Literal["firing", "resolved", "expired"]
@@ -58,18 +64,51 @@ MIGRATIONS = (
 )
 
 
+SCHEMA_VERSION = 1
+"""The `PRAGMA user_version` this augur writes; a file with a higher one is a newer augur's."""
+
+
+class OutboxUnavailable(Exception):
+    """The outbox cannot store or read now: its volume is full, read-only or failing. Retry."""
+
+
+class OutboxDamaged(OutboxUnavailable):
+    """The outbox was found damaged during this call: moved aside, a fresh one is open. Retry."""
+
+
+class OutboxFull(OutboxUnavailable):
+    """The outbox holds `outbox.max_alerts` alerts: new ones are refused until some finish."""
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (blocking) the outbox database at `path`, creating or migrating its tables."""
+    """Open (blocking) the outbox database at `path`, checking, creating or migrating it.
+
+    Raises `sqlite_files.Damaged` (or SQLite's own error) for a damaged file, after closing it.
+    """
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit survives power loss, which is what the webhook's 200 promises.
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(SCHEMA)
-    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox_alerts)")}
-    for column, sql in MIGRATIONS:
-        if column not in columns:
-            db.execute(sql)
-    db.executescript(INDEXES_AFTER_MIGRATION)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss, which is what the webhook's 200 promises.
+        db.execute("PRAGMA synchronous=FULL")
+        created = db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0] == 0
+        if not created:
+            check(db, SCHEMA_VERSION)
+        db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox_alerts)")}
+        for column, sql in MIGRATIONS:
+            if column not in columns:
+                db.execute(sql)
+        db.executescript(INDEXES_AFTER_MIGRATION)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.close()
+        raise
+    if created:
+        # Never silent: an outbox that was deleted or emptied looks exactly like a first start.
+        log.info(
+            "outbox_created",
+            extra={"path": str(path), "note": "a new, empty outbox (none was there, or empty)"},
+        )
     return db
 
 

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from exporter.config.alerts import AlertmanagerConfig, EnrichConfig, ModelConfig, WebhookConfig
 from exporter.config.base import Strict
 from exporter.config.durations import Duration
+from exporter.config.outbox import OutboxConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import DEFAULT_QUERIES, QueryConfig
 
@@ -74,6 +75,7 @@ class Config(Strict):
     webhook: WebhookConfig = WebhookConfig()
     enrich: EnrichConfig = EnrichConfig()
     model: ModelConfig = ModelConfig()
+    outbox: OutboxConfig = OutboxConfig()
 
     @field_validator("queries")
     @classmethod
