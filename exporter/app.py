@@ -35,6 +35,7 @@ from exporter.scoring.board import DetectorCollector, ScoreBoard, ScoreCollector
 from exporter.scoring.poller import Poller
 from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
+from exporter.sqlite_files import unwritable
 
 log = logging.getLogger("augur.app")
 
@@ -91,12 +92,18 @@ async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     path = app[CONFIG].state.path
+    storage = app[METRICS].storage
     try:
-        store = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], StateStore, path)
+        # A damaged file is moved aside and replaced in there (the snapshots are disposable):
+        # what fails here is the volume refusing the file, which augur cannot work around.
+        store = await asyncio.get_running_loop().run_in_executor(
+            app[EXECUTOR], lambda: StateStore(path, storage)
+        )
     except (OSError, sqlite3.Error) as exc:
+        why = unwritable(exc) or "SQLite failed"
         raise StartupError(
-            f"cannot open the state database {path}: {exc}; point --state.path (or "
-            "state.path) at a writable file"
+            f"cannot open the state database {path}: {why} ({exc}); give augur write access "
+            "and free space there, or point --state.path (state.path) elsewhere"
         ) from None
     app[STORE] = store
     yield

@@ -7,7 +7,10 @@ detector's is discarded with a log line, never fed to it: an incompatible snapsh
 crash augur or, worse, score with the wrong model.
 
 The database is opened in WAL mode; every call is short and blocking, so callers run it in
-the executor.
+the executor. The snapshots are disposable: a damaged file (at open or found by a call) is
+moved aside with one error line and `augur_storage_corruptions_total{store="state"}`, and
+the detectors start cold (they learn again from Prometheus). Only a volume that refuses the
+file at start stops augur, with an error that says so (`exporter.sqlite_files.unwritable`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from exporter.self_metrics import StorageMetrics
+from exporter.sqlite_files import check, is_damage, open_or_replace, replace_damaged
 
 log = logging.getLogger("augur.state")
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""The `PRAGMA user_version` this augur writes; a file with a higher one is a newer augur's."""
+LOST = "the detectors' snapshots in it are lost: they start cold and learn again"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS detector_state (
@@ -36,6 +49,21 @@ CREATE TABLE IF NOT EXISTS detector_state (
 """
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        if db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]:
+            check(db, SCHEMA_VERSION)
+        db.execute(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def settings_hash(settings: Any) -> str:
     """A short stable hash of a detector's settings (anything JSON can render)."""
     text = json.dumps(settings, sort_keys=True, default=str)
@@ -45,37 +73,75 @@ def settings_hash(settings: Any) -> str:
 class StateStore:
     """Detector snapshots in one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metrics: StorageMetrics | None = None) -> None:
+        """Open (blocking) or create the file; a damaged one is replaced by an empty one.
+
+        Raises SQLite's or the OS's error when the volume refuses the file.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.corruptions.labels("state")
+            metrics.failures.labels("state")
         # One connection shared by executor threads; the lock serialises them.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._db = open_or_replace(path, "state", _connect, LOST, self._count_damage)
+        self._broken = False
+        """The damaged file was moved aside but no fresh one could be opened: retry per call."""
+
+    def _count_damage(self) -> None:
+        if self.metrics is not None:
+            self.metrics.corruptions.labels("state").inc()
+
+    def _call(self, fn: Callable[[], T], fresh: Callable[[], T]) -> T:
+        """`fn()` under the lock; if it finds the file damaged, replace it and return `fresh()`."""
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(SCHEMA)
+            try:
+                if self._broken:
+                    self._db = open_or_replace(
+                        self.path, "state", _connect, LOST, self._count_damage
+                    )
+                    self._broken = False
+                return fn()
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    if self.metrics is not None:
+                        self.metrics.failures.labels("state").inc()
+                    raise
+                self._db.close()
+                self._broken = True
+                replace_damaged(self.path, "state", str(exc), LOST, self._count_damage)
+                self._db = _connect(self.path)
+                self._broken = False
+                return fresh()
 
     def save(
         self, query: str, detector: str, version: int, settings: str, state: dict[str, Any]
     ) -> int:
         """Write one snapshot, replacing the previous one; returns its size in bytes."""
         text = json.dumps(state, separators=(",", ":"), allow_nan=True)
-        with self._lock:
+
+        def save() -> None:
             self._db.execute(
                 "INSERT OR REPLACE INTO detector_state VALUES (?, ?, ?, ?, ?, ?)",
                 (query, detector, version, settings, time.time(), text),
             )
+
+        # Into the fresh file when the old one was found damaged.
+        self._call(save, save)
         return len(text)
 
     def load(self, query: str, detector: str, version: int, settings: str) -> dict[str, Any] | None:
         """The snapshot for (query, detector) if it matches `version` and `settings`."""
-        with self._lock:
-            row = self._db.execute(
+        row = self._call(
+            lambda: self._db.execute(
                 "SELECT version, fingerprint, saved_at, state FROM detector_state "
                 "WHERE query = ? AND detector = ?",
                 (query, detector),
-            ).fetchone()
+            ).fetchone(),
+            lambda: None,
+        )
         if row is None:
             return None
         saved_version, saved_settings, saved_at, text = row
@@ -107,13 +173,16 @@ class StateStore:
 
     def forget_others(self, keep: set[tuple[str, str]]) -> int:
         """Delete snapshots of queries/detectors no longer configured; returns how many."""
-        with self._lock:
+
+        def forget() -> int:
             rows = self._db.execute("SELECT query, detector FROM detector_state").fetchall()
             stale = [r for r in rows if (r[0], r[1]) not in keep]
             self._db.executemany(
                 "DELETE FROM detector_state WHERE query = ? AND detector = ?", stale
             )
-        return len(stale)
+            return len(stale)
+
+        return self._call(forget, lambda: 0)
 
     def close(self) -> None:
         """Close the database."""
