@@ -100,7 +100,7 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
             app[EXECUTOR], lambda: StateStore(path, storage)
         )
     except (OSError, sqlite3.Error) as exc:
-        why = unwritable(exc) or "SQLite failed"
+        why = unwritable(exc, path) or "SQLite failed"
         raise StartupError(
             f"cannot open the state database {path}: {why} ({exc}); give augur write access "
             "and free space there, or point --state.path (state.path) elsewhere"

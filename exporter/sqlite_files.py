@@ -53,19 +53,34 @@ def is_damage(exc: BaseException) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-def unwritable(exc: BaseException) -> str | None:
-    """What the volume refused, when that is what `exc` says: full, read-only, I/O error."""
+def unwritable(exc: BaseException, path: Path | None = None) -> str | None:
+    """What the volume refused, when that is what `exc` says: full, read-only, I/O error.
+
+    With the file's `path`, the volume itself is asked too: SQLite reports a read-only or full
+    volume at open as "unable to open database file" (it cannot create the -shm and -wal).
+    """
     code = _code(exc)
     number = exc.errno if isinstance(exc, OSError) else None
-    if code == _FULL or number == errno.ENOSPC:
+    volume = _volume(path.parent) if path is not None and code in (_CANTOPEN, _PERM) else None
+    if code == _FULL or number == errno.ENOSPC or volume == "full":
         return "the volume is full"
-    if code == _READONLY or number == errno.EROFS:
+    if code == _READONLY or number == errno.EROFS or volume == "read-only":
         return "the file or its volume is read-only"
     if code in (_PERM, _CANTOPEN) or number in (errno.EACCES, errno.EPERM):
         return "augur may not create or write the file there"
     if code == _IOERR or number == errno.EIO:
         return "the volume answered with an I/O error"
     return None
+
+
+def _volume(folder: Path) -> str | None:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    if stat.f_flag & os.ST_RDONLY:
+        return "read-only"
+    return "full" if stat.f_bavail == 0 else None
 
 
 def check(db: sqlite3.Connection, known_version: int) -> None:

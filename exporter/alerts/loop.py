@@ -141,7 +141,7 @@ class AlertLoop:
                 metrics=self.storage_metrics,
             )
         except (OSError, sqlite3.Error) as exc:
-            why = unwritable(exc) or "SQLite failed"
+            why = unwritable(exc, self.outbox_path) or "SQLite failed"
             raise AlertLoopError(
                 f"cannot open the alert outbox {self.outbox_path}: {why} ({exc}); give augur "
                 "write access and free space there, or move it with state.path"

@@ -122,7 +122,7 @@ class OutboxFile:
             if self.metrics is not None:
                 self.metrics.failures.labels("outbox").inc()
             self._settle()
-            why = unwritable(exc) or "SQLite failed"
+            why = unwritable(exc, self.path) or "SQLite failed"
             raise OutboxUnavailable(f"cannot use the outbox {self.path}: {why} ({exc})") from exc
 
     def _settle(self) -> None:
