@@ -14,6 +14,7 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -188,18 +189,24 @@ async def test_outbox_bound_refuses_new_alerts_but_not_their_resolutions(tmp_pat
         await box.close()
 
 
-@pytest.fixture
-def volume(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB tmpfs: a volume that fills up, and can be made read-only."""
-    mount = tmp_path / "volume"
+@contextmanager
+def tmpfs(mount: Path, size: str = "1m") -> Iterator[Path]:
+    """A real tmpfs at `mount`: a volume that fills up, and can be made read-only."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)])
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)])
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (tests need root for the volume cases)")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs (see `tmpfs`)."""
+    with tmpfs(tmp_path / "volume") as mount:
+        yield mount
 
 
 def remount(volume: Path, mode: str) -> None:
