@@ -26,7 +26,7 @@ import pytest
 import yaml
 from serving import running
 from test_daemon import history
-from test_storage_faults import PAGE, fill, filled_outbox, half, record, tmpfs
+from test_storage_faults import PAGE, fill, filled_outbox, half, tmpfs
 from waiting import wait_until
 from webhook_bodies import notification
 
@@ -207,4 +207,3 @@ def test_augur_run_on_half_truncated_files_starts_fresh_turns_ready_and_scores(
     assert "repeat_interval" in damaged["outbox"]["lost"]
     assert "writable" not in err  # not the old misleading advice
     assert len(list(tmp_path.glob("augur.db.corrupt-*"))) >= 1
-    assert record(0).fingerprint  # the helper shared with the unit tests stays importable
