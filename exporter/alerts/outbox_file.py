@@ -62,14 +62,15 @@ class OutboxFile:
         """The file was replaced but the fresh one could not be opened yet: retry per call."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="augur-outbox")
         self._closed = False
+        if metrics is not None:
+            metrics.corruptions.labels("outbox")
+            metrics.failures.labels("outbox")
         try:
             self._db = self._open(time.time() if now is None else now)
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
         if metrics is not None:
-            metrics.corruptions.labels("outbox")
-            metrics.failures.labels("outbox")
             metrics.outbox_alerts.set_function(lambda: self._alerts)
             metrics.outbox_bytes.set_function(self._bytes)
             metrics.outbox_max_alerts.set(max_alerts or 0)
