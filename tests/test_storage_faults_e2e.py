@@ -2,8 +2,9 @@
 
 The outbox damaged under the running app (the webhook answers 503 once at most, then 200, on
 a fresh outbox, counted), the outbox's bound and a full volume answered with 503 and recovered
-without a restart; and `augur run` started on a state snapshot and an outbox both cut in
-half: it moves them aside, says so, turns ready and scores, instead of the crash loop.
+without a restart; `augur run` started on a state snapshot and an outbox both cut in half:
+it moves them aside, says so, turns ready and scores, instead of the crash loop; and `augur
+run` on a read-only state volume: exit 1 saying so.
 """
 
 from __future__ import annotations
@@ -207,3 +208,26 @@ def test_augur_run_on_half_truncated_files_starts_fresh_turns_ready_and_scores(
     assert "repeat_interval" in damaged["outbox"]["lost"]
     assert "writable" not in err  # not the old misleading advice
     assert len(list(tmp_path.glob("augur.db.corrupt-*"))) >= 1
+
+
+def test_augur_run_on_a_read_only_state_volume_exits_1_saying_so(
+    augur_run_argv: Callable[[Path, int], list[str]], tmp_path: Path
+) -> None:
+    """Not damage: nothing to move aside, and only whoever owns the volume can fix it."""
+    with tmpfs(tmp_path / "volume") as volume:
+        subprocess.run(["mount", "-o", "remount,ro", str(volume)], check=True)
+        cfg = tmp_path / "augur.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "prometheus": {"url": "http://127.0.0.1:1", "retries": 0},
+                    "state": {"path": str(volume / "augur.db")},
+                }
+            )
+        )
+        done = subprocess.run(
+            augur_run_argv(cfg, free_port()), capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot open the state database {volume / 'augur.db'}" in done.stderr
+    assert "the file or its volume is read-only" in done.stderr
