@@ -201,13 +201,16 @@ class PrometheusClient:
         return QueryResult(result_type=data["resultType"], result=data["result"])
 
     async def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[MatrixSeries]:
+        """The matrix of `expr` from `start` to `end` (unix seconds) every `step` seconds."""
+        return await self.range_matrix(expr, start, end, step)
+
+    async def range_matrix(
         self, expr: str, start: float, end: float, step: float, *, max_series: int | None = None
     ) -> Matrix:
-        """The matrix of `expr` from `start` to `end` (unix seconds) every `step` seconds.
-
-        With `max_series`, series past the first `max_series` of the answer are skipped before
-        they are decoded and counted in the result's `dropped`.
-        """
+        """`query_range`, keeping at most `max_series` series: those past it in the answer are
+        stepped over before they are decoded and counted in the result's `dropped`."""
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), round(step * 1000)
         if step_ms <= 0 or end_ms < start_ms:
             points = 1  # not splittable: let Prometheus say what is wrong with the arguments
