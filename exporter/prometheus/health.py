@@ -25,8 +25,13 @@ _REASONS = {"connection", "timeout", "http", "bad_response", "too_large"}
 
 
 def reason(exc: PrometheusError) -> str:
-    """The `reason` label of a failure: the error's type, or `api_error` for Prometheus's own."""
-    return exc.error_type if exc.error_type in _REASONS else "api_error"
+    """The `reason` label of a failure: the error's type, `http` for any other 5xx or 429, or
+    `api_error` for Prometheus's own answer that the query failed."""
+    if exc.error_type in _REASONS:
+        return exc.error_type
+    if exc.status is not None and (exc.status >= 500 or exc.status == 429):
+        return "http"
+    return "api_error"
 
 
 class UpstreamHealth:
