@@ -228,7 +228,7 @@ FAILING: list[tuple[str, Handler, str, str, bool]] = [
         "past the size cap",
         answer(matrix(*(series({"i": str(i)}, normal()) for i in range(500)))),
         "too_large",
-        "over prometheus.max_response_bytes (1048576 bytes)",
+        "bytes, over prometheus.max_response_bytes (1048576)",
         True,
     ),
 ]

@@ -54,12 +54,14 @@ class PrometheusError(Exception):
         return self.retryable or self.error_type in _UPSTREAM_FAULTS
 
 
-def too_large(what: str, size: str, limit: int, endpoint: str, status: int) -> PrometheusError:
-    """The error of an answer past `prometheus.max_response_bytes`."""
+def too_large(
+    what: str, size: int | None, limit: int, endpoint: str, status: int
+) -> PrometheusError:
+    """The error of an answer past `prometheus.max_response_bytes` (`size` if it said it)."""
+    length = f"is {size} bytes, over" if size is not None else "is longer than"
     return PrometheusError(
-        f"the answer to {what} is {size}, over prometheus.max_response_bytes ({limit} bytes); "
-        "narrow the query (fewer series, a shorter lookback or a longer step) or raise "
-        "the limit",
+        f"the answer to {what} {length} prometheus.max_response_bytes ({limit}); narrow the "
+        "query (fewer series, a shorter lookback or a longer step) or raise the limit",
         status=status,
         error_type="too_large",
         endpoint=endpoint,
@@ -72,12 +74,12 @@ async def read_body(
     """The decompressed body of `resp`, refused with a `too_large` error past `limit` bytes."""
     length = resp.content_length
     if length is not None and length > limit:
-        raise too_large(what, f"{length} bytes long", limit, endpoint, resp.status)
+        raise too_large(what, length, limit, endpoint, resp.status)
     body = bytearray()
     # aiohttp inflates gzip a bounded chunk at a time, so a bomb stops here at the limit too.
     async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
         if len(body) + len(chunk) > limit:
-            raise too_large(what, "longer than that", limit, endpoint, resp.status)
+            raise too_large(what, None, limit, endpoint, resp.status)
         body += chunk
     return body
 
