@@ -28,7 +28,8 @@ from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
 from exporter.config.root import Config
 from exporter.demo.procs import Process, Sample, free_port
-from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, PrometheusError, make_session
+from exporter.prometheus.health import UpstreamHealth
 from exporter.scoring.board import ScoreBoard
 from exporter.scoring.poller import Poller
 from exporter.self_metrics import SelfMetrics
@@ -166,3 +167,33 @@ async def test_stalled_prometheus_times_out_and_recovers(
             assert await eventually(poller._probe, 30)
             assert (await poller.cycle()).scored == {"load": 2}
             assert value("augur_upstream_up") == 1
+
+
+def test_backoff_doubles_to_the_interval_and_logs_once_per_streak(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="augur.upstream")
+    registry = CollectorRegistry()
+    health = UpstreamHealth("prometheus", SelfMetrics(registry), max_delay=10.0)
+    assert registry.get_sample_value("augur_upstream_up", {"upstream": "prometheus"}) == 0
+    down = PrometheusError("refused", error_type="connection", retryable=True)
+    delays = []
+    for _ in range(6):
+        health.failed(down)
+        assert health.settle() is False
+        delays.append(health.retry_delay())
+    assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    # A query Prometheus refuses (400 bad_data) is an answer: Prometheus is back.
+    health.failed(PrometheusError("parse error", status=400, error_type="bad_data"))
+    assert health.settle() is True
+    assert registry.get_sample_value("augur_upstream_up", {"upstream": "prometheus"}) == 1
+    failures = {
+        reason: registry.get_sample_value(
+            "augur_upstream_failures_total", {"upstream": "prometheus", "reason": reason}
+        )
+        for reason in ("connection", "api_error", "timeout")
+    }
+    assert failures == {"connection": 6, "api_error": 1, "timeout": 0}
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert logged == [("WARNING", "prometheus_down"), ("INFO", "prometheus_recovered")]
+    assert caplog.records[1].__dict__["failed_calls"] == 6
