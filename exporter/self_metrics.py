@@ -132,6 +132,32 @@ class SelfMetrics:
             buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        # --- upstreams (issue 12): whether augur gets answers; one block, kept together ---
+        self.upstream_up = Gauge(
+            "augur_upstream_up",
+            "1 if the upstream's last calls got an answer, 0 while it is down, unreachable, "
+            "timing out, failing with 5xx or not answering as its API (0 until it first answers).",
+            ["upstream"],
+            registry=registry,
+        )
+        self.upstream_failures = Counter(
+            "augur_upstream_failures",
+            "Calls to an upstream that failed after their retries, by reason: connection, "
+            "timeout, http (5xx or a page not from its API), bad_response, too_large, api_error.",
+            ["upstream", "reason"],
+            registry=registry,
+        )
+        self.upstream_last_success = Gauge(
+            "augur_upstream_last_success_timestamp_seconds",
+            "Unix time of the upstream's last answer.",
+            ["upstream"],
+            registry=registry,
+        )
+        # Down until it answers, so the gauge is there from the first scrape.
+        self.upstream_up.labels("prometheus").set(0)
+        for reason in ("connection", "timeout", "http", "bad_response", "too_large", "api_error"):
+            self.upstream_failures.labels("prometheus", reason)
+        # --- end of upstreams ---
         self.build_info = Gauge(
             "augur_build_info",
             "augur's version; always 1.",

@@ -48,7 +48,15 @@ async def test_cpu_work_stays_off_the_event_loop(
     """
     end = float(int(time.time() / STEP) * STEP) - 60
     prom = prometheus_factory(samples=wide_history(1000, 720, end))
-    query = QueryConfig(name="wide", expr="wide_metric", lookback=STEP * 719, step=STEP)
+    # zscore and ewma: the point is decoding and aligning off the loop; the default ensemble
+    # takes ~50 s on 1,000 x 720 on a busy 2-core machine, past any sensible cpu_timeout.
+    query = QueryConfig(
+        name="wide",
+        expr="wide_metric",
+        lookback=STEP * 719,
+        step=STEP,
+        detectors=["zscore", "ewma"],
+    )
     cfg = PrometheusConfig(url=prom.url, timeout=60)
     loop = asyncio.get_running_loop()
     loop.set_debug(True)

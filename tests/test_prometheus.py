@@ -336,7 +336,7 @@ async def test_stopped_prometheus_is_retried_then_restarted_works(
     requests: Requests,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="augur.prometheus")
+    caplog.set_level(logging.DEBUG, logger="augur.prometheus")
     retried: list[str] = []
     client = PrometheusClient(
         sessions(prom.url), prom.url, retries=2, backoff_base=0.01, on_retry=retried.append
@@ -357,6 +357,8 @@ async def test_stopped_prometheus_is_retried_then_restarted_works(
     assert retried == ["/api/v1/query"] * 2
     logged = [r for r in caplog.records if r.getMessage() == "prometheus_retry"]
     assert [r.__dict__["attempt"] for r in logged] == [1, 2]
+    # At debug: the caller logs the outcome once, not a line per attempt (issue 12's spam).
+    assert all(r.levelno == logging.DEBUG for r in logged)
     assert all(r.__dict__["url"] == prom.url + "/api/v1/query" for r in logged)
 
     await asyncio.to_thread(prom.restart, "/-/ready")
@@ -388,7 +390,7 @@ async def test_transient_503_is_retried_until_success(
     sessions: Callable[..., aiohttp.ClientSession],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="augur.prometheus")
+    caplog.set_level(logging.DEBUG, logger="augur.prometheus")
     seen: list[tuple[str, str]] = []
 
     async def handler(request: web.Request) -> web.Response:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exporter.prometheus.decode import loads
+from exporter.prometheus.decode import DROPPED, ShapeError, loads
+from exporter.prometheus.decode import matrix as decode_matrix
 
 
 def plain(doc: dict[str, Any]) -> Any:
@@ -74,3 +75,50 @@ def test_warnings_and_empty_results_survive() -> None:
 )
 def test_anything_else_goes_through_json_loads(doc: dict[str, Any]) -> None:
     assert loads(encode(doc)) == plain(doc)
+
+
+def series_doc(n: int) -> list[dict[str, Any]]:
+    return [{"metric": {"i": f"{i:03d}"}, "values": [[1, str(i)], [2, "NaN"]]} for i in range(n)]
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["fast path", "json.loads"])
+def test_matrix_keeps_max_series_and_counts_the_rest(compact: bool) -> None:
+    doc = matrix(*series_doc(50))
+    body = encode(doc) if compact else json.dumps(doc, indent=1).encode()
+    got = decode_matrix(body, max_series=7)
+    result = got["data"]["result"]
+    assert [s["metric"]["i"] for s in result] == [f"{i:03d}" for i in range(7)]
+    assert all(isinstance(s["values"], np.ndarray) for s in result)
+    assert got["data"][DROPPED] == 43
+    assert decode_matrix(body)["data"].get(DROPPED) is None  # no cap, nothing counted
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["fast path", "json.loads"])
+def test_matrix_keeps_the_first_of_duplicate_label_sets(compact: bool) -> None:
+    twice = [*series_doc(2), {"metric": {"i": "000"}, "values": [[1, "9"]]}]
+    doc = matrix(*twice)
+    body = encode(doc) if compact else json.dumps(doc, indent=1).encode()
+    result = decode_matrix(body, max_series=2)["data"]["result"]
+    assert [(s["metric"]["i"], s["values"][0, 1]) for s in result] == [("000", 0.0), ("001", 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"status": "success", "data": {"resultType": "scalar", "result": [1, "1"]}}, "scalar"),
+        ({"status": "success", "data": {"resultType": "vector", "result": []}}, "vector"),
+        ({"status": "success", "data": None}, "no data object"),
+        (matrix({"metric": {"a": "b"}, "values": [[1, "x"]]}), "sample pairs"),
+        (matrix({"metric": {"a": "b"}, "values": [[1, "1", 2]]}), "sample pairs"),
+        (matrix({"metric": {"a": ["b"]}, "values": [[1, "1"]]}), "not a string"),
+        (matrix({"values": [[1, "1"]]}), "without a label set"),
+    ],
+)
+def test_matrix_refuses_what_is_not_a_matrix(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(ShapeError, match=message):
+        decode_matrix(encode(doc))
+
+
+def test_matrix_passes_an_error_answer_through() -> None:
+    doc = {"status": "error", "errorType": "bad_data", "error": "parse error"}
+    assert decode_matrix(encode(doc)) == doc

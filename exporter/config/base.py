@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Strict(BaseModel):
-    """Base model: unknown keys are errors, and a loaded setting never changes."""
+    """Base model: unknown keys are errors, a loaded setting never changes, and a number is
+    finite (YAML's `.nan` and `.inf` are floats, and no setting means anything by them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ConfigError(Exception):

@@ -6,6 +6,7 @@ the configuration imports the detectors.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -22,7 +23,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            raise ValueError(f"a duration cannot be {len(str(value))} digits long") from None
     elif isinstance(value, str):
         text = value.strip()
         match = _DURATION_RE.match(text)
@@ -34,6 +38,9 @@ def parse_duration(value: object) -> float:
             seconds = sum(int(g) * u for g, u in zip(match.groups(), _UNITS, strict=True) if g)
     else:
         raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
+    if not math.isfinite(seconds):
+        # YAML's .nan and .inf are floats: `poll.interval: .inf` would crash the loop later.
+        raise ValueError(f"a duration must be finite, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
     return seconds

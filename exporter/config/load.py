@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from exporter.config.base import ConfigError, located
 from exporter.config.root import Config
 from exporter.config.secrets import secrets_context
+from exporter.config.yamlsafe import safe_yaml
 
 ENV_PREFIX = "AUGUR_"
 
@@ -68,16 +69,28 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: object) -> None:
 
 def _read_yaml(path: Path, source: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror}"], source) from None
     try:
-        data = yaml.safe_load(text) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); is it binary?"],
+            source,
+        ) from None
+    try:
+        data = safe_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):  # placed by character, not by line
+            where = f"character {exc.position}: "
+            problem = f"{exc.reason} (#x{exc.character:04x}); is it a text file?"
         raise ConfigError([f"not valid YAML: {where}{problem}"], source) from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(["the top level must be a mapping of settings"], source)
     return data

@@ -52,7 +52,9 @@ class PrometheusConfig(Strict):
     """Where and how to query Prometheus (or Thanos, Mimir: only the HTTP API is used)."""
 
     url: str
-    timeout: Duration = 30.0
+    timeout: Duration = Field(30.0, gt=0)
+    max_response_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    """The largest answer read (before and after gzip), so one query cannot exhaust memory."""
     retries: int = Field(3, ge=0, le=10)
     max_concurrency: int = Field(4, ge=1, le=64)
     compression: Literal["auto", "gzip", "none"] = "auto"

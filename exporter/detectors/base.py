@@ -116,9 +116,10 @@ class Stateful(Protocol):
 
 
 class DetectorParams(BaseModel):
-    """Base of every detector's parameter model: strict, so typos are reported."""
+    """Base of every detector's parameter model: strict, so typos (and `.nan`, `.inf`) are
+    reported."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

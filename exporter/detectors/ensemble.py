@@ -87,7 +87,7 @@ z-score of the level alone."""
 class Member(BaseModel):
     """One member: a detector name and its validated settings (`{detector: zscore, ...}`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     detector: str
     params: SerializeAsAny[DetectorParams]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import random
 import ssl
@@ -26,6 +27,8 @@ from yarl import URL
 from exporter import __version__
 from exporter.config.prometheus import PrometheusConfig
 from exporter.prometheus import decode
+from exporter.prometheus.answer import PrometheusError as PrometheusError
+from exporter.prometheus.answer import data_of, read_body
 
 logger = logging.getLogger("augur.prometheus")
 
@@ -34,38 +37,20 @@ MAX_POINTS_PER_REQUEST = 11_000
 
 _INLINE_JSON_BYTES = 256 * 1024
 _CONNECT_TIMEOUT = 5.0
-_SNIPPET_CHARS = 200
 _MAX_REMEMBERED_WARNINGS = 1000
 
 Form = Sequence[tuple[str, str]]
 MatrixSeries = dict[str, Any]
 """One series of a range query's JSON result: `{"metric": {...}, "values": [[t, "v"], ...]}`."""
 SeriesKey = tuple[tuple[str, str], ...]
+Decoder = Callable[[bytes | bytearray], Any]
+DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 
 
-class PrometheusError(Exception):
-    """A Prometheus API call failed; `retryable` says whether trying again may help."""
+class Matrix(list[MatrixSeries]):
+    """A range query's series; `dropped` counts those past `max_series`, never decoded."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str = "error",
-        retryable: bool = False,
-        endpoint: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.error_type = error_type
-        self.retryable = retryable
-        self.endpoint = endpoint
-
-    def __str__(self) -> str:
-        where = f"Prometheus {self.endpoint}" if self.endpoint else "Prometheus"
-        http = f" (HTTP {self.status})" if self.status is not None else ""
-        return f"{where} failed{http}: {self.error_type}: {self.message}"
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +101,12 @@ def make_session(
     )
 
 
+def _describe_query(expr: str) -> str:
+    """The query as an error message names it: one line, at most 120 characters."""
+    text = " ".join(expr.split())
+    return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
 def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
@@ -158,6 +149,7 @@ class PrometheusClient:
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
         max_points_per_request: int = MAX_POINTS_PER_REQUEST,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         executor: Executor | None = None,
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
@@ -171,6 +163,8 @@ class PrometheusClient:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._max_points = max_points_per_request
+        self.max_response_bytes = max_response_bytes
+        """Answers longer than this (compressed or not) are refused while they are read."""
         self.executor = executor
         """Where large JSON answers are decoded; None means the loop's default executor."""
         self._semaphore = asyncio.Semaphore(max_concurrency)
@@ -193,6 +187,7 @@ class PrometheusClient:
             cfg.url,
             retries=cfg.retries,
             max_concurrency=cfg.max_concurrency,
+            max_response_bytes=cfg.max_response_bytes,
             executor=executor,
             on_retry=on_retry,
         )
@@ -209,26 +204,39 @@ class PrometheusClient:
         self, expr: str, start: float, end: float, step: float
     ) -> list[MatrixSeries]:
         """The matrix of `expr` from `start` to `end` (unix seconds) every `step` seconds."""
+        return await self.range_matrix(expr, start, end, step)
+
+    async def range_matrix(
+        self, expr: str, start: float, end: float, step: float, *, max_series: int | None = None
+    ) -> Matrix:
+        """`query_range`, keeping at most `max_series` series: those past it in the answer are
+        stepped over before they are decoded and counted in the result's `dropped`."""
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), round(step * 1000)
         if step_ms <= 0 or end_ms < start_ms:
             points = 1  # not splittable: let Prometheus say what is wrong with the arguments
         else:
             points = (end_ms - start_ms) // step_ms + 1
         if points <= self._max_points:
-            return await self._range(expr, start_ms, end_ms, step_ms)
+            return await self._range(expr, start_ms, end_ms, step_ms, max_series)
         span = self._max_points * step_ms
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(
-                        self._range(expr, lo, min(lo + span - step_ms, end_ms), step_ms)
+                        self._range(expr, lo, min(lo + span - step_ms, end_ms), step_ms, max_series)
                     )
                     for lo in range(start_ms, end_ms + 1, span)
                 ]
         except ExceptionGroup as failed:
             # The group already cancelled the other chunks; callers expect one plain error.
             raise failed.exceptions[0] from None
-        return _merge([task.result() for task in tasks])
+        merged = Matrix(_merge([task.result() for task in tasks]))
+        # Chunks may keep different series; at least this many were past the cap.
+        merged.dropped = max(task.result().dropped for task in tasks)
+        if max_series is not None and len(merged) > max_series:
+            merged.dropped += len(merged) - max_series
+            del merged[max_series:]
+        return merged
 
     async def series(
         self, match: Sequence[str], start: float | None = None, end: float | None = None
@@ -259,19 +267,33 @@ class PrometheusClient:
         return await self.label_values("__name__")
 
     async def _range(
-        self, expr: str, start_ms: int, end_ms: int, step_ms: int
-    ) -> list[MatrixSeries]:
+        self, expr: str, start_ms: int, end_ms: int, step_ms: int, max_series: int | None
+    ) -> Matrix:
         form = [
             ("query", expr),
             ("start", _seconds(start_ms)),
             ("end", _seconds(end_ms)),
             ("step", _seconds(step_ms)),
         ]
-        data = await self._call("/api/v1/query_range", form)
-        result: list[MatrixSeries] = data["result"]
-        return result
+        data = await self._call(
+            "/api/v1/query_range",
+            form,
+            decoder=functools.partial(decode.matrix, max_series=max_series),
+            what=_describe_query(expr),
+        )
+        out = Matrix(data["result"])
+        out.dropped = data.get(decode.DROPPED, 0)
+        return out
 
-    async def _call(self, path: str, form: Form | None = None, *, endpoint: str = "") -> Any:
+    async def _call(
+        self,
+        path: str,
+        form: Form | None = None,
+        *,
+        endpoint: str = "",
+        decoder: Decoder = decode.loads,
+        what: str = "",
+    ) -> Any:
         """One API call with retries; returns the answer's `data`."""
         endpoint = endpoint or path
         attempt = 0
@@ -279,14 +301,16 @@ class PrometheusClient:
             try:
                 # The slot is held per attempt, not across backoff sleeps.
                 async with self._semaphore:
-                    return await self._attempt(path, endpoint, form)
+                    return await self._attempt(path, endpoint, form, decoder, what or endpoint)
             except PrometheusError as exc:
                 if not exc.retryable or attempt >= self._retries:
                     raise
                 attempt += 1
                 ceiling = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
                 delay = random.uniform(0, ceiling)
-                logger.warning(
+                # Debug: whoever called reports the outcome once; a line per attempt of every
+                # query while Prometheus is down was most of a down Prometheus's log spam.
+                logger.debug(
                     "prometheus_retry",
                     extra={
                         "url": self._safe_url + path,
@@ -299,12 +323,15 @@ class PrometheusClient:
                     self.on_retry(endpoint)
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, path: str, endpoint: str, form: Form | None) -> Any:
+    async def _attempt(
+        self, path: str, endpoint: str, form: Form | None, decoder: Decoder, what: str
+    ) -> Any:
         # POST because long PromQL does not fit in a URL; Prometheus accepts forms on all three.
         method = "GET" if form is None else "POST"
         try:
+            # The session's total timeout bounds this whole block, reading the body included.
             async with self._session.request(method, self.base_url + path, data=form) as resp:
-                body = await resp.read()
+                body = await read_body(resp, self.max_response_bytes, what, endpoint)
                 status, content_type = resp.status, resp.content_type
         except TimeoutError as exc:
             total = self._session.timeout.total
@@ -323,56 +350,27 @@ class PrometheusClient:
                 retryable=True,
                 endpoint=endpoint,
             ) from exc
-        return await self._answer(path, endpoint, status, content_type, body)
-
-    async def _answer(
-        self, path: str, endpoint: str, status: int, content_type: str, body: bytes
-    ) -> Any:
-        """The `data` of a Prometheus answer, or the PrometheusError it stands for."""
-        retryable = status >= 500 or status == 429
         payload: Any = None
+        shape: decode.ShapeError | None = None
         if "json" in content_type:
             try:
-                payload = await self._decode(body)
-            except ValueError:
+                payload = await self._decode(body, decoder)
+            except decode.ShapeError as exc:
+                shape = exc
+            except ValueError:  # not JSON (UnicodeDecodeError is one too)
                 payload = None
-        if not isinstance(payload, dict) or payload.get("status") not in ("success", "error"):
-            snippet = " ".join(body[:_SNIPPET_CHARS].decode("utf-8", "replace").split())
-            if 200 <= status < 300:
-                raise PrometheusError(
-                    f"expected a Prometheus JSON answer, got {content_type or 'no content type'}: "
-                    f"{snippet!r}; check that prometheus.url points at the Prometheus API, not "
-                    "at a login page or a proxy",
-                    status=status,
-                    error_type="bad_response",
-                    endpoint=endpoint,
-                )
-            raise PrometheusError(
-                f"{content_type or 'no content type'}: {snippet!r}",
-                status=status,
-                error_type="http",
-                retryable=retryable,
-                endpoint=endpoint,
-            )
-        warnings = payload.get("warnings")
-        if warnings:
-            self._log_warnings(path, [str(w) for w in warnings])
-        if payload["status"] == "error":
-            raise PrometheusError(
-                str(payload.get("error") or "no error message"),
-                status=status,
-                error_type=str(payload.get("errorType") or "error"),
-                retryable=retryable,
-                endpoint=endpoint,
-            )
-        return payload.get("data")
+            except RecursionError:  # JSON nested past Python's stack: not Prometheus's
+                payload = None
+        if isinstance(payload, dict) and payload.get("warnings"):
+            self._log_warnings(path, [str(w) for w in payload["warnings"]])
+        return data_of(payload, shape, status, content_type, body, endpoint)
 
-    async def _decode(self, body: bytes) -> Any:
+    async def _decode(self, body: bytearray, decoder: Decoder) -> Any:
         if len(body) <= _INLINE_JSON_BYTES:
-            return decode.loads(body)
+            return decoder(body)
         # A 20 MB range answer takes long enough to parse that the loop must not do it.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, decode.loads, body)
+        return await loop.run_in_executor(self.executor, decoder, body)
 
     def _log_warnings(self, path: str, warnings: list[str]) -> None:
         new = [w for w in warnings if w not in self._warned]

@@ -24,8 +24,10 @@ from exporter.scoring.incidents import Stages
 
 log = logging.getLogger("augur.metrics")
 
-RESERVED_LABELS = frozenset({"query", "detector", "horizon", "metric"})
-"""Label names augur sets itself; a series' own label of that name gets an `exported_` prefix."""
+RESERVED_LABELS = frozenset({"query", "detector", "horizon", "metric", "le", "quantile"})
+"""Label names augur sets itself, and the two that mean a bucket or a quantile (invalid on a
+gauge, says `promtool check metrics`): a series' own label of such a name is renamed with an
+`exported_` prefix."""
 
 _EVALUATED = "Computed by augur every poll interval (not on scrape) for the newest point."
 _FORECAST = "Value the query's forecasting detector predicts `horizon` after the newest point."
@@ -47,14 +49,19 @@ def export_labels(key: SeriesKey, keep: Sequence[str] | None = None) -> dict[str
     """A series' labels as augur exports them.
 
     `__name__` becomes `metric`; labels that clash with augur's own are renamed
-    `exported_<name>`, as Prometheus does on scrape; `keep` limits the labels kept.
+    `exported_<name>`, as Prometheus does on scrape, and prefixed again while that name is
+    taken too (`exported_exported_query`); `keep` limits the labels kept.
     """
     out: dict[str, str] = {}
+    taken = {name for name, _ in key}
     for name, value in key:
         if name == "__name__":
             name = "metric"
         elif name in RESERVED_LABELS:
             name = f"exported_{name}"
+            while name in taken:
+                name = f"exported_{name}"
+            taken.add(name)
         if keep is not None and name not in keep:
             continue
         out[name] = value

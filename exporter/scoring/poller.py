@@ -27,6 +27,7 @@ from exporter.detectors import (
 )
 from exporter.detectors.base import parts
 from exporter.prometheus.client import PrometheusClient, PrometheusError
+from exporter.prometheus.health import UpstreamHealth
 from exporter.scoring.align import align, select
 from exporter.scoring.board import ScoreBoard
 from exporter.scoring.runner import QueryRunner
@@ -79,6 +80,7 @@ class Poller:
         self.clock = clock
         self.cycles = 0
         self.succeeded_once = asyncio.Event()
+        self.health = UpstreamHealth("prometheus", metrics, max_delay=interval, clock=clock)
         for runner in self.runners:
             metrics.init_query(runner.config.name)
             for name in runner.detectors:
@@ -89,41 +91,79 @@ class Poller:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Poll until `stop()`; the first cycle starts at once, after restoring state."""
+        """Poll until `stop()`; the first cycle starts at once, after restoring state.
+
+        While Prometheus is down no queries are sent: one cheap probe goes out on a backoff
+        (1 s doubling, capped at the interval), each interval's missed cycle is counted as a
+        failure of every query, and the full cycle runs as soon as a probe is answered.
+        """
         loop = asyncio.get_running_loop()
         await self.restore()
         last_snapshot = loop.time()
+        next_tick = loop.time()
         while not self._stopping.is_set():
-            started = loop.time()
-            report = await self.cycle()
-            elapsed = loop.time() - started
-            if elapsed > self.interval:
-                self.metrics.overruns.inc()
-                skipped = math.ceil(elapsed / self.interval)
-                log.warning(
-                    "poll_overrun",
+            if self.health.up is False and not await self._probe():
+                now = loop.time()
+                if now >= next_tick:
+                    self._skip_cycle()
+                    next_tick += (math.floor((now - next_tick) / self.interval) + 1) * self.interval
+                delay = self.health.retry_delay()
+            else:
+                started = loop.time()
+                report = await self.cycle()
+                elapsed = loop.time() - started
+                next_tick = started + self._period(elapsed)
+                log.debug(
+                    "poll_cycle",
                     extra={
                         "duration_seconds": round(elapsed, 3),
-                        "interval_seconds": self.interval,
-                        "hint": "raise poll.interval, lower max_series or add workers",
+                        "scored": sum(report.scored.values()),
                     },
                 )
-                delay = skipped * self.interval - elapsed
-            else:
-                delay = self.interval - elapsed
-            log.debug(
-                "poll_cycle",
-                extra={
-                    "duration_seconds": round(elapsed, 3),
-                    "scored": sum(report.scored.values()),
-                },
-            )
+                delay = next_tick - loop.time()
+                if self.health.up is False:
+                    delay = min(delay, self.health.retry_delay())
             if loop.time() - last_snapshot >= self.snapshot_interval:
                 await self.snapshot()
                 last_snapshot = loop.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), max(0.0, delay))
         await self.snapshot()
+
+    def _period(self, elapsed: float) -> float:
+        """Seconds from a cycle's start to the next: the interval, or whole intervals past an
+        overrun (counted and logged)."""
+        if elapsed <= self.interval:
+            return self.interval
+        self.metrics.overruns.inc()
+        log.warning(
+            "poll_overrun",
+            extra={
+                "duration_seconds": round(elapsed, 3),
+                "interval_seconds": self.interval,
+                "hint": "raise poll.interval, lower max_series or add workers",
+            },
+        )
+        return math.ceil(elapsed / self.interval) * self.interval
+
+    async def _probe(self) -> bool:
+        """One cheap instant query to a Prometheus found down; whether it answered."""
+        try:
+            await self.client.query("1")
+        except PrometheusError as exc:
+            self.health.failed(exc)
+        else:
+            self.health.answered()
+        return self.health.settle() is True
+
+    def _skip_cycle(self) -> None:
+        """A cycle not run because Prometheus is down: a failed poll of every query."""
+        for runner in self.runners:
+            name = runner.config.name
+            self.metrics.polls.labels(name).inc()
+            self.metrics.poll_failures.labels(name).inc()
+            self.board.missed(name)
+        self.cycles += 1
 
     async def restore(self) -> int:
         """Load every stateful detector's snapshot, if the store has a compatible one.
@@ -198,6 +238,7 @@ class Poller:
         report = CycleReport(started=self.clock())
         t0 = time.perf_counter()
         await asyncio.gather(*(self._poll(r, report) for r in self.runners))
+        self.health.settle()
         report.duration = time.perf_counter() - t0
         self.cycles += 1
         if report.scored or not report.errors:
@@ -216,42 +257,58 @@ class Poller:
             self.board.missed(q.name)
             self.metrics.poll_failures.labels(q.name).inc()
             report.errors[q.name] = _describe(exc)
-            level = (
-                logging.WARNING
-                if isinstance(exc, PrometheusError | TimeoutError | Busy)
-                else logging.ERROR
-            )
-            log.log(
-                level,
-                "poll_failed",
-                extra={"query": q.name, "error": _describe(exc)},
-                exc_info=level == logging.ERROR,
-            )
+            self._log_failure(runner, exc)
             return
         finally:
             self.metrics.poll_duration.labels(q.name).observe(time.perf_counter() - t0)
+        if runner.failing:
+            log.info("poll_recovered", extra={"query": q.name, "failed_polls": runner.failing})
+            runner.failing = 0
         report.scored[q.name] = scored
         self.metrics.series_scored.labels(q.name).set(scored)
         self.metrics.last_poll.labels(q.name).set(self.clock())
+
+    def _log_failure(self, runner: QueryRunner, exc: Exception) -> None:
+        """One line per failure streak of a query; none when Prometheus itself is down (its
+        health says that once for every query)."""
+        runner.failing += 1
+        expected = isinstance(exc, PrometheusError | TimeoutError | Busy)
+        level = logging.WARNING if expected else logging.ERROR
+        if runner.failing > 1 or (isinstance(exc, PrometheusError) and exc.upstream_fault):
+            level = logging.DEBUG
+        log.log(
+            level,
+            "poll_failed",
+            extra={"query": runner.config.name, "error": _describe(exc)},
+            exc_info=not expected and level == logging.ERROR,
+        )
 
     async def _poll_query(self, runner: QueryRunner) -> int:
         q = runner.config
         await self._settle(runner, 0.0)  # a call left from an earlier cycle: skip this one
         end = self.clock()
         start = end - q.lookback
-        matrix = await self.client.query_range(q.expr, start, end, q.step)
+        try:
+            matrix = await self.client.range_matrix(
+                q.expr, start, end, q.step, max_series=q.max_series
+            )
+        except PrometheusError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.answered()
         window = await self._cpu(runner, align, matrix, start, end, q.step)
-        total = len(window.keys)
-        if total > q.max_series:
+        dropped = matrix.dropped + max(0, len(window.keys) - q.max_series)
+        if len(window.keys) > q.max_series:
             window = select(window, range(q.max_series))
-            self.metrics.series_dropped.labels(q.name).inc(total - q.max_series)
+        if dropped:
+            self.metrics.series_dropped.labels(q.name).inc(dropped)
             if not runner.dropped_logged:
                 runner.dropped_logged = True
                 log.warning(
                     "series_dropped",
                     extra={
                         "query": q.name,
-                        "series": total,
+                        "series": len(window.keys) + dropped,
                         "max_series": q.max_series,
                         "hint": "narrow the query or raise max_series; logged once",
                     },

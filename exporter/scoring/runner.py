@@ -38,6 +38,7 @@ class QueryRunner:
     detectors: dict[str, Detector]
     incidents: dict[str, IncidentBook]
     dropped_logged: bool = False
+    failing: int = 0  # polls failed in a row, so a failure streak is logged once
     in_flight: Future[Any] | None = None  # the last CPU call; it may outlive its timeout
 
     @classmethod
@@ -54,19 +55,27 @@ class QueryRunner:
         )
 
     def score(self, window: Window) -> dict[str, Estimate]:
-        """Run every detector on the window and apply the query's false-positive filters."""
+        """Run every detector on the window and apply the query's false-positive filters.
+
+        A verdict with anything non-finite in it (1e308 - -1e308 overflows) is not exported:
+        its score becomes NaN, which the board leaves out.
+        """
         newest = window.values[:, -1]
-        return {
-            name: apply_filters(
-                detector.score(window),
-                newest,
-                direction=self.config.direction,
-                min_deviation=self.config.min_deviation,
-                min_relative_deviation=self.config.min_relative_deviation,
-                valid_range=self.config.valid_range,
-            )
-            for name, detector in self.detectors.items()
-        }
+        # Overflow on hostile values is expected and scrubbed below, not worth a warning.
+        with np.errstate(all="ignore"):
+            return {
+                name: _finite(
+                    apply_filters(
+                        detector.score(window),
+                        newest,
+                        direction=self.config.direction,
+                        min_deviation=self.config.min_deviation,
+                        min_relative_deviation=self.config.min_relative_deviation,
+                        valid_range=self.config.valid_range,
+                    )
+                )
+                for name, detector in self.detectors.items()
+            }
 
     def track(self, window: Window, estimates: dict[str, Estimate]) -> dict[str, Stages]:
         """Advance each detector's incidents by the newest scores."""
@@ -83,10 +92,11 @@ class QueryRunner:
         for detector in self.detectors.values():
             if isinstance(detector, Forecaster):
                 steps = [max(1, round(h / window.step)) for h in self.config.horizons]
-                values: FloatArray = detector.forecast(window, steps)
+                with np.errstate(all="ignore"):
+                    values: FloatArray = detector.forecast(window, steps)
                 if self.config.valid_range is not None:
                     values = np.clip(values, *self.config.valid_range)
-                return values
+                return np.where(np.isfinite(values), values, np.nan)  # NaN: not exported
         return None
 
     def settings(self, name: str) -> str:
@@ -112,3 +122,16 @@ class QueryRunner:
             for name, book in self.incidents.items()
         ]
         return out
+
+
+def _finite(estimate: Estimate) -> Estimate:
+    """The estimate with the score of every series that has a non-finite part set to NaN."""
+    parts = (estimate.score, estimate.expected, estimate.lower, estimate.upper)
+    bad = ~np.logical_and.reduce([np.isfinite(p) for p in parts])
+    if not bad.any():
+        return estimate
+    score = estimate.score.copy()
+    score[bad] = np.nan
+    return Estimate(
+        score=score, expected=estimate.expected, lower=estimate.lower, upper=estimate.upper
+    )
