@@ -93,6 +93,13 @@ class TLSServerConfig(Strict):
                     raise ValueError(f"{key}: {why}")
         return data
 
+    @field_validator("cert_file", "key_file", "client_ca_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such file")
+        return value
+
     @field_validator("min_version", "max_version")
     @classmethod
     def _version(cls, value: str) -> str:

@@ -38,7 +38,6 @@ _NOBODY = b"$2b$10$rtP0ycmDA/cpK.XGyw0KNetPmCJ6pThXC8DlVLdNAearj7PCeHd.6"
 _REMEMBERED = 256
 
 
-
 def basic_credentials(header: str) -> tuple[str, str] | None:
     """User and password of a `Basic` Authorization header; None if it is not one."""
     scheme, _, encoded = header.strip().partition(" ")
@@ -88,9 +87,7 @@ def _unauthorized() -> web.Response:
     )
 
 
-def auth_middleware(
-    users: Callable[[], Users], webhook_token: bool
-) -> Middleware:
+def auth_middleware(users: Callable[[], Users], webhook_token: bool) -> Middleware:
     """The middleware applying the rule above; `users()` is the current list (it reloads)."""
 
     @web.middleware
