@@ -180,7 +180,7 @@ async def test_bcrypt_is_paid_once_per_credential(monkeypatch: pytest.MonkeyPatc
         calls.append(password)
         return real(password, hashed)
 
-    monkeypatch.setattr(auth.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
     users = auth.Users({"alice": HASH})
     for _ in range(5):
         assert await users.check("alice", PASSWORD)
