@@ -99,13 +99,15 @@ class WebServer:
 def make_runner(app: web.Application, config: Config) -> web.AppRunner:
     """The runner of `augur run` and the tests: an idle or slow client is cut at read_timeout.
 
-    shutdown_timeout: how long in-flight requests (a scrape) get before connections close.
+    shutdown_timeout: how long in-flight requests (a scrape) get before connections close;
+    lingering_time: how long the unread rest of a body answered early may take to arrive.
     """
     return web.AppRunner(
         app,
         handle_signals=False,
         shutdown_timeout=5.0,
         keepalive_timeout=config.web.read_timeout,
+        lingering_time=min(10.0, config.web.read_timeout),
     )
 
 
