@@ -237,6 +237,10 @@ async def test_no_secret_leaks(
                 unreachable_failed, "a failed post to the unreachable replica", stderr_path
             )
             exposition = await metrics()
+            async with session.get(base + "/", headers=scraper) as resp:
+                assert resp.status == 200
+                landing = await resp.text()
+            assert "Anomaly scores" in landing
     finally:
         proc.terminate()
         try:
@@ -248,7 +252,12 @@ async def test_no_secret_leaks(
     log = stderr_path.read_text(encoding="utf-8", errors="replace")
     assert '"event": "poll_failed"' in log or "poll_failed" in log  # the 401 was logged
     assert "401" in log
-    haystacks = {"log": log, "/metrics": exposition, "error answers": "\n".join(answers)}
+    haystacks = {
+        "log": log,
+        "/metrics": exposition,
+        "landing page": landing,
+        "error answers": "\n".join(answers),
+    }
     for what, secret in secrets().items():
         for where, text in haystacks.items():
             assert secret not in text, f"the {what} appears in the {where}"
