@@ -119,6 +119,44 @@ async def test_client_certificate_required_and_verified(
                 await healthy(port, refused)
 
 
+async def test_client_certificate_verified_if_given(tmp_path: Path, pki: dict[str, Any]) -> None:
+    server: Pair = pki["server"]
+    tls = {
+        "cert_file": str(server.cert),
+        "key_file": str(server.key),
+        "client_ca_file": str(pki["ca"].cert),
+        "client_auth_type": "VerifyClientCertIfGiven",
+    }
+    cfg = augur_config(tmp_path, tls)
+    port = cfg.web.host_port()[1]
+    ca = pki["ca"].cert
+    async with running(cfg):
+        assert await healthy(port, client_context(ca)) == 200
+        assert await healthy(port, client_context(ca, pki["client"])) == 200
+        with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+            await healthy(port, client_context(ca, pki["stranger"]))
+
+
+async def test_cipher_suites_limit_tls12(tmp_path: Path, pki: dict[str, Any]) -> None:
+    # The test certificates are ECDSA: an RSA-only suite leaves a TLS 1.2 client nothing.
+    server: Pair = pki["server"]
+    tls = {
+        "cert_file": str(server.cert),
+        "key_file": str(server.key),
+        "max_version": "TLS12",
+        "cipher_suites": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+    }
+    cfg = augur_config(tmp_path, tls)
+    port = cfg.web.host_port()[1]
+    async with running(cfg):
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await healthy(port, client_context(pki["ca"].cert))
+    tls["cipher_suites"] = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
+    cfg = augur_config(tmp_path, tls)
+    async with running(cfg):
+        assert await healthy(cfg.web.host_port()[1], client_context(pki["ca"].cert)) == 200
+
+
 async def test_min_version_tls13_refuses_a_tls12_client(
     tmp_path: Path, pki: dict[str, Any]
 ) -> None:

@@ -27,6 +27,11 @@ def server_context(tls: TLSServerConfig) -> ssl.SSLContext:
     return context
 
 
+def _default_ciphers() -> str:
+    # Python's own list for a new server context, so removing cipher_suites on reload restores it.
+    return ":".join(c["name"] for c in ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).get_ciphers())
+
+
 def apply(context: ssl.SSLContext, tls: TLSServerConfig) -> None:
     """Load `tls` into `context` for the connections to come; ValueError leaves it unchanged."""
     assert tls.cert_file is not None and tls.key_file is not None  # the model requires both
@@ -41,8 +46,7 @@ def apply(context: ssl.SSLContext, tls: TLSServerConfig) -> None:
     context.verify_mode = _VERIFY[tls.client_auth_type]
     context.minimum_version = TLS_VERSIONS[tls.min_version]
     context.maximum_version = TLS_VERSIONS[tls.max_version]
-    if ciphers:
-        context.set_ciphers(ciphers)
+    context.set_ciphers(ciphers or _default_ciphers())
     if tls.prefer_server_cipher_suites:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:
