@@ -149,7 +149,7 @@ def test_a_password_instead_of_a_hash_is_refused_and_not_echoed(tmp_path: Path) 
     found = problems(tmp_path, {"basic_auth_users": {"alice": "plain-text-password"}})
     assert found == [
         "web.config_file: basic_auth_users: alice: not a bcrypt hash; hash the password with "
-        "`htpasswd -nBC 10 \"\" | tr -d ':'` or bcrypt.hashpw"
+        "`htpasswd -nBC 10 \"\" | tr -d ':\\n'` or bcrypt.hashpw"
     ]
 
 

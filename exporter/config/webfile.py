@@ -217,7 +217,7 @@ class WebFile(Strict):
                 # The value may be a password pasted by mistake: never echo it.
                 raise ValueError(
                     f"{user}: not a bcrypt hash; hash the password with "
-                    "`htpasswd -nBC 10 \"\" | tr -d ':'` or bcrypt.hashpw"
+                    "`htpasswd -nBC 10 \"\" | tr -d ':\\n'` or bcrypt.hashpw"
                 )
         return value
 
