@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +37,9 @@ from exporter.scoring.poller import Poller
 from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
 from exporter.sqlite_files import unwritable
+from exporter.web.auth import auth_middleware
+from exporter.web.limits import body_deadline
+from exporter.web.server import WebServer, make_runner, start_site
 
 log = logging.getLogger("augur.app")
 
@@ -73,9 +77,27 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 POLLER = web.AppKey("poller", Poller)
 STORE = web.AppKey("store", StateStore)
 ALERTS = web.AppKey("alerts", AlertLoop)
+WEB = web.AppKey("web", WebServer)
+"""TLS, users and headers of augur's endpoints (`web.config_file`), reloaded on change."""
 
 POLLER_STOP_SECONDS = 10.0
 """How long a cycle in flight at shutdown may take to finish before it is cancelled."""
+
+
+async def _web_ctx(app: web.Application) -> AsyncIterator[None]:
+    server = app[WEB]
+    if server.path is None:
+        yield
+        return
+    task = asyncio.create_task(server.watch(), name="augur-web-config")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(request.app[WEB].headers())
 
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -227,13 +249,24 @@ _LANDING = """<!doctype html>
 """
 
 
+def _without_userinfo(url: str) -> str:
+    # The configuration refuses credentials in the URL; the page is shown to anyone allowed
+    # to see it, so it never relies on that alone.
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 async def landing(request: web.Request) -> web.Response:
     """A landing page linking /metrics, as every Prometheus exporter has."""
     config = request.app[CONFIG]
     names = ", ".join(html.escape(q.name) for q in config.effective_queries())
     body = _LANDING.format(
         version=html.escape(__version__),
-        prometheus=html.escape(config.prometheus.url),
+        prometheus=html.escape(_without_userinfo(config.prometheus.url)),
         interval=format_duration(config.poll.interval),
         queries=names,
     )
@@ -266,8 +299,22 @@ async def webhook(request: web.Request) -> web.Response:
 
 
 def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.Application:
-    """Assemble the application; resources are created when the app starts, not here."""
-    app = web.Application()
+    """Assemble the application; resources are created when the app starts, not here.
+
+    Raises StartupError if `web.config_file` no longer loads (it was checked at load).
+    """
+    try:
+        server = WebServer(config.web)
+    except ValueError as exc:
+        raise StartupError(f"web.config_file: {exc}") from None
+    app = web.Application(
+        middlewares=[
+            body_deadline(config.web.read_timeout),
+            auth_middleware(lambda: server.users, config.webhook.bearer_token() is not None),
+        ]
+    )
+    app[WEB] = server
+    app.on_response_prepare.append(_headers)
     app[CONFIG] = config
     registry = registry or CollectorRegistry(auto_describe=True)
     board = ScoreBoard(expire_after=config.poll.expire_after)
@@ -279,7 +326,9 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
     # Built, and its metrics registered, even when off: it only starts if it has somewhere
     # to send to (see `_alerts_ctx`).
     app[ALERTS] = AlertLoop(config, registry, self_metrics=app[METRICS])
-    app.cleanup_ctx.extend([_executor_ctx, _state_ctx, _prometheus_ctx, _alerts_ctx, _poller_ctx])
+    app.cleanup_ctx.extend(
+        [_web_ctx, _executor_ctx, _state_ctx, _prometheus_ctx, _alerts_ctx, _poller_ctx]
+    )
     app.on_shutdown.append(_mark_not_ready)
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
@@ -292,16 +341,14 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     """Run augur until SIGTERM/SIGINT (or `stop` is set), then shut down within the bound."""
     app = build_app(config)
-    host, port = config.web.host_port()
-    # shutdown_timeout: how long in-flight requests (a scrape) get before connections close.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    runner = make_runner(app, config)
     try:
         await runner.setup()
     except BaseException:
         await runner.cleanup()
         raise
     try:
-        await web.TCPSite(runner, host, port).start()
+        site = await start_site(runner, config, app[WEB])
     except BaseException as exc:
         await runner.cleanup()
         if not isinstance(exc, OSError):
@@ -310,7 +357,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             f"cannot listen on {config.web.listen_address}: {exc.strerror}; "
             "choose another address with --web.listen-address"
         ) from None
-    log.info("listening", extra={"address": f"http://{host}:{port}/"})
+    log.info(
+        "listening",
+        extra={"address": site.name, "basic_auth": bool(app[WEB].users)},
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

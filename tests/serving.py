@@ -7,18 +7,19 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from exporter.app import build_app
+from exporter.app import WEB, build_app
 from exporter.config.root import Config
+from exporter.web.server import make_runner, start_site
 
 
 @asynccontextmanager
 async def running(cfg: Config) -> AsyncIterator[web.Application]:
-    """The app listening on `cfg.web`; on exit its cleanup runs (the poller's last snapshot)."""
+    """The app listening on `cfg.web`, with its TLS, auth and limits; on exit its cleanup runs
+    (the poller's last snapshot)."""
     app = build_app(cfg)
-    runner = web.AppRunner(app)
+    runner = make_runner(app, cfg)
     await runner.setup()
-    host, port = cfg.web.host_port()
-    await web.TCPSite(runner, host, port).start()
+    await start_site(runner, cfg, app[WEB])
     try:
         yield app
     finally:

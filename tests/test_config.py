@@ -220,7 +220,7 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
         ("http://localhost:9090", "auto", False),
         ("http://[::1]:9090", "auto", False),
         ("http://prometheus.monitoring:9090", "auto", True),
-        ("https://user:pw@127.0.0.1.example.com/prom", "auto", True),
+        ("https://127.0.0.1.example.com/prom", "auto", True),
         ("http://127.0.0.1:9090", "gzip", True),
         ("http://prometheus:9090", "none", False),
     ],

@@ -202,6 +202,7 @@ def test_kubectl_builds_the_base_and_the_sidecar(tmp_path: Path) -> None:
         "augur-config",
         "augur-state",
         "augur-tmp",
+        "augur-webhook-token",
     }
 
 
@@ -268,11 +269,15 @@ def test_sidecar_container_matches_the_standalone_one() -> None:
     assert container["resources"] == standalone["resources"]
     assert container["image"] == standalone["image"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"AUGUR_PROMETHEUS_URL": "http://127.0.0.1:9090"}
+    assert env == {
+        "AUGUR_PROMETHEUS_URL": "http://127.0.0.1:9090",
+        # tests/test_deploy_security.py checks the token's Secret and mount.
+        "AUGUR_WEBHOOK_BEARER_TOKEN_FILE": "/var/run/secrets/augur-webhook/token",
+    }
     at = mounts(container, patch["spec"]["template"]["spec"]["volumes"])
     assert "emptyDir" in at["/tmp"] and "emptyDir" in at["/var/lib/augur"]
     assert at["/etc/augur"]["configMap"]["name"] == "augur"
-    cfg = config_from_configmap(environ=env)
+    cfg = config_from_configmap(environ={"AUGUR_PROMETHEUS_URL": env["AUGUR_PROMETHEUS_URL"]})
     assert cfg.prometheus.url == "http://127.0.0.1:9090"
 
 

@@ -107,8 +107,14 @@ class AlertmanagerSender:
         timeout = aiohttp.ClientTimeout(
             total=self.config.timeout, connect=min(self.config.timeout, _CONNECT_TIMEOUT)
         )
+        headers = {"User-Agent": f"augur/{__version__}"}
+        authorization = self.config.authorization()
+        if authorization is not None:
+            headers["Authorization"] = authorization
         self._session = aiohttp.ClientSession(
-            timeout=timeout, headers={"User-Agent": f"augur/{__version__}"}
+            timeout=timeout,
+            headers=headers,
+            connector=aiohttp.TCPConnector(ssl=self.config.tls.context()),
         )
         self._stop.clear()
         self._tasks = [

@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model
 
 from exporter.config.base import Strict
 from exporter.config.durations import Duration
+from exporter.config.httpclient import TLS, BasicAuth, basic_auth_header, one_credential
 from exporter.config.secrets import SecretFile, read_secret
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -80,7 +81,11 @@ def _url_list(value: object) -> object:
 
 
 class AlertmanagerConfig(Strict):
-    """Where enriched alerts go (every replica), how often they are re-sent, and retries."""
+    """Where enriched alerts go (every replica), how often they are re-sent, and retries.
+
+    TLS and one credential (`bearer_token_file` or `basic_auth` with `password_file`) as
+    Prometheus's `http_config` has them; the secrets are read from their files at load.
+    """
 
     urls: Annotated[list[str], BeforeValidator(_url_list)] = Field(default_factory=list)
     repost_interval: Duration = Field(60.0, gt=0)
@@ -89,6 +94,10 @@ class AlertmanagerConfig(Strict):
     backoff_base: Duration = Field(0.5, gt=0)
     backoff_max: Duration = Field(30.0, gt=0)
     outbox_retention: Duration = Field(3600.0, ge=0)
+    bearer_token_file: SecretFile | None = None
+    basic_auth: BasicAuth | None = None
+    tls: TLS = TLS()
+    _authorization: str | None = PrivateAttr(default=None)
 
     @field_validator("urls")
     @classmethod
@@ -116,6 +125,25 @@ class AlertmanagerConfig(Strict):
         if self.backoff_max < self.backoff_base:
             raise ValueError("backoff_max must not be smaller than backoff_base")
         return self
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AlertmanagerConfig:
+        one_credential(
+            {"bearer_token_file": self.bearer_token_file, "basic_auth": self.basic_auth},
+            "Alertmanager",
+        )
+        if self.bearer_token_file is not None:
+            self._authorization = "Bearer " + read_secret(self.bearer_token_file)
+        elif self.basic_auth is not None:
+            if self.basic_auth.password_file is None:
+                raise ValueError("basic_auth: set password_file (the password is never inline)")
+            password = read_secret(self.basic_auth.password_file)
+            self._authorization = basic_auth_header(self.basic_auth.username, password)
+        return self
+
+    def authorization(self) -> str | None:
+        """The `Authorization` header for every replica, from the files read at load, if any."""
+        return self._authorization
 
     def enabled(self) -> bool:
         """Whether alert enrichment is on (at least one Alertmanager to post to)."""

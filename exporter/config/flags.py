@@ -19,6 +19,7 @@ from exporter.config.root import Config
 _OVERRIDES: dict[str, tuple[str, ...]] = {
     "prometheus_url": ("prometheus", "url"),
     "web_listen_address": ("web", "listen_address"),
+    "web_config_file": ("web", "config_file"),
     "poll_interval": ("poll", "interval"),
     "log_level": ("log", "level"),
     "log_format": ("log", "format"),
@@ -42,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="web_listen_address",
         metavar="HOST:PORT",
         help="address for /metrics and the API (default 0.0.0.0:9465)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth of augur's endpoints, in the format of Prometheus's "
+        "--web.config.file (see docs/security.md)",
     )
     parser.add_argument(
         "--poll.interval",

@@ -24,28 +24,10 @@ from pydantic import (
 
 from exporter.config.base import Strict
 from exporter.config.durations import Duration
-from exporter.config.secrets import SECRET_ENV, CABundle, SecretFile, env_secret, read_secret
+from exporter.config.httpclient import TLS, BasicAuth, one_credential
+from exporter.config.secrets import SECRET_ENV, SecretFile, env_secret, read_secret
 
-
-class BasicAuth(Strict):
-    """HTTP basic auth; the password comes from `password_file` or the environment."""
-
-    username: str
-    password_file: SecretFile | None = None
-
-    @field_validator("username")
-    @classmethod
-    def _username(cls, value: str) -> str:
-        if ":" in value:
-            raise ValueError('a ":" is not allowed in a basic-auth user name (RFC 7617)')
-        return value
-
-
-class TLS(Strict):
-    """TLS options for talking to Prometheus over https."""
-
-    ca_file: CABundle | None = None
-    insecure_skip_verify: bool = False
+__all__ = ["TLS", "BasicAuth", "PrometheusConfig"]
 
 
 class PrometheusConfig(Strict):
@@ -68,6 +50,14 @@ class PrometheusConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            # Never echoed: the URL is logged and shown on the landing page.
+            raise ValueError(
+                f"credentials in the URL are not supported ({parts.hostname}); set "
+                "basic_auth.username and basic_auth.password_file (or "
+                f"{SECRET_ENV['basic_auth_password']})"
+            )
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
@@ -93,18 +83,14 @@ class PrometheusConfig(Strict):
     def _credentials(self, info: ValidationInfo) -> PrometheusConfig:
         # Prometheus's own client config refuses two credentials too: which wins would be a guess.
         token_env = env_secret(info, "bearer_token")
-        given = [
-            name
-            for name, value in (
-                ("bearer_token_file", self.bearer_token_file),
-                (SECRET_ENV["bearer_token"], token_env),
-                ("basic_auth", self.basic_auth),
-            )
-            if value is not None
-        ]
-        if len(given) > 1:
-            names = ", ".join(given[:-1]) + " and " + given[-1]
-            raise ValueError(f"{names} are set; keep only one (Prometheus takes one credential)")
+        one_credential(
+            {
+                "bearer_token_file": self.bearer_token_file,
+                SECRET_ENV["bearer_token"]: token_env,
+                "basic_auth": self.basic_auth,
+            },
+            "Prometheus",
+        )
         password_env = env_secret(info, "basic_auth_password")
         if password_env is not None and self.basic_auth is None:
             raise ValueError(

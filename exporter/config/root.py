@@ -18,6 +18,7 @@ from exporter.config.durations import Duration
 from exporter.config.outbox import OutboxConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import DEFAULT_QUERIES, QueryConfig
+from exporter.config.webfile import WebFilePath
 
 
 class PollConfig(Strict):
@@ -30,9 +31,17 @@ class PollConfig(Strict):
 
 
 class WebConfig(Strict):
-    """augur's own HTTP server."""
+    """augur's own HTTP server: where it listens, its TLS and auth file, its limits.
+
+    `read_timeout` bounds how long a client may take to send a request's headers, and then
+    its body; a connection idle that long between requests is closed too. `max_connections`
+    bounds the open connections; one more is answered 503 and closed.
+    """
 
     listen_address: str = "0.0.0.0:9465"
+    config_file: WebFilePath | None = None
+    read_timeout: Duration = Field(15.0, gt=0, le=3600)
+    max_connections: int = Field(512, ge=1, le=100_000)
 
     @field_validator("listen_address")
     @classmethod

@@ -9,11 +9,9 @@ and reports a single error type, `PrometheusError`. Range queries longer than Pr
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import logging
 import random
-import ssl
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import numpy as np
 from yarl import URL
 
 from exporter import __version__
+from exporter.config.httpclient import basic_auth_header
 from exporter.config.prometheus import PrometheusConfig
 from exporter.prometheus import decode
 from exporter.prometheus.answer import PrometheusError as PrometheusError
@@ -61,18 +60,13 @@ class QueryResult:
     result: list[Any]
 
 
-def _basic_auth(username: str, password: str) -> str:
-    # aiohttp 3.14 deprecates BasicAuth, and its replacement is missing before 3.14. The
-    # configuration refuses a ":" in the user name (RFC 7617).
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-
-
 def make_session(
     cfg: PrometheusConfig, *, trace_configs: Sequence[aiohttp.TraceConfig] = ()
 ) -> aiohttp.ClientSession:
     """An HTTP session for Prometheus with timeouts, TLS and credentials; call it in the loop.
 
-    The credentials and the CA bundle were read and checked when the configuration loaded.
+    The credentials, the CA bundle and the client certificate were read and checked when the
+    configuration loaded.
     """
     token = cfg.bearer_token()
     headers = {
@@ -83,20 +77,15 @@ def make_session(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     elif cfg.basic_auth:
-        headers["Authorization"] = _basic_auth(
+        headers["Authorization"] = basic_auth_header(
             cfg.basic_auth.username, cfg.basic_auth_password() or ""
         )
-    ca_file = str(cfg.tls.ca_file) if cfg.tls.ca_file else None
-    context = ssl.create_default_context(cafile=ca_file)
-    if cfg.tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     # A total timeout alone would let an unreachable host eat the whole budget of one attempt.
     timeout = aiohttp.ClientTimeout(total=cfg.timeout, connect=min(cfg.timeout, _CONNECT_TIMEOUT))
     return aiohttp.ClientSession(
         headers=headers,
         timeout=timeout,
-        connector=aiohttp.TCPConnector(ssl=context),
+        connector=aiohttp.TCPConnector(ssl=cfg.tls.context()),
         trace_configs=list(trace_configs) or None,
     )
 
