@@ -309,7 +309,9 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
         raise StartupError(f"web.config_file: {exc}") from None
     app = web.Application(
         middlewares=[
-            body_deadline(config.web.read_timeout),
+            body_deadline(
+                config.web.read_timeout, lambda: app[METRICS].http_request_timeouts.inc()
+            ),
             auth_middleware(lambda: server.users, config.webhook.bearer_token() is not None),
         ]
     )
@@ -348,7 +350,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         await runner.cleanup()
         raise
     try:
-        site = await start_site(runner, config, app[WEB])
+        site = await start_site(runner, config, app[WEB], app[METRICS].http_connections_refused.inc)
     except BaseException as exc:
         await runner.cleanup()
         if not isinstance(exc, OSError):

@@ -158,6 +158,18 @@ class SelfMetrics:
         for reason in ("connection", "timeout", "http", "bad_response", "too_large", "api_error"):
             self.upstream_failures.labels("prometheus", reason)
         # --- end of upstreams ---
+        self.http_connections_refused = Counter(
+            "augur_http_connections_refused",
+            "Connections to augur's own server answered 503 and closed because "
+            "web.max_connections were open.",
+            registry=registry,
+        )
+        self.http_request_timeouts = Counter(
+            "augur_http_request_timeouts",
+            "Requests to augur's own server answered 408 because their body did not arrive "
+            "within web.read_timeout.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "augur_build_info",
             "augur's version; always 1.",

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from exporter.app import WEB, build_app
+from exporter.app import METRICS, WEB, build_app
 from exporter.config.root import Config
 from exporter.web.server import make_runner, start_site
 
@@ -19,7 +19,7 @@ async def running(cfg: Config) -> AsyncIterator[web.Application]:
     app = build_app(cfg)
     runner = make_runner(app, cfg)
     await runner.setup()
-    await start_site(runner, cfg, app[WEB])
+    await start_site(runner, cfg, app[WEB], app[METRICS].http_connections_refused.inc)
     try:
         yield app
     finally:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from serving import running
 
+from exporter.app import REGISTRY
 from exporter.config.root import Config
 from exporter.demo.procs import free_port
 from exporter.web.limits import body_deadline
@@ -97,7 +98,7 @@ async def test_connections_beyond_the_limit_get_503(
 ) -> None:
     cfg = make_config(tmp_path, max_connections=20, read_timeout="5m")
     port = cfg.web.host_port()[1]
-    async with running(cfg):
+    async with running(cfg) as app:
         # 20 connections the server has certainly accepted: each got an answer and stays open.
         for _ in range(20):
             reader, writer = await connect(port, HEALTHY)
@@ -108,6 +109,7 @@ async def test_connections_beyond_the_limit_get_503(
         refused = await until_closed(reader)
         assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), refused
         assert b"too many open connections" in refused
+        assert (app[REGISTRY].get_sample_value("augur_http_connections_refused_total") or 0) >= 1
         # One of the 20 closes: a normal request gets through again.
         connections.pop(0)[1].close()
         while True:
@@ -142,7 +144,8 @@ async def test_a_body_that_stalls_is_answered_408(connections: list[Conn]) -> No
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await request.read())
 
-    app = web.Application(middlewares=[body_deadline(0.5)])
+    timeouts: list[int] = []
+    app = web.Application(middlewares=[body_deadline(0.5, lambda: timeouts.append(1))])
     app.router.add_post("/echo", echo)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -154,9 +157,11 @@ async def test_a_body_that_stalls_is_answered_408(connections: list[Conn]) -> No
         reader, writer = await connect(port, whole)
         connections.append((reader, writer))
         assert (await response_head(reader)).startswith(b"HTTP/1.1 200")
+        assert timeouts == []
         reader, writer = await connect(port, whole[:-3])
         connections.append((reader, writer))
         answer = await until_closed(reader)
         assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+        assert timeouts == [1]  # counted (augur_http_request_timeouts_total in augur run)
     finally:
         await runner.cleanup()

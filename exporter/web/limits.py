@@ -14,6 +14,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -34,8 +35,11 @@ class BodyTimeoutError(Exception):
     """The request's body did not arrive within `web.read_timeout`."""
 
 
-def body_deadline(seconds: float) -> Middleware:
-    """Middleware: a body still incomplete `seconds` after the head fails its reader; 408."""
+def body_deadline(seconds: float, on_timeout: Callable[[], None] | None = None) -> Middleware:
+    """Middleware: a body still incomplete `seconds` after the head fails its reader; 408.
+
+    `on_timeout` is called for each such request (a counter's `inc`).
+    """
 
     @web.middleware
     async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -59,6 +63,8 @@ def body_deadline(seconds: float) -> Middleware:
             timer.cancel()
         if not expired:
             return response
+        if on_timeout is not None:
+            on_timeout()
         log.warning(
             "request_body_timeout",
             extra={"path": request.path, "remote": request.remote, "seconds": seconds},
@@ -94,6 +100,7 @@ class LimitedSite(web.BaseSite):
         handshake_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host = host
@@ -103,6 +110,7 @@ class LimitedSite(web.BaseSite):
         self.refused = 0
         """Connections answered 503 because `max_connections` were open."""
         self._logged_at = 0.0
+        self._on_refused = on_refused
 
     @property
     def name(self) -> str:
@@ -117,6 +125,8 @@ class LimitedSite(web.BaseSite):
         if len(server.connections) < self._max_connections:
             return server()
         self.refused += 1
+        if self._on_refused is not None:
+            self._on_refused()
         now = time.monotonic()
         if now - self._logged_at >= _LOG_EVERY_SECONDS:
             self._logged_at = now

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -111,10 +111,16 @@ def make_runner(app: web.Application, config: Config) -> web.AppRunner:
     )
 
 
-async def start_site(runner: web.AppRunner, config: Config, server: WebServer) -> LimitedSite:
+async def start_site(
+    runner: web.AppRunner,
+    config: Config,
+    server: WebServer,
+    on_refused: Callable[[], None] | None = None,
+) -> LimitedSite:
     """Listen on `web.listen_address` with the server's TLS and the connection limit.
 
-    `augur run` and the tests both serve through this.
+    `augur run` and the tests both serve through this; `on_refused` counts the connections
+    turned away.
     """
     host, port = config.web.host_port()
     site = LimitedSite(
@@ -124,6 +130,7 @@ async def start_site(runner: web.AppRunner, config: Config, server: WebServer) -
         ssl_context=server.context,
         max_connections=config.web.max_connections,
         handshake_timeout=config.web.read_timeout,
+        on_refused=on_refused,
     )
     await site.start()
     return site
