@@ -33,3 +33,5 @@ class Facts:
     related: list[Related] | None = None
     reading: Reading | None = None
     missing: dict[str, Reason] = field(default_factory=dict)
+    expr_not_run: str = ""
+    """Why the rule's expression is shown but not run in Prometheus (the g0.expr policy)."""
