@@ -38,6 +38,7 @@ STOP_GRACE_SECONDS = 2.0
 PURGE_EVERY_SECONDS = 60.0
 _CONNECT_TIMEOUT = 5.0
 _ERROR_CHARS = 500
+_ERROR_READ_BYTES = 64 * 1024
 
 
 def _message(body: str) -> str:
@@ -196,7 +197,9 @@ class AlertmanagerSender:
                 headers={"Content-Type": "application/json"},
             ) as resp:
                 status = resp.status
-                text = _message(await resp.text(errors="replace"))[:_ERROR_CHARS]
+                # At most 64 KiB of an error is read: it names the bad label in its first line.
+                raw = await resp.content.read(_ERROR_READ_BYTES)
+                text = _message(raw.decode("utf-8", "replace"))[:_ERROR_CHARS]
         except TimeoutError:
             await self._failed(replica, entries, f"no answer within {self.config.timeout} s")
             return False
@@ -235,8 +238,11 @@ class AlertmanagerSender:
                 "hint": "the alert is not retried until it changes",
             },
         )
+        # Parked, not lost: the row keeps the reason (last_error) and is posted again when the
+        # alert changes (resolves); counted apart from failures that are retried.
         await self.outbox.delivered(replica.url, entries, now, error=error)
         self.metrics.post_failures.labels(replica.url).inc()
+        self.metrics.refused.labels(replica.url).inc()
         return True
 
     async def _failed(
