@@ -67,8 +67,8 @@ def format_time(moment: datetime) -> str:
     return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-MAX_PROBLEMS_PER_FIELD = 5
-"""A field's error names this many bad entries, then how many more there are."""
+MAX_PROBLEMS_PER_FIELD = 3
+"""A field's error says how many bad entries it has and names this many."""
 _SHOWN_CHARS = 64
 
 
@@ -91,9 +91,8 @@ def _problems(pairs: Mapping[str, str], what: str) -> list[str]:
             value.encode("utf-8")
         except UnicodeEncodeError:
             out.append(f"{what} {shown(name)}: value is not valid UTF-8 (a lone surrogate)")
-    if len(out) > MAX_PROBLEMS_PER_FIELD:
-        more = len(out) - MAX_PROBLEMS_PER_FIELD
-        out = [*out[:MAX_PROBLEMS_PER_FIELD], f"and {more} more"]
+    if len(out) > 1:  # the count first: the message is cut at a few hundred characters
+        out = [f"{len(out)} problems", *out[:MAX_PROBLEMS_PER_FIELD]]
     return out
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import pydantic_core
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from exporter.alerts.metrics import AlertMetrics
@@ -208,14 +209,20 @@ class WebhookReceiver:
                 async with asyncio.timeout(cfg.read_timeout):
                     body = await self._read(request, held)
             except TimeoutError:
-                return _error(
+                response = _error(
                     408,
                     f"the body did not arrive within webhook.read_timeout ({cfg.read_timeout:g} s)",
                 )
+                response.force_close()
+                return response
             except _BadInput as exc:
-                if exc.status == 503:
-                    return self._throttled("inflight_bytes", inflight)
-                return _error(exc.status, str(exc))
+                response = (
+                    self._throttled("inflight_bytes", inflight)
+                    if exc.status == 503
+                    else _error(exc.status, str(exc))
+                )
+                response.force_close()  # the rest of the body is not read: a new connection
+                return response
             return await self._answer(body)
         finally:
             self._inflight -= held[0]
@@ -231,9 +238,11 @@ class WebhookReceiver:
                 if size > held[0] and not self._reserve(held, size):
                     raise _BadInput(503, "over webhook.max_inflight_bytes")
                 chunks.append(chunk)
-        except HttpProcessingError as exc:
+        except (HttpProcessingError, RequestPayloadError) as exc:
+            # A body that does not decompress (or a broken chunked encoding) is the sender's.
+            cause = exc.__cause__ or exc.__context__ or exc
             raise _BadInput(
-                400, f"the body could not be read or decompressed: {_cut(str(exc.message))}"
+                400, f"the body could not be read or decompressed: {_cut(str(cause))}"
             ) from None
         return b"".join(chunks)
 
@@ -265,6 +274,11 @@ class WebhookReceiver:
                 "ignored": len(accepted.ignored),
             }
         )
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Body bytes of the requests being handled now (the `max_inflight_bytes` bound)."""
+        return self._inflight
 
     @property
     def _too_big(self) -> str:
