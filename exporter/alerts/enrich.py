@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from exporter.alerts.facts import Facts, Reason, Understood
+from exporter.alerts.facts import Facts, Understood, failure, prometheus_reason
 from exporter.alerts.payloads import (
     CATEGORY_LABEL,
     ENRICHED_LABEL,
@@ -48,7 +48,7 @@ from exporter.alerts.payloads import (
 from exporter.alerts.related import expr_reading, rank_related, related_selector
 from exporter.alerts.summary import format_clock, format_number, summary
 from exporter.config.alerts import EnrichConfig
-from exporter.prometheus.client import MatrixSeries, PrometheusClient, PrometheusError
+from exporter.prometheus.client import MatrixSeries, PrometheusClient
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import extract, is_chinese
 from exporter.text.knowledge import KnowledgeBase, RunbookMatch
@@ -85,21 +85,6 @@ class Model(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised embeddings per text."""
         ...
-
-
-def _prometheus_reason(exc: BaseException | None, deadline: float) -> Reason:
-    if exc is None:
-        return (
-            f"Prometheus did not answer within {deadline:g} s",
-            f"Prometheus 在 {deadline:g} 秒内未响应",
-        )
-    if isinstance(exc, PrometheusError) and exc.error_type in ("connection", "timeout"):
-        return "Prometheus is unreachable", "无法连接 Prometheus"
-    return f"Prometheus failed: {exc}", f"Prometheus 出错：{exc}"
-
-
-def _failure(doing: str, exc: BaseException) -> str:
-    return bound(f"{doing} failed: {type(exc).__name__}: {exc}", 300)
 
 
 def _hosts(url: str) -> tuple[str, str]:
@@ -177,7 +162,7 @@ class AlertEnricher:
                 try:
                     facts[i] = self._facts(alert)
                 except Exception as exc:  # one odd alert must not spoil the others
-                    failed[i] = _failure("reading the alert", exc)
+                    failed[i] = failure("reading the alert", exc)
         todo = list(facts.values())
         if todo:
             await asyncio.gather(self._understand(todo), self._ask_prometheus(todo))
@@ -200,7 +185,7 @@ class AlertEnricher:
                     out.append(self._enrichment(facts[i], now))
                     continue
                 except Exception as exc:
-                    failed[i] = _failure("writing the enrichment", exc)
+                    failed[i] = failure("writing the enrichment", exc)
             out.append(minimal_enrichment(failed[i]) if i in failed else Enrichment({}, {}))
         return out
 
@@ -280,7 +265,7 @@ class AlertEnricher:
             try:
                 plan += self._plan(f)
             except Exception as exc:
-                f.missing["related"] = (_failure("planning", exc), "无法查询 Prometheus")
+                f.missing["related"] = (failure("planning", exc), "无法查询 Prometheus")
         calls = {
             key: asyncio.create_task(self.prometheus.query_range(*key))
             for key in dict.fromkeys(key for _, _, key in plan)  # alerts of a group often share one
@@ -297,13 +282,13 @@ class AlertEnricher:
             task = calls[key]
             if task.cancelled() or task.exception() is not None:
                 error = None if task.cancelled() else task.exception()
-                f.missing[what] = _prometheus_reason(error, cfg.deadline)
+                f.missing[what] = prometheus_reason(error, cfg.deadline)
                 continue
             try:
                 self._read_answer(f, what, task.result())
             except Exception as exc:  # a malformed answer spoils only this alert's part
                 f.missing[what] = (
-                    _failure("reading Prometheus's answer", exc),
+                    failure("reading Prometheus's answer", exc),
                     "无法读取 Prometheus 的响应",
                 )
 
@@ -346,11 +331,20 @@ class AlertEnricher:
         notes = {
             "augur_category": category,
             "augur_confidence": f"{cls.confidence:.2f}" if cls else "0",
-            "augur_entities": f.entities.to_json(ANNOTATION_CHARS),
-            "augur_related": self._related_text(f, now),
-            "augur_runbook": self._runbook_text(f, runbook),
-            "augur_summary": summary(f, now),
         }
+        texts: dict[str, Callable[[], str]] = {
+            "augur_entities": lambda: f.entities.to_json(ANNOTATION_CHARS),
+            "augur_related": lambda: self._related_text(f, now),
+            "augur_runbook": lambda: self._runbook_text(f, runbook),
+            "augur_summary": lambda: summary(f, now),
+        }
+        for name, text in texts.items():
+            try:  # e.g. a time out of range for one part: the other parts still go out
+                notes[name] = text()
+            except Exception as exc:
+                reason = failure("writing it", exc)
+                f.missing[name.removeprefix("augur_")] = (reason, reason)
+                notes[name] = f.alert.annotations.get("summary", "") if "summary" in name else ""
         if f.missing:
             notes[MISSING_ANNOTATION] = "; ".join(f"{k}: {r[0]}" for k, r in f.missing.items())
         return Enrichment(
