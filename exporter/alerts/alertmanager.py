@@ -11,6 +11,8 @@ by a housekeeping loop, which also purges finished entries and updates `augur_ou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
 import json
 import logging
 import random
@@ -193,7 +195,8 @@ class AlertmanagerSender:
         try:
             async with self._session.post(
                 replica.url + "/api/v2/alerts",
-                data=body.encode(),
+                # A file-like body: aiohttp sends it without blocking the loop, however large.
+                data=io.BytesIO(body.encode()),
                 headers={"Content-Type": "application/json"},
             ) as resp:
                 status = resp.status
@@ -229,6 +232,21 @@ class AlertmanagerSender:
                     return False
             return True
         error = f"HTTP {status}: {text}"
+        entry = entries[0]
+        self.metrics.refused.labels(replica.url).inc()
+        if entry.generator_url:
+            # Go's URL parser refuses some URLs the webhook's check lets through; the alert is
+            # worth more than its link: it goes again without it.
+            log.warning(
+                "alert_repaired",
+                extra={
+                    "alertmanager": replica.url,
+                    "alert": json.dumps(entry.labels, ensure_ascii=False, sort_keys=True),
+                    "error": error,
+                    "hint": "posted again without its generatorURL",
+                },
+            )
+            return await self._post(replica, [dataclasses.replace(entry, generator_url="")], now)
         log.error(
             "alert_refused",
             extra={
@@ -242,7 +260,6 @@ class AlertmanagerSender:
         # alert changes (resolves); counted apart from failures that are retried.
         await self.outbox.delivered(replica.url, entries, now, error=error)
         self.metrics.post_failures.labels(replica.url).inc()
-        self.metrics.refused.labels(replica.url).inc()
         return True
 
     async def _failed(

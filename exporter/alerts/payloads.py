@@ -249,14 +249,24 @@ def merge(source: WebhookAlert, enrichment: Enrichment) -> tuple[dict[str, str],
     return labels, annotations
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HOST = re.compile(r"""[A-Za-z0-9\-._~!$&'()*+,;=:\[\]<>"\x80-\U0010ffff]*""")
+"""What Go's url.Parse takes in a host (its shouldEscape for hosts); `%` only in IPv6 zones."""
+
+
 def generator_url(value: str) -> str:
-    """The URL if Alertmanager's API would take it (an absolute URI), else empty."""
-    # One unparsable generatorURL makes Alertmanager refuse a whole batch with 422.
+    """The URL if Alertmanager's API would take it (Go's url.Parse, an absolute URI), else "".
+
+    One generatorURL it refuses makes Alertmanager refuse the whole batch with 422.
+    """
+    if _BAD_ESCAPE.search(value) or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in value):
+        return ""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         return ""
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme not in ("http", "https") or not host or not _HOST.fullmatch(host):
         return ""
     return value
