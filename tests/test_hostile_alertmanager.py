@@ -70,7 +70,8 @@ async def test_hostile_but_accepted_alerts_all_reach_alertmanager(
     now = time.time()
     alerts: list[dict[str, Any]] = []
     for i, labels in enumerate(HOSTILE_LABELS):
-        alert = source(f"Hostile{i}", now, **labels)
+        alert = source(f"Hostile{i}", now)
+        alert["labels"].update(labels)
         alert["annotations"] = {**labels, "description": "d" * 300_000}
         alerts.append(alert)
     for i, url in enumerate(GENERATOR_URLS):
