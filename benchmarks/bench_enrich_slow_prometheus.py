@@ -146,6 +146,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             await loop.receiver.accept(group("Small", 1, 3))
             out["small_waited_seconds"] = await enriched_at(loop, "Small", started)
             out["huge_drained_seconds"] = await drain(loop) + out["small_waited_seconds"]
+            notes = [json.loads(r["enrichment"] or "{}") for r in await loop.outbox.rows()]
+            out["without_category"] = sum("category" in n.get("augur_missing", "") for n in notes)
         finally:
             await loop.stop()
     finally:
@@ -169,7 +171,8 @@ def main() -> None:
         f"drained {args.alerts} alerts at {result['alerts_per_second']:.0f} alerts/s "
         f"(Prometheus {args.delay:g} s late, deadline {args.deadline:g} s); a 1-alert group "
         f"behind a {args.huge}-alert one enriched after {result['small_waited_seconds']:.1f} s "
-        f"(the big one took {result['huge_drained_seconds']:.1f} s)"
+        f"(the big one took {result['huge_drained_seconds']:.1f} s); "
+        f"{result['without_category']} alerts without a category (model_timeout)"
     )
 
 
