@@ -8,6 +8,8 @@ Prometheus must answer something malformed).
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,7 @@ from test_enrich import (
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.payloads import WebhookAlert
 from exporter.demo.procs import Process
+from exporter.logs import LogfmtFormatter, RepeatFilter
 
 Make = Callable[..., Awaitable[AlertEnricher]]
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -126,3 +129,24 @@ async def test_a_rule_expression_over_max_expr_series_gives_no_reading(
     (out,) = await enricher.enrich([wide])
     assert "expression: the rule expression gave " in out.annotations["augur_missing"]
     assert "more than enrich.max_expr_series (1)" in out.annotations["augur_missing"]
+
+
+async def test_prometheus_down_prints_a_bounded_number_of_warnings(
+    prom: Process, enricher_for: Make
+) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RepeatFilter())  # as `augur run` sets logging up
+    augur = logging.getLogger("augur")
+    augur.addHandler(handler)
+    try:
+        enricher = await enricher_for(prom.url)
+        prom.stop()
+        for i in range(30):  # 30 batches of 16, each asking for related series and the rule
+            await enricher.enrich([_disk(f"Down{i}-{j}", instance=f"h{j}:9100") for j in range(16)])
+    finally:
+        augur.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    # Unfiltered: a prometheus_retry per query and an alerts_enriched per batch (92 here).
+    assert 1 <= len(lines) <= 5, lines
