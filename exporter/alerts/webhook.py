@@ -89,6 +89,16 @@ def problems(exc: ValidationError) -> list[str]:
     return out
 
 
+def _parsed(body: bytes) -> WebhookPayload | web.Response:
+    """The payload, or the 400 or 422 that says why there is none."""
+    try:
+        return parse(body)
+    except _BadInput as exc:
+        return _error(exc.status, str(exc))
+    except ValidationError as exc:
+        return _error(422, "not an Alertmanager webhook payload (version 4)", problems(exc))
+
+
 class _BadInput(Exception):
     """Input that can never succeed: answered with `status` and not retried by Alertmanager."""
 
@@ -223,7 +233,11 @@ class WebhookReceiver:
                 )
                 response.force_close()  # the rest of the body is not read: a new connection
                 return response
-            return await self._answer(body)
+            payload = _parsed(body)
+            del body  # the models hold what is needed: the bytes go before the write
+            if isinstance(payload, web.Response):
+                return payload
+            return await self._store(payload)
         finally:
             self._inflight -= held[0]
 
@@ -246,14 +260,7 @@ class WebhookReceiver:
             ) from None
         return b"".join(chunks)
 
-    async def _answer(self, body: bytes) -> web.Response:
-        try:
-            payload = parse(body)
-        except _BadInput as exc:
-            return _error(exc.status, str(exc))
-        except ValidationError as exc:
-            return _error(422, "not an Alertmanager webhook payload (version 4)", problems(exc))
-        del body  # the models hold what is needed; the bytes can go before the write
+    async def _store(self, payload: WebhookPayload) -> web.Response:
         try:
             accepted = await self.accept(payload)
         except (sqlite3.Error, OSError, RuntimeError) as exc:
