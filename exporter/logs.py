@@ -2,6 +2,12 @@
 
 Code logs a short event name as the message and context as `extra`:
 ``log.warning("poll_failed", extra={"query": name, "error": str(exc)})``.
+
+Lines are bounded whatever the input was: each value is cut to `MAX_VALUE_CHARS` (with how much
+was cut) and the line to `MAX_LINE_CHARS`. Repeats are bounded too: a warning with the same
+logger, event and `rate_key` extra (or none) prints at most once per `REPEAT_SECONDS` (also
+per `query`, `alertmanager` or `alert`, when the line has one), and the
+next one that prints says how many were suppressed (`suppressed=N`). Errors always print.
 """
 
 from __future__ import annotations
@@ -10,15 +16,78 @@ import argparse
 import json
 import logging
 import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "rate_key",
+}
+
+MAX_VALUE_CHARS = 2048
+MAX_LINE_CHARS = 16384
+REPEAT_SECONDS = 10.0
+_MAX_KEYS = 1024
+_KEYED = ("rate_key", "query", "alertmanager", "alert")
+"""Context that tells one subject's repeats from another's: each is limited on its own."""
+
+
+def cut(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how many more there were."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"…({len(text) - limit} more characters)"
+
+
+def _bounded(value: object) -> object:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return cut(value if isinstance(value, str) else str(value))
 
 
 def _context(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+    return {k: _bounded(v) for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+class RepeatFilter(logging.Filter):
+    """Passes a warning at most once per `seconds` per (logger, event, subject).
+
+    Errors and anything below WARNING pass. The next warning that passes for a key carries
+    `suppressed`, the number dropped since, so nothing disappears without a trace.
+    """
+
+    def __init__(
+        self, seconds: float = REPEAT_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._clock = clock
+        self._seen: OrderedDict[tuple[str, str, str], tuple[float, int]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether `record` prints; counts it if not."""
+        if record.levelno != logging.WARNING:
+            return True
+        names = [getattr(record, k, "") for k in _KEYED]
+        key = (record.name, str(record.msg), cut(str(names), 200))
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.seconds:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.suppressed = last[1]
+        self._seen[key] = (now, 0)
+        self._seen.move_to_end(key)
+        while len(self._seen) > _MAX_KEYS:
+            self._seen.popitem(last=False)
+        return True
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -33,12 +102,17 @@ class JSONFormatter(logging.Formatter):
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": cut(record.getMessage()),
         }
         entry.update(_context(record))
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+            entry["exception"] = cut(self.formatException(record.exc_info), MAX_LINE_CHARS // 2)
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        if len(line) > MAX_LINE_CHARS:  # still one valid object, with the start of the rest
+            core = {k: entry[k] for k in ("ts", "level", "logger", "event")}
+            core["truncated"] = cut(line, MAX_LINE_CHARS // 2)
+            line = json.dumps(core, ensure_ascii=False)
+        return line
 
 
 def _logfmt_value(value: object) -> str:
@@ -56,12 +130,12 @@ class LogfmtFormatter(logging.Formatter):
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": cut(record.getMessage()),
         }
         fields.update(_context(record))
-        line = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+        line = cut(" ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items()), MAX_LINE_CHARS)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + cut(self.formatException(record.exc_info), MAX_LINE_CHARS // 2)
         return line
 
 
@@ -69,6 +143,7 @@ def setup(level: str = "info", fmt: str = "logfmt") -> None:
     """Send the `augur` loggers to stderr at `level` in format `fmt` (logfmt or json)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

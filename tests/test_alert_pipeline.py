@@ -622,6 +622,7 @@ async def test_refused_alert_is_marked_and_the_rest_of_its_batch_delivered(
     await eventually(
         lambda: augur.registry.get_sample_value("augur_alert_post_failures_total", labels) == 1
     )
+    assert augur.registry.get_sample_value("augur_alerts_refused_total", labels) == 1
     rows = {r["fingerprint"]: r for r in await augur.outbox.rows()}
     bad = rows["bad"]["deliveries"][am.url]
     assert bad["last_error"] == 'HTTP 400: invalid label set: invalid name "bad-name"'

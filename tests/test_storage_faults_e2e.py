@@ -117,6 +117,7 @@ async def test_outbox_faults_while_serving_answer_503_and_recover_without_restar
             assert (await post(session, url, notification(alert(3000, size=300_000))))[0] == 200
             async with session.get(url + "/metrics") as resp:
                 text = await resp.text()
+            assert sample(text, "augur_webhook_throttled_total", '{reason="outbox_full"}') == 1.0
             failures = sample(text, "augur_storage_failures_total", '{store="outbox"}')
             assert failures is not None and failures >= 1
             assert sample(text, "augur_storage_corruptions_total", '{store="outbox"}') == 1.0

@@ -11,6 +11,8 @@ by a housekeeping loop, which also purges finished entries and updates `augur_ou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
 import json
 import logging
 import random
@@ -38,6 +40,7 @@ STOP_GRACE_SECONDS = 2.0
 PURGE_EVERY_SECONDS = 60.0
 _CONNECT_TIMEOUT = 5.0
 _ERROR_CHARS = 500
+_ERROR_READ_BYTES = 64 * 1024
 
 
 def _message(body: str) -> str:
@@ -198,11 +201,14 @@ class AlertmanagerSender:
         try:
             async with self._session.post(
                 replica.url + "/api/v2/alerts",
-                data=body.encode(),
+                # A file-like body: aiohttp sends it without blocking the loop, however large.
+                data=io.BytesIO(body.encode()),
                 headers={"Content-Type": "application/json"},
             ) as resp:
                 status = resp.status
-                text = _message(await resp.text(errors="replace"))[:_ERROR_CHARS]
+                # At most 64 KiB of an error is read: it names the bad label in its first line.
+                raw = await resp.content.read(_ERROR_READ_BYTES)
+                text = _message(raw.decode("utf-8", "replace"))[:_ERROR_CHARS]
         except TimeoutError:
             await self._failed(replica, entries, f"no answer within {self.config.timeout} s")
             return False
@@ -232,6 +238,21 @@ class AlertmanagerSender:
                     return False
             return True
         error = f"HTTP {status}: {text}"
+        entry = entries[0]
+        self.metrics.refused.labels(replica.url).inc()
+        if entry.generator_url:
+            # Go's URL parser refuses some URLs the webhook's check lets through; the alert is
+            # worth more than its link: it goes again without it.
+            log.warning(
+                "alert_repaired",
+                extra={
+                    "alertmanager": replica.url,
+                    "alert": json.dumps(entry.labels, ensure_ascii=False, sort_keys=True),
+                    "error": error,
+                    "hint": "posted again without its generatorURL",
+                },
+            )
+            return await self._post(replica, [dataclasses.replace(entry, generator_url="")], now)
         log.error(
             "alert_refused",
             extra={
@@ -241,6 +262,8 @@ class AlertmanagerSender:
                 "hint": "the alert is not retried until it changes",
             },
         )
+        # Parked, not lost: the row keeps the reason (last_error) and is posted again when the
+        # alert changes (resolves); counted apart from failures that are retried.
         await self.outbox.delivered(replica.url, entries, now, error=error)
         self.metrics.post_failures.labels(replica.url).inc()
         return True

@@ -5,6 +5,19 @@ the executor) and picks a runbook; entities come from labels, text and the rule'
 Prometheus is asked, all calls concurrent under one deadline, which series augur scores that
 share the alert's entities were anomalous around `startsAt` and what the rule's own expression
 read. Whatever does not arrive in time is named in the output instead of holding the alert.
+
+Each alert stands alone: what fails for one (a time out of range, an answer that cannot be
+read) is named in its own `augur_missing` and spoils nothing else of it or of its batch.
+
+The rule's expression (`g0.expr` of `generatorURL`) is PromQL anyone who can post to the
+webhook could write, run with augur's Prometheus credentials and its reading published in the
+alert. It is run only for an alert from an authenticated webhook (a token configured and
+presented) or a generator host that is the configured Prometheus's or listed in
+`enrich.trusted_generator_hosts`; otherwise it is shown, not run. A host is no proof of
+origin: only the token is. Its cost is bounded by `enrich.deadline` (the request is dropped,
+which cancels the query in Prometheus), two evaluation points, `MAX_EXPR_CHARS` and
+`enrich.max_expr_series` (a larger answer gives no reading), and Prometheus's own
+`--query.max-samples`.
 """
 
 from __future__ import annotations
@@ -18,10 +31,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from exporter.alerts.facts import Facts, Reason, Understood
+from exporter.alerts.facts import Facts, Understood, failure, prometheus_reason
 from exporter.alerts.payloads import (
     CATEGORY_LABEL,
     ENRICHED_LABEL,
@@ -29,11 +43,12 @@ from exporter.alerts.payloads import (
     Enrichment,
     WebhookAlert,
     bound,
+    minimal_enrichment,
 )
 from exporter.alerts.related import expr_reading, rank_related, related_selector
 from exporter.alerts.summary import format_clock, format_number, summary
 from exporter.config.alerts import EnrichConfig
-from exporter.prometheus.client import PrometheusClient, PrometheusError
+from exporter.prometheus.client import MatrixSeries, PrometheusClient
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import extract, is_chinese
 from exporter.text.knowledge import KnowledgeBase, RunbookMatch
@@ -72,15 +87,15 @@ class Model(Protocol):
         ...
 
 
-def _prometheus_reason(exc: BaseException | None, deadline: float) -> Reason:
-    if exc is None:
-        return (
-            f"Prometheus did not answer within {deadline:g} s",
-            f"Prometheus 在 {deadline:g} 秒内未响应",
-        )
-    if isinstance(exc, PrometheusError) and exc.error_type in ("connection", "timeout"):
-        return "Prometheus is unreachable", "无法连接 Prometheus"
-    return f"Prometheus failed: {exc}", f"Prometheus 出错：{exc}"
+def _hosts(url: str) -> tuple[str, str]:
+    """A URL's host and host:port (the host again without a port), lower case."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "", ""
+    host = (parts.hostname or "").lower()
+    return host, f"{host}:{port}" if port else host
 
 
 class AlertEnricher:
@@ -117,6 +132,10 @@ class AlertEnricher:
             min_score=cfg.runbook_min_score,
         )
         self.catalog = MetricCatalog(prometheus, ttl=cfg.metric_names_ttl)
+        own = urlsplit(getattr(prometheus, "base_url", "")).hostname
+        self.trusted_hosts = frozenset(
+            h.lower() for h in (*cfg.trusted_generator_hosts, *([own] if own else []))
+        )
         # The same text gets the same verdict: flapping alerts and repeats skip the model.
         self._cache: OrderedDict[tuple[str, str, bool], Understood] = OrderedDict()
         self._cache_model = ""
@@ -136,25 +155,39 @@ class AlertEnricher:
     async def enrich(self, alerts: Sequence[WebhookAlert]) -> list[Enrichment]:
         """One enrichment per alert, in order; an alert augur enriched already gets nothing."""
         started = time.perf_counter()
-        facts = {i: self._facts(a) for i, a in enumerate(alerts) if ENRICHED_LABEL not in a.labels}
+        facts: dict[int, Facts] = {}
+        failed: dict[int, str] = {}
+        for i, alert in enumerate(alerts):
+            if ENRICHED_LABEL not in alert.labels:
+                try:
+                    facts[i] = self._facts(alert)
+                except Exception as exc:  # one odd alert must not spoil the others
+                    failed[i] = failure("reading the alert", exc)
         todo = list(facts.values())
         if todo:
             await asyncio.gather(self._understand(todo), self._ask_prometheus(todo))
         now = self.clock()
         missing = {w: r[0] for f in todo for w, r in f.missing.items()}
         logger.log(
-            logging.WARNING if missing else logging.DEBUG,
+            logging.WARNING if missing or failed else logging.DEBUG,
             "alerts_enriched",
             extra={
                 "alerts": len(todo),
                 "seconds": round(time.perf_counter() - started, 4),
                 "missing": missing,
+                "failed": len(failed),
             },
         )
-        return [
-            self._enrichment(facts[i], now) if i in facts else Enrichment({}, {})
-            for i in range(len(alerts))
-        ]
+        out = []
+        for i in range(len(alerts)):
+            if i in facts:
+                try:
+                    out.append(self._enrichment(facts[i], now))
+                    continue
+                except Exception as exc:
+                    failed[i] = failure("writing the enrichment", exc)
+            out.append(minimal_enrichment(failed[i]) if i in failed else Enrichment({}, {}))
+        return out
 
     def _facts(self, alert: WebhookAlert) -> Facts:
         notes = alert.annotations
@@ -162,7 +195,15 @@ class AlertEnricher:
         expr = rule_expr(alert.generatorURL)
         entities = extract(alert.labels, texts, expr=expr, known_metric=self.catalog.known)
         text = normalize_alert_text(texts[0], texts[1], alert.labels.get("alertname", ""))
-        return Facts(alert, text, is_chinese(" ".join(texts)), entities, expr)
+        facts = Facts(alert, text, is_chinese(" ".join(texts)), entities, expr)
+        if expr and not alert.augur_authenticated:
+            host, host_port = _hosts(alert.generatorURL)
+            if not self.trusted_hosts & {host, host_port}:
+                facts.expr_not_run = (
+                    f"the webhook was not authenticated and {bound(host_port, 100) or 'its host'}"
+                    " is not a trusted generator host (enrich.trusted_generator_hosts)"
+                )
+        return facts
 
     async def _understand(self, facts: Sequence[Facts]) -> None:
         if self._cache_model != self.model.sha256:  # a reloaded model may judge differently
@@ -221,14 +262,10 @@ class AlertEnricher:
         cfg = self.config
         plan: list[tuple[Facts, str, tuple[str, float, float, float]]] = []
         for f in facts:
-            if selector := related_selector(f.entities):
-                query = f"max without (detector) ({selector}) >= {cfg.related_min_score:g}"
-                plan.append((f, "related", (query, *self._window(f), cfg.related_step)))
-            if f.expr:
-                # Two points, at the start and `related_before` earlier: a rule over long
-                # ranges costs Prometheus a full evaluation per point.
-                start, before = f.alert.startsAt.timestamp(), cfg.related_before or 1.0
-                plan.append((f, "expression", (f.expr, start - before, start, before)))
+            try:
+                plan += self._plan(f)
+            except Exception as exc:
+                f.missing["related"] = (failure("planning", exc), "无法查询 Prometheus")
         calls = {
             key: asyncio.create_task(self.prometheus.query_range(*key))
             for key in dict.fromkeys(key for _, _, key in plan)  # alerts of a group often share one
@@ -244,12 +281,40 @@ class AlertEnricher:
         for f, what, key in plan:
             task = calls[key]
             if task.cancelled() or task.exception() is not None:
-                exc = None if task.cancelled() else task.exception()
-                f.missing[what] = _prometheus_reason(exc, cfg.deadline)
-            elif what == "related":
-                f.related = rank_related(task.result(), f.alert.labels, cfg.related_min_score)
-            else:
-                f.reading = expr_reading(task.result(), f.alert.labels)
+                error = None if task.cancelled() else task.exception()
+                f.missing[what] = prometheus_reason(error, cfg.deadline)
+                continue
+            try:
+                self._read_answer(f, what, task.result())
+            except Exception as exc:  # a malformed answer spoils only this alert's part
+                f.missing[what] = (
+                    failure("reading Prometheus's answer", exc),
+                    "无法读取 Prometheus 的响应",
+                )
+
+    def _plan(self, f: Facts) -> list[tuple[Facts, str, tuple[str, float, float, float]]]:
+        cfg, plan = self.config, []
+        if selector := related_selector(f.entities):
+            query = f"max without (detector) ({selector}) >= {cfg.related_min_score:g}"
+            plan.append((f, "related", (query, *self._window(f), cfg.related_step)))
+        if f.expr and not f.expr_not_run:
+            # Two points, at the start and `related_before` earlier: a rule over long
+            # ranges costs Prometheus a full evaluation per point.
+            start, before = f.alert.startsAt.timestamp(), cfg.related_before or 1.0
+            plan.append((f, "expression", (f.expr, start - before, start, before)))
+        return plan
+
+    def _read_answer(self, f: Facts, what: str, result: list[MatrixSeries]) -> None:
+        if what == "related":
+            f.related = rank_related(result, f.alert.labels, self.config.related_min_score)
+        elif len(result) > self.config.max_expr_series:
+            f.missing[what] = (
+                f"the rule expression gave {len(result)} series, more than "
+                f"enrich.max_expr_series ({self.config.max_expr_series})",
+                f"规则表达式返回 {len(result)} 个序列，超过上限",
+            )
+        else:
+            f.reading = expr_reading(result, f.alert.labels)
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -266,11 +331,20 @@ class AlertEnricher:
         notes = {
             "augur_category": category,
             "augur_confidence": f"{cls.confidence:.2f}" if cls else "0",
-            "augur_entities": f.entities.to_json(ANNOTATION_CHARS),
-            "augur_related": self._related_text(f, now),
-            "augur_runbook": self._runbook_text(f, runbook),
-            "augur_summary": summary(f, now),
         }
+        texts: dict[str, Callable[[], str]] = {
+            "augur_entities": lambda: f.entities.to_json(ANNOTATION_CHARS),
+            "augur_related": lambda: self._related_text(f, now),
+            "augur_runbook": lambda: self._runbook_text(f, runbook),
+            "augur_summary": lambda: summary(f, now),
+        }
+        for name, text in texts.items():
+            try:  # e.g. a time out of range for one part: the other parts still go out
+                notes[name] = text()
+            except Exception as exc:
+                reason = failure("writing it", exc)
+                f.missing[name.removeprefix("augur_")] = (reason, reason)
+                notes[name] = f.alert.annotations.get("summary", "") if "summary" in name else ""
         if f.missing:
             notes[MISSING_ANNOTATION] = "; ".join(f"{k}: {r[0]}" for k, r in f.missing.items())
         return Enrichment(
@@ -302,6 +376,8 @@ class AlertEnricher:
                 lines[-1] += f" ({format_number(r.earlier)} at {format_clock(r.earlier_at, now)})"
         elif "expression" in f.missing:
             lines.append(f"rule expression unavailable: {f.missing['expression'][0]}")
+        elif f.expr_not_run:
+            lines.append(f"rule expression not run ({f.expr_not_run}): {bound(f.expr, 300)}")
         return "\n".join(lines)
 
     def _runbook_text(self, f: Facts, runbook: RunbookMatch | None) -> str:

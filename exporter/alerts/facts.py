@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporter.alerts.payloads import WebhookAlert
+from exporter.alerts.payloads import WebhookAlert, bound
 from exporter.alerts.related import Reading, Related
+from exporter.prometheus.client import PrometheusError
 from exporter.text.encoder import Classification
 from exporter.text.entities import Entities
 from exporter.text.knowledge import RunbookMatch
@@ -18,6 +19,23 @@ Reason = tuple[str, str]
 """Why something is missing, in English and in Chinese."""
 Understood = tuple[Classification, RunbookMatch | None]
 """The text model's verdict on an alert's text, and the runbook picked for it."""
+
+
+def prometheus_reason(exc: BaseException | None, deadline: float) -> Reason:
+    """Why Prometheus gave nothing: no answer before the deadline, unreachable, or its error."""
+    if exc is None:
+        return (
+            f"Prometheus did not answer within {deadline:g} s",
+            f"Prometheus 在 {deadline:g} 秒内未响应",
+        )
+    if isinstance(exc, PrometheusError) and exc.error_type in ("connection", "timeout"):
+        return "Prometheus is unreachable", "无法连接 Prometheus"
+    return f"Prometheus failed: {exc}", f"Prometheus 出错：{exc}"
+
+
+def failure(doing: str, exc: BaseException) -> str:
+    """What failed, cut to a few hundred characters (exceptions can quote input)."""
+    return bound(f"{doing} failed: {type(exc).__name__}: {exc}", 300)
 
 
 @dataclass
@@ -33,3 +51,5 @@ class Facts:
     related: list[Related] | None = None
     reading: Reading | None = None
     missing: dict[str, Reason] = field(default_factory=dict)
+    expr_not_run: str = ""
+    """Why the rule's expression is shown but not run in Prometheus (the g0.expr policy)."""

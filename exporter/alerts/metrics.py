@@ -93,6 +93,23 @@ class AlertMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.webhook_throttled = Counter(
+            "augur_webhook_throttled",
+            "Webhook requests answered 503 with Retry-After for backpressure: inflight_bytes "
+            "(webhook.max_inflight_bytes), backlog (webhook.max_backlog) or outbox_full "
+            "(outbox.max_alerts).",
+            ["reason"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "augur_alerts_refused",
+            "Enriched alerts an Alertmanager replica refused as invalid (400/422), after "
+            "posting one by one; parked in the outbox with the reason, not retried.",
+            ["alertmanager"],
+            registry=registry,
+        )
+        for reason in ("inflight_bytes", "backlog", "outbox_full"):
+            self.webhook_throttled.labels(reason)
         for reason in ("already_enriched", "unknown_resolved", "late_firing"):
             self.ignored.labels(reason)
         for stage in ("model", "prometheus"):
@@ -103,3 +120,4 @@ class AlertMetrics:
         for url in urls:
             self.posted.labels(url)
             self.post_failures.labels(url)
+            self.refused.labels(url)

@@ -184,13 +184,13 @@ class Outbox(OutboxFile):
             (now, alert_id),
         )
 
-    async def awaiting(self, limit: int) -> list[Awaiting]:
-        """Up to `limit` alerts awaiting enrichment, in the order they were accepted."""
+    async def awaiting(self, limit: int, *, newest_first: bool = False) -> list[Awaiting]:
+        """Up to `limit` alerts awaiting enrichment, in the order accepted (or the reverse)."""
 
         def awaiting() -> list[Awaiting]:
             rows = self._db.execute(
                 "SELECT id, labels, source FROM outbox_alerts WHERE enriched = 0 "
-                "ORDER BY id LIMIT ?",
+                f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?",
                 (limit,),
             ).fetchall()
             return [Awaiting(r[0], json.loads(r[1]), r[2] or "") for r in rows]

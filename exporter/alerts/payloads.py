@@ -12,10 +12,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -66,23 +67,57 @@ def format_time(moment: datetime) -> str:
     return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+MAX_PROBLEMS_PER_FIELD = 3
+"""A field's error says how many bad entries it has and names this many."""
+_SHOWN_CHARS = 64
+
+
+def shown(text: str, limit: int = _SHOWN_CHARS) -> str:
+    """`text` quoted for an error message, cut to `limit` characters (attackers send megabytes)."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"…({len(text) - limit} more characters)"
+
+
 def _problems(pairs: Mapping[str, str], what: str) -> list[str]:
     out = []
     for name, value in pairs.items():
         if not LABEL_NAME_RE.match(name):
             out.append(
-                f"{what} name {name!r} is not valid (Alertmanager wants [a-zA-Z_][a-zA-Z0-9_]*)"
+                f"{what} name {shown(name)} is not valid (Alertmanager wants "
+                "[a-zA-Z_][a-zA-Z0-9_]*)"
             )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            out.append(f"{what} {name!r}: value is not valid UTF-8 (it holds a lone surrogate)")
+            out.append(f"{what} {shown(name)}: value is not valid UTF-8 (a lone surrogate)")
+    if len(out) > 1:  # the count first: the message is cut at a few hundred characters
+        out = [f"{len(out)} problems", *out[:MAX_PROBLEMS_PER_FIELD]]
     return out
 
 
 def _utc(value: datetime) -> datetime:
+    """`value` in UTC; a time whose UTC value is outside years 1-9999 is refused (422)."""
     # Alertmanager always sends an offset; a bare time from another sender is taken as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
+
+
+def _no_surrogates(value: str) -> str:
+    # The JSON parser refuses lone surrogates already; this keeps Python-built payloads honest.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid UTF-8 (a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_surrogates)]
+"""A string that can be stored and posted: valid UTF-8."""
 
 
 class WebhookAlert(BaseModel):
@@ -95,8 +130,11 @@ class WebhookAlert(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: datetime
     endsAt: datetime | None = None
-    generatorURL: str = ""
-    fingerprint: str = ""
+    generatorURL: Text = ""
+    fingerprint: Text = Field("", max_length=256)
+    augur_authenticated: bool = False
+    """Set by augur's webhook (whatever the body said): the notification came with the token.
+    Only then, or from a trusted generator host, is the rule's expression run in Prometheus."""
 
     @field_validator("labels")
     @classmethod
@@ -137,10 +175,10 @@ class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     version: str
-    groupKey: str
+    groupKey: Text
     truncatedAlerts: int = Field(0, ge=0)
     status: Literal["firing", "resolved"]
-    receiver: str
+    receiver: Text
     groupLabels: dict[str, str] = Field(default_factory=dict)
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
@@ -151,7 +189,7 @@ class WebhookPayload(BaseModel):
     @classmethod
     def _version(cls, value: str) -> str:
         if value != "4":
-            raise ValueError(f"augur reads webhook payload version 4, got {value!r}")
+            raise ValueError(f"augur reads webhook payload version 4, got {shown(value)}")
         return value
 
 
@@ -211,10 +249,24 @@ def merge(source: WebhookAlert, enrichment: Enrichment) -> tuple[dict[str, str],
     return labels, annotations
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HOST = re.compile(r"""[A-Za-z0-9\-._~!$&'()*+,;=:\[\]<>"\x80-\U0010ffff]*""")
+"""What Go's url.Parse takes in a host (its shouldEscape for hosts); `%` only in IPv6 zones."""
+
+
 def generator_url(value: str) -> str:
-    """The URL if Alertmanager's API would take it (an absolute URI), else empty."""
-    # One unparsable generatorURL makes Alertmanager refuse a whole batch with 422.
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+    """The URL if Alertmanager's API would take it (Go's url.Parse, an absolute URI), else "".
+
+    One generatorURL it refuses makes Alertmanager refuse the whole batch with 422.
+    """
+    if _BAD_ESCAPE.search(value) or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in value):
+        return ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return ""
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme not in ("http", "https") or not host or not _HOST.fullmatch(host):
         return ""
     return value

@@ -3,27 +3,41 @@
 The answer is 200 only once every alert of the group is in the outbox (one SQLite transaction
 on disk), so anything that fails before is covered by Alertmanager's own retry: a failure on
 augur's side answers 503, which Alertmanager retries; bad input answers 4xx, which it does
-not. New alerts are stored raw, as accepted: the enrichment worker (`worker.py`) enriches
-them after the answer, so the model and Prometheus never hold a notification up.
-Notifications are idempotent: an alert is keyed by (fingerprint, startsAt), so the same group
-again or from another replica refreshes the stored alert instead of adding one, and it is
-enriched once — the outbox's single writer decides which notification inserts it.
+not (its webhook notifier retries 5xx only, not even 429). Input that can never succeed gets
+a 4xx whatever it holds: 400 not JSON (bad UTF-8, lone surrogates, NaN, nesting deeper than
+200, a body that does not decompress), 408 a body that does not arrive within
+`webhook.read_timeout`, 413 over `webhook.max_body_bytes` (counted while reading, after
+decompression: never read whole), 415 a Content-Encoding other than gzip, deflate or identity,
+422 JSON that is not a version-4 payload Alertmanager's API would take back. Backpressure is a
+503 with `Retry-After`: the bodies in flight would pass `webhook.max_inflight_bytes`, or more
+than `webhook.max_backlog` alerts await enrichment.
+
+New alerts are stored raw, as accepted: the enrichment worker (`worker.py`) enriches them after
+the answer, so the model and Prometheus never hold a notification up. Notifications are
+idempotent: an alert is keyed by (fingerprint, startsAt), so the same group again or from
+another replica refreshes the stored alert instead of adding one, and it is enriched once —
+the outbox's single writer decides which notification inserts it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pydantic_core
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.outbox import Accepted, Key, Outbox, Record
+from exporter.alerts.outbox import Accepted, Key, Outbox, OutboxFull, OutboxUnavailable, Record
 from exporter.alerts.payloads import (
     ENRICHED_LABEL,
     WebhookAlert,
@@ -37,19 +51,87 @@ log = logging.getLogger("augur.webhook")
 
 MAX_PROBLEMS = 20
 """How many validation problems an error answer lists."""
+MAX_PROBLEM_CHARS = 300
+"""Each is cut to this many characters: a 1 MB label name must not make a 4 MB answer."""
+ENCODINGS = frozenset(("", "identity", "gzip", "deflate"))
+"""Content-Encodings taken; aiohttp decompresses gzip and deflate while the body is read."""
+BACKLOG_CHECK_SECONDS = 1.0
+"""How long a count of the alerts awaiting enrichment is trusted before asking the outbox again."""
 
 
-def _error(status: int, message: str, problems: Sequence[str] = ()) -> web.Response:
+def _error(
+    status: int, message: str, problems: Sequence[str] = (), retry_after: float | None = None
+) -> web.Response:
     body: dict[str, Any] = {"status": "error", "error": message}
     if problems:
         body["problems"] = list(problems)
-    headers = {"WWW-Authenticate": 'Bearer realm="augur"'} if status == 401 else None
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="augur"'
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
     return web.json_response(body, status=status, headers=headers)
 
 
+def _cut(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"…({len(text) - limit} more characters)"
+
+
 def problems(exc: ValidationError) -> list[str]:
-    """Each validation error as `path: message`, e.g. `alerts[0].startsAt: field required`."""
-    return located(exc.errors()[:MAX_PROBLEMS], noun="field", top="(body)")
+    """Each validation error as `path: message`, e.g. `alerts[0].startsAt: field required`.
+
+    At most `MAX_PROBLEMS`, each at most `MAX_PROBLEM_CHARS`, then how many more there were.
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    out = [_cut(p) for p in located(errors[:MAX_PROBLEMS], noun="field", top="(body)")]
+    if len(errors) > MAX_PROBLEMS:
+        out.append(f"and {len(errors) - MAX_PROBLEMS} more")
+    return out
+
+
+def _parsed(body: bytes) -> WebhookPayload | web.Response:
+    """The payload, or the 400 or 422 that says why there is none."""
+    try:
+        return parse(body)
+    except _BadInput as exc:
+        return _error(exc.status, str(exc))
+    except ValidationError as exc:
+        return _error(422, "not an Alertmanager webhook payload (version 4)", problems(exc))
+
+
+class _BadInput(Exception):
+    """Input that can never succeed: answered with `status` and not retried by Alertmanager."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse(body: bytes) -> WebhookPayload:
+    """The payload in a body, or `_BadInput` (400 not JSON) or ValidationError (422).
+
+    pydantic's own JSON parser, not `json.loads`: it builds the models without a tree of
+    Python dicts first (a third of the memory), and refuses invalid UTF-8, lone surrogates,
+    trailing data and nesting deeper than 200. Duplicate keys: the last wins, as in Go's
+    encoding/json, so augur reads a body the way Alertmanager itself would.
+    """
+    try:
+        payload = WebhookPayload.model_validate_json(body)
+    except ValidationError as exc:
+        invalid = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
+        if invalid:
+            raise _BadInput(
+                400,
+                "the body is not JSON: " + _cut(invalid[0]["msg"].removeprefix("Invalid JSON: ")),
+            ) from None
+        raise
+    if b"NaN" in body or b"Infinity" in body:
+        # pydantic's parser takes these literals (in ignored fields too); Go never writes them.
+        try:
+            pydantic_core.from_json(body, allow_inf_nan=False)
+        except ValueError:
+            raise _BadInput(400, "the body is not JSON: NaN and Infinity are not JSON") from None
+    return payload
 
 
 async def disabled(request: web.Request) -> web.Response:
@@ -86,6 +168,9 @@ class WebhookReceiver:
         self.on_changed = on_changed
         self._clock = clock
         self._token = config.bearer_token()
+        self._inflight = 0
+        self._backlog_count = 0
+        self._backlog_until = 0.0
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one notification (aiohttp handler)."""
@@ -96,40 +181,111 @@ class WebhookReceiver:
         if response.status >= 400:
             log.warning(
                 "webhook_refused",
-                extra={"status": response.status, "remote": request.remote, "error": response.text},
+                extra={
+                    "status": response.status,
+                    "remote": request.remote,
+                    "error": response.text,
+                    "rate_key": response.status,  # one line per status and interval
+                },
             )
         return response
 
     async def _handle(self, request: web.Request) -> web.Response:
         if self._token is not None and not self._authorized(request):
             return _error(401, "missing or wrong bearer token (see webhook.bearer_token_file)")
-        limit = self.config.max_body_bytes
-        too_big = f"the body is larger than webhook.max_body_bytes ({limit} bytes)"
-        if request.content_length is not None and request.content_length > limit:
-            return _error(413, too_big)
-        body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                return _error(413, too_big)
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ENCODINGS:
+            return _error(
+                415, f"Content-Encoding {_cut(encoding, 40)!r} is not supported: use gzip or none"
+            )
+        cfg = self.config
+        if request.content_length is not None and request.content_length > cfg.max_body_bytes:
+            return _error(413, self._too_big)
+        if (backlog := await self._backlog()) > cfg.max_backlog:
+            return self._throttled(
+                "backlog",
+                f"{backlog} alerts await enrichment, more than webhook.max_backlog "
+                f"({cfg.max_backlog}); try again later",
+            )
+        held = [0]  # body bytes this request counts in flight
+        inflight = (
+            "too many bytes of webhook bodies in flight (webhook.max_inflight_bytes); "
+            "try again later"
+        )
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return _error(400, f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason})")
+            if not self._reserve(held, request.content_length or 0):
+                return self._throttled("inflight_bytes", inflight)
+            try:
+                async with asyncio.timeout(cfg.read_timeout):
+                    body = await self._read(request, held)
+            except TimeoutError:
+                response = _error(
+                    408,
+                    f"the body did not arrive within webhook.read_timeout ({cfg.read_timeout:g} s)",
+                )
+                response.force_close()
+                return response
+            except _BadInput as exc:
+                response = (
+                    self._throttled("inflight_bytes", inflight)
+                    if exc.status == 503
+                    else _error(exc.status, str(exc))
+                )
+                response.force_close()  # the rest of the body is not read: a new connection
+                return response
+            payload = _parsed(body)
+            del body  # the models hold what is needed: the bytes go before the write
+            if isinstance(payload, web.Response):
+                return payload
+            return await self._store(payload)
+        finally:
+            self._inflight -= held[0]
+
+    async def _read(self, request: web.Request, held: list[int]) -> bytes:
+        """The (decompressed) body, its bytes counted in flight in `held` as they arrive."""
+        limit, chunks, size = self.config.max_body_bytes, [], 0
         try:
-            data = json.loads(text)
-        except ValueError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
-        try:
-            payload = WebhookPayload.model_validate(data)
-        except ValidationError as exc:
-            return _error(422, "not an Alertmanager webhook payload (version 4)", problems(exc))
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:  # decompressed bytes count: a gzip bomb stops here
+                    raise _BadInput(413, self._too_big)
+                if size > held[0] and not self._reserve(held, size):
+                    raise _BadInput(503, "over webhook.max_inflight_bytes")
+                chunks.append(chunk)
+        except (HttpProcessingError, RequestPayloadError) as exc:
+            # A body that does not decompress (or a broken chunked encoding) is the sender's.
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise _BadInput(
+                400, f"the body could not be read or decompressed: {_cut(str(cause))}"
+            ) from None
+        return b"".join(chunks)
+
+    async def _store(self, payload: WebhookPayload) -> web.Response:
         try:
             accepted = await self.accept(payload)
-        except Exception as exc:
+        except OutboxFull as exc:
+            # A bound, not a fault: no traceback; Alertmanager retries the 503 later.
+            self.metrics.webhook_throttled.labels("outbox_full").inc()
+            log.warning("outbox_full", extra={"error": str(exc)})
+            return _error(503, _cut(str(exc)), retry_after=max(30.0, self.config.retry_after))
+        except OutboxUnavailable as exc:
+            # The volume is full, read-only or failing, or a damaged file was just replaced:
+            # logged where it was found (once, with the reason); here only the answer.
+            log.warning("outbox_unavailable", extra={"error": str(exc)})
+            return _error(
+                503,
+                f"could not store the alerts, try again: {_cut(str(exc))}",
+                retry_after=self.config.retry_after,
+            )
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
             # Not the sender's fault: answer 5xx so Alertmanager tries again.
             log.exception("outbox_write_failed", extra={"error": str(exc)})
-            return _error(503, f"could not store the alerts, try again: {exc}")
+            return _error(503, f"could not store the alerts, try again: {_cut(str(exc))}")
+        except Exception as exc:
+            # A payload that passed validation and still cannot be stored is augur's bug, but
+            # retrying the same body cannot help: a 4xx stops Alertmanager from looping on it.
+            log.exception("webhook_unstorable", extra={"error": str(exc)})
+            return _error(422, f"the alerts could not be stored: {type(exc).__name__}")
         return web.json_response(
             {
                 "status": "success",
@@ -140,16 +296,56 @@ class WebhookReceiver:
             }
         )
 
+    @property
+    def inflight_bytes(self) -> int:
+        """Body bytes of the requests being handled now (the `max_inflight_bytes` bound)."""
+        return self._inflight
+
+    @property
+    def _too_big(self) -> str:
+        return (
+            f"the body is larger than webhook.max_body_bytes ({self.config.max_body_bytes} bytes)"
+        )
+
+    def _reserve(self, held: list[int], size: int) -> bool:
+        """Count a request's body as `size` bytes in flight, unless that passes the bound.
+
+        A request alone is always let through (max_body_bytes bounds it already).
+        """
+        more = size - held[0]
+        others = self._inflight - held[0]
+        if others and self._inflight + more > self.config.max_inflight_bytes:
+            return False
+        self._inflight += more
+        held[0] = size
+        return True
+
+    def _throttled(self, reason: str, message: str) -> web.Response:
+        self.metrics.webhook_throttled.labels(reason).inc()
+        return _error(503, message, retry_after=self.config.retry_after)
+
+    async def _backlog(self) -> int:
+        """Alerts awaiting enrichment, asked of the outbox at most once a second."""
+        now = time.monotonic()
+        if now >= self._backlog_until:
+            self._backlog_until = now + BACKLOG_CHECK_SECONDS
+            # A broken outbox is reported by the write that follows (503), not here.
+            with contextlib.suppress(Exception):
+                self._backlog_count = await self.outbox.awaiting_count()
+        return self._backlog_count
+
     def _authorized(self, request: web.Request) -> bool:
         assert self._token is not None
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        # aiohttp keeps undecodable header bytes as surrogates: compare bytes, never raise.
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self._token.encode()
+            credentials.strip().encode("utf-8", "surrogateescape"), self._token.encode()
         )
 
     async def accept(self, payload: WebhookPayload) -> Accepted:
         """Store the group's alerts, new ones raw for the worker to enrich; raises on failure."""
         self.metrics.received.inc(len(payload.alerts))
+        authenticated = self._token is not None
         if payload.truncatedAlerts:
             log.warning(
                 "webhook_truncated",
@@ -169,10 +365,11 @@ class WebhookReceiver:
         if not alerts:
             return Accepted()
         accepted = await self.outbox.accept(
-            [self._record(alert) for alert in alerts.values()], self._clock()
+            [self._record(alert, authenticated) for alert in alerts.values()], self._clock()
         )
         for reason in accepted.ignored:
             self.metrics.ignored.labels(reason).inc()
+        self._backlog_count += accepted.inserted
         if accepted.inserted and self.on_accepted is not None:
             self.on_accepted()
         if accepted.changed and self.on_changed is not None:
@@ -189,7 +386,7 @@ class WebhookReceiver:
         )
         return accepted
 
-    def _record(self, alert: WebhookAlert) -> Record:
+    def _record(self, alert: WebhookAlert, authenticated: bool) -> Record:
         fingerprint, starts_at = alert.key()
         ends_at = alert.endsAt.timestamp() if alert.status == "resolved" and alert.endsAt else None
         return Record(
@@ -202,5 +399,8 @@ class WebhookReceiver:
             enrichment={},
             generator_url=generator_url(alert.generatorURL),
             # Only a new row keeps it, until the worker has enriched the alert.
-            source=alert.model_dump_json(),
+            # What the body said of it is replaced by what augur knows.
+            source=alert.model_copy(
+                update={"augur_authenticated": authenticated}
+            ).model_dump_json(),
         )

@@ -1,17 +1,26 @@
 """The enrichment worker: turns alerts the webhook accepted raw into sendable, enriched ones.
 
 The webhook only validates and stores (so it answers within milliseconds); this background
-task does the slow part. It takes accepted alerts from the outbox in batches, oldest first,
-calls the `Enricher` under `webhook.enrich_timeout`, stores each enrichment and wakes the
-sender. When the enricher fails or overruns, the alerts get `minimal_enrichment`, which says
-what is missing: no alert waits forever. Everything it has not finished stays on disk as
-accepted, so after a crash or a stop the next start picks it up again.
+task does the slow part. It takes accepted alerts from the outbox in batches, calls the
+`Enricher` under `webhook.enrich_timeout`, stores each enrichment and wakes the sender. When the
+enricher fails or overruns, the alerts get `minimal_enrichment`, which says what is missing:
+no alert waits forever. Everything it has not finished stays on disk as accepted, so after a
+crash or a stop the next start picks it up again.
+
+Each alert is enriched on its own merits: when the enricher raises on a batch, every alert of
+it is tried alone, so one bad alert gets the minimal enrichment and the others theirs.
+
+Fairness: batches are taken alternately from the newest and the oldest end of the backlog. A
+small group accepted behind a 40,000-alert one waits for one batch, not for the whole group,
+and the oldest alerts still advance at half the rate, so nothing starves (the webhook's
+`max_backlog` bounds how much can wait). Up to `CONCURRENCY` batches run at once: the model has
+one thread and serialises them anyway, but a batch waiting on a slow Prometheus (up to
+`enrich.deadline`) no longer holds the model idle.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +34,7 @@ from exporter.alerts.payloads import (
     Enricher,
     Enrichment,
     WebhookAlert,
+    bound,
     merge,
     minimal_enrichment,
 )
@@ -33,6 +43,8 @@ log = logging.getLogger("augur.enrich")
 
 BATCH = 16
 """Alerts per enricher call: one model batch, one round of Prometheus look-ups."""
+CONCURRENCY = 4
+"""Batches enriched at once: enough to keep the model busy while others wait on Prometheus."""
 MAX_IDLE_SECONDS = 30.0
 ERROR_PAUSE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 2.0
@@ -51,6 +63,7 @@ class EnrichmentWorker:
         on_enriched: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         batch: int = BATCH,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self.outbox = outbox
         self.enricher = enricher
@@ -58,7 +71,11 @@ class EnrichmentWorker:
         self.timeout = timeout
         self.on_enriched = on_enriched
         self.batch = batch
+        self.concurrency = concurrency
         self._clock = clock
+        self._inflight: set[int] = set()  # alert ids a running batch holds
+        self._batches: set[asyncio.Task[None]] = set()
+        self._newest = False
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -77,26 +94,48 @@ class EnrichmentWorker:
         """Stop within a few seconds; unfinished alerts stay accepted on disk for the next run."""
         self._stop.set()
         task, self._task = self._task, None
-        if task is None:
+        tasks = [*([task] if task is not None else []), *self._batches]
+        if not tasks:
             return
-        _, late = await asyncio.wait([task], timeout=STOP_GRACE_SECONDS)
+        _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
         for t in late:
             t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            # Cleared before the round, so an alert accepted during it is not overlooked.
+            # Cleared before claiming, so an alert accepted meanwhile is not overlooked; a
+            # finishing batch sets it too.
             self._wake.clear()
+            if len(self._batches) >= self.concurrency:
+                await self._sleep(MAX_IDLE_SECONDS)
+                continue
             try:
-                done = await self.run_once()
+                rows = await self._claim()
             except Exception as exc:
                 log.exception("enrichment_worker_error", extra={"error": str(exc)})
                 await self._sleep(ERROR_PAUSE_SECONDS, stoppable_only=True)
                 continue
-            if done < self.batch:
+            if not rows:
                 await self._sleep(MAX_IDLE_SECONDS)
+                continue
+            batch = asyncio.create_task(self._batch(rows), name="augur-enrichment-batch")
+            self._batches.add(batch)
+            batch.add_done_callback(self._finished)
+
+    def _finished(self, batch: asyncio.Task[None]) -> None:
+        self._batches.discard(batch)
+        self._wake.set()
+
+    async def _batch(self, rows: Sequence[Awaiting]) -> None:
+        try:
+            await self._enrich_rows(rows)
+        except Exception as exc:
+            log.exception("enrichment_worker_error", extra={"error": str(exc)})
+            # Its alerts stay claimed meanwhile, so a failing store is not retried in a loop.
+            await self._sleep(ERROR_PAUSE_SECONDS, stoppable_only=True)
+        finally:
+            self._inflight.difference_update(row.alert_id for row in rows)
 
     async def _sleep(self, seconds: float, *, stoppable_only: bool = False) -> None:
         events = [self._stop] if stoppable_only else [self._stop, self._wake]
@@ -107,9 +146,25 @@ class EnrichmentWorker:
             for w in waits:
                 w.cancel()
 
+    async def _claim(self) -> list[Awaiting]:
+        """The next batch not held by a running one, from the newest and oldest end in turn."""
+        newest, self._newest = self._newest, not self._newest
+        rows = await self.outbox.awaiting(self.batch + len(self._inflight), newest_first=newest)
+        fresh = [r for r in rows if r.alert_id not in self._inflight][: self.batch]
+        rows = sorted(fresh, key=lambda r: r.alert_id)
+        self._inflight.update(row.alert_id for row in rows)
+        return rows
+
     async def run_once(self) -> int:
         """Enrich and store one batch of accepted alerts; returns how many there were."""
-        rows = await self.outbox.awaiting(self.batch)
+        rows = await self._claim()
+        try:
+            await self._enrich_rows(rows)
+        finally:
+            self._inflight.difference_update(row.alert_id for row in rows)
+        return len(rows)
+
+    async def _enrich_rows(self, rows: Sequence[Awaiting]) -> None:
         if rows:
             parsed = {row.alert_id: _source(row) for row in rows}
             readable = [(i, a) for i, a in parsed.items() if a is not None]
@@ -131,7 +186,6 @@ class EnrichmentWorker:
             if stored and self.on_enriched is not None:
                 self.on_enriched()
         self.metrics.awaiting.set(await self.outbox.awaiting_count())
-        return len(rows)
 
     async def _enrich(self, alerts: Sequence[tuple[int, WebhookAlert]]) -> dict[int, Enrichment]:
         if not alerts:
@@ -146,7 +200,11 @@ class EnrichmentWorker:
         except TimeoutError:
             reason = f"enrichment took longer than webhook.enrich_timeout ({self.timeout:g} s)"
         except Exception as exc:
-            reason = f"enrichment failed: {type(exc).__name__}: {exc}"
+            if len(alerts) > 1:
+                # One bad alert must not spoil its batch: each alone, only the bad one fails.
+                alone = await asyncio.gather(*(self._enrich([a]) for a in alerts))
+                return {i: e for part in alone for i, e in part.items()}
+            reason = bound(f"enrichment failed: {type(exc).__name__}: {exc}", 500)
         log.warning("enrichment_failed", extra={"alerts": len(alerts), "error": reason})
         self.metrics.enrich_failures.inc(len(alerts))
         fallback = minimal_enrichment(reason)

@@ -37,6 +37,14 @@ class WebhookConfig(Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     bearer_token_file: SecretFile | None = None
     enrich_timeout: Duration = Field(5.0, gt=0)
+    # Backpressure: over either bound the webhook answers 503 with Retry-After, which
+    # Alertmanager retries (its webhook notifier retries 5xx only, not 429).
+    max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Body bytes of all requests being read, parsed and stored at once (~25x that in RSS)."""
+    max_backlog: int = Field(20_000, ge=1)
+    """Alerts accepted and not yet enriched; past it new notifications wait in Alertmanager."""
+    read_timeout: Duration = Field(30.0, gt=0)
+    retry_after: Duration = Field(10.0, gt=0)
     _bearer_token: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -64,6 +72,11 @@ class EnrichConfig(Strict):
     related_min_score: float = Field(1.0, ge=0)
     max_related: int = Field(5, ge=0, le=50)
     metric_names_ttl: Duration = Field(300.0, gt=0)
+    trusted_generator_hosts: list[str] = Field(default_factory=list)
+    """Hosts (as in generatorURL, port optional) whose rule expressions augur runs even from an
+    unauthenticated webhook; the configured Prometheus's host always is one."""
+    max_expr_series: int = Field(1000, ge=1)
+    """A rule expression answering more series than this gives no reading."""
 
 
 class ModelConfig(Strict):

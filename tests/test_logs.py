@@ -1,0 +1,59 @@
+"""Log lines are bounded: values and lines cut, repeated warnings rate-limited with a count."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from exporter.logs import MAX_LINE_CHARS, JSONFormatter, LogfmtFormatter, RepeatFilter
+
+
+def _logger(formatter: logging.Formatter, clock: list[float]) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    handler.addFilter(RepeatFilter(10.0, clock=lambda: clock[0]))
+    log = logging.getLogger(f"augur.test.{id(out)}")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    return log, out
+
+
+def test_a_megabyte_value_makes_a_short_line_in_both_formats() -> None:
+    for formatter in (LogfmtFormatter(), JSONFormatter()):
+        log, out = _logger(formatter, [0.0])
+        log.warning("webhook_refused", extra={"error": "x" * 4_000_000, "more": "y" * 100_000})
+        line = out.getvalue()
+        assert len(line) < MAX_LINE_CHARS + 100
+        assert "more characters)" in line
+        if isinstance(formatter, JSONFormatter):
+            json.loads(line)  # still one valid object
+
+
+def test_many_fields_are_cut_to_one_valid_json_line() -> None:
+    log, out = _logger(JSONFormatter(), [0.0])
+    log.error("x", extra={f"f{i}": "v" * 2000 for i in range(40)})
+    entry = json.loads(out.getvalue())
+    assert entry["event"] == "x" and "truncated" in entry
+
+
+def test_repeated_warnings_print_once_per_interval_with_the_suppressed_count() -> None:
+    clock = [0.0]
+    log, out = _logger(LogfmtFormatter(), clock)
+    for _ in range(300):  # ~30 a second for 10 s
+        log.warning("alerts_enriched", extra={"missing": "Prometheus is unreachable"})
+        log.warning("poll_failed", extra={"query": "a"})
+        log.warning("poll_failed", extra={"query": "b"})
+        log.error("alert_refused")
+        clock[0] += 1 / 30
+    clock[0] = 10.5
+    log.warning("alerts_enriched")
+    lines = out.getvalue().splitlines()
+    enriched = [line for line in lines if "alerts_enriched" in line]
+    assert len(enriched) == 2 and "suppressed=299" in enriched[-1]
+    # Each subject is limited on its own; errors are never suppressed.
+    assert sum("query=a" in line for line in lines) == 1
+    assert sum("query=b" in line for line in lines) == 1
+    assert sum("alert_refused" in line for line in lines) == 300
