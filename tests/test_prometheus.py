@@ -581,3 +581,19 @@ async def test_session_asks_for_gzip_only_off_loopback() -> None:
         assert local.headers["Accept-Encoding"] == "identity"
     async with make_session(PrometheusConfig(url="http://prometheus:9090")) as remote:
         assert remote.headers["Accept-Encoding"] == "gzip"
+
+
+@pytest.mark.integration
+async def test_eval_timeout_stops_the_query_in_prometheus(
+    prom: Process, history: History, sessions: Callable[..., aiohttp.ClientSession]
+) -> None:
+    # A rule expression posted to the webhook is run with an evaluation timeout Prometheus
+    # itself enforces (its `timeout` parameter), and series past the bound are not decoded.
+    client = PrometheusClient(sessions(prom.url), prom.url, retries=0)
+    heavy = "count_over_time(augur_test_value[1d:1s])"  # 86,400 sub-steps per point
+    lo, hi = history.end - 3600, history.end
+    with pytest.raises(PrometheusError, match=r"timed out|timeout") as info:
+        await client.range_matrix(heavy, lo, hi, 60, eval_timeout=0.001)
+    assert info.value.status == 503
+    kept = await client.range_matrix("augur_test_value", lo, hi, 60, max_series=1, eval_timeout=10)
+    assert len(kept) == 1 and kept.dropped == len(OFFSETS) - 1

@@ -14,10 +14,10 @@ webhook could write, run with augur's Prometheus credentials and its reading pub
 alert. It is run only for an alert from an authenticated webhook (a token configured and
 presented) or a generator host that is the configured Prometheus's or listed in
 `enrich.trusted_generator_hosts`; otherwise it is shown, not run. A host is no proof of
-origin: only the token is. Its cost is bounded by `enrich.deadline` (the request is dropped,
-which cancels the query in Prometheus), two evaluation points, `MAX_EXPR_CHARS` and
-`enrich.max_expr_series` (a larger answer gives no reading), and Prometheus's own
-`--query.max-samples`.
+origin: only the token is. Its cost is bounded by `enrich.deadline` (passed to Prometheus as
+the query's own `timeout`, and the request dropped), two evaluation points, `MAX_EXPR_CHARS`,
+`enrich.max_expr_series` (a larger answer gives no reading, and the series past it are not
+decoded), and Prometheus's own `--query.max-samples`.
 """
 
 from __future__ import annotations
@@ -266,8 +266,17 @@ class AlertEnricher:
                 plan += self._plan(f)
             except Exception as exc:
                 f.missing["related"] = (failure("planning", exc), "无法查询 Prometheus")
+        expressions = {key for _, what, key in plan if what == "expression"}
         calls = {
-            key: asyncio.create_task(self.prometheus.query_range(*key))
+            key: asyncio.create_task(
+                # A rule's expression: Prometheus stops evaluating it at the deadline, and
+                # series past the bound are not even decoded.
+                self.prometheus.range_matrix(
+                    *key, max_series=cfg.max_expr_series + 1, eval_timeout=cfg.deadline
+                )
+                if key in expressions
+                else self.prometheus.query_range(*key)
+            )
             for key in dict.fromkeys(key for _, _, key in plan)  # alerts of a group often share one
         }
         try:

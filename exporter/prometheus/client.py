@@ -196,23 +196,41 @@ class PrometheusClient:
         return await self.range_matrix(expr, start, end, step)
 
     async def range_matrix(
-        self, expr: str, start: float, end: float, step: float, *, max_series: int | None = None
+        self,
+        expr: str,
+        start: float,
+        end: float,
+        step: float,
+        *,
+        max_series: int | None = None,
+        eval_timeout: float | None = None,
     ) -> Matrix:
         """`query_range`, keeping at most `max_series` series: those past it in the answer are
-        stepped over before they are decoded and counted in the result's `dropped`."""
+        stepped over before they are decoded and counted in the result's `dropped`.
+
+        `eval_timeout` is Prometheus's own evaluation timeout for the query (its `timeout`
+        parameter): Prometheus stops evaluating it then, whatever the client does.
+        """
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), round(step * 1000)
         if step_ms <= 0 or end_ms < start_ms:
             points = 1  # not splittable: let Prometheus say what is wrong with the arguments
         else:
             points = (end_ms - start_ms) // step_ms + 1
         if points <= self._max_points:
-            return await self._range(expr, start_ms, end_ms, step_ms, max_series)
+            return await self._range(expr, start_ms, end_ms, step_ms, max_series, eval_timeout)
         span = self._max_points * step_ms
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(
-                        self._range(expr, lo, min(lo + span - step_ms, end_ms), step_ms, max_series)
+                        self._range(
+                            expr,
+                            lo,
+                            min(lo + span - step_ms, end_ms),
+                            step_ms,
+                            max_series,
+                            eval_timeout,
+                        )
                     )
                     for lo in range(start_ms, end_ms + 1, span)
                 ]
@@ -256,7 +274,13 @@ class PrometheusClient:
         return await self.label_values("__name__")
 
     async def _range(
-        self, expr: str, start_ms: int, end_ms: int, step_ms: int, max_series: int | None
+        self,
+        expr: str,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        max_series: int | None,
+        eval_timeout: float | None = None,
     ) -> Matrix:
         form = [
             ("query", expr),
@@ -264,6 +288,8 @@ class PrometheusClient:
             ("end", _seconds(end_ms)),
             ("step", _seconds(step_ms)),
         ]
+        if eval_timeout is not None:
+            form.append(("timeout", _seconds(max(1, round(eval_timeout * 1000)))))
         data = await self._call(
             "/api/v1/query_range",
             form,
