@@ -33,7 +33,7 @@ from exporter.alerts.payloads import (
 from exporter.alerts.webhook import WebhookReceiver
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
-from exporter.config.root import Config
+from exporter.config.root import Config, WebConfig
 
 Client = TestClient[web.Request, web.Application]
 REPLICA = "http://127.0.0.1:9"
@@ -126,10 +126,12 @@ def alert_loop(
     **settings: Any,
 ) -> AlertLoop:
     """The alert loop with a stand-in enricher, no sender, its outbox at `path`."""
+    web = {"read_timeout": settings.pop("read_timeout")} if "read_timeout" in settings else {}
     config = Config(
         prometheus=PrometheusConfig(url="http://127.0.0.1:1"),  # not asked: a stand-in enricher
         alertmanager=AlertmanagerConfig(urls=[REPLICA]),
         webhook=WebhookConfig(**settings),
+        web=WebConfig(**web),
     )
     return AlertLoop(config, registry, enricher=enricher, outbox=path, enrich=enrich, send=False)
 

@@ -29,7 +29,7 @@ from exporter.alerts.loop import AlertLoop
 from exporter.alerts.payloads import WebhookPayload
 from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
-from exporter.config.root import Config
+from exporter.config.root import Config, WebConfig
 from exporter.demo.procs import free_port
 
 TOKEN = "fuzz-token"
@@ -73,9 +73,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         alertmanager=AlertmanagerConfig(urls=["http://127.0.0.1:9"]),
         # A body cut short inside a deflate stream can leave aiohttp's parser waiting (it drops
         # the decompressor's error at EOF in a race): read_timeout is the bound that answers.
-        webhook=WebhookConfig(
-            max_body_bytes=8 << 20, bearer_token_file=folder / "token", read_timeout=3.0
-        ),
+        webhook=WebhookConfig(max_body_bytes=8 << 20, bearer_token_file=folder / "token"),
+        web=WebConfig(read_timeout=3.0),
     )
     path = folder / "outbox.db"
     alerts = AlertLoop(config, CollectorRegistry(), outbox=path, enrich=False, send=False)

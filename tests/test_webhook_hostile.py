@@ -235,5 +235,5 @@ async def test_a_body_that_stalls_is_408(make_client: MakeClient) -> None:
         await asyncio.Event().wait()
 
     status, answer = await post(client, stalls())
-    assert status == 408 and "webhook.read_timeout (0.2 s)" in answer["error"]
+    assert status == 408 and "web.read_timeout (0.2 s)" in answer["error"]
     assert await box.rows() == []

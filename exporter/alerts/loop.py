@@ -165,6 +165,7 @@ class AlertLoop:
             config.webhook,
             outbox,
             self.metrics,
+            read_timeout=config.web.read_timeout,
             on_accepted=worker.wake,
             on_changed=sender.wake,
         )

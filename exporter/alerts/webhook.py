@@ -6,7 +6,7 @@ augur's side answers 503, which Alertmanager retries; bad input answers 4xx, whi
 not (its webhook notifier retries 5xx only, not even 429). Input that can never succeed gets
 a 4xx whatever it holds: 400 not JSON (bad UTF-8, lone surrogates, NaN, nesting deeper than
 200, a body that does not decompress), 408 a body that does not arrive within
-`webhook.read_timeout`, 413 over `webhook.max_body_bytes` (counted while reading, after
+`web.read_timeout`, 413 over `webhook.max_body_bytes` (counted while reading, after
 decompression: never read whole), 415 a Content-Encoding other than gzip, deflate or identity,
 422 JSON that is not a version-4 payload Alertmanager's API would take back. Backpressure is a
 503 with `Retry-After`: the bodies in flight would pass `webhook.max_inflight_bytes`, or more
@@ -148,7 +148,9 @@ class WebhookReceiver:
 
     Register `handle` as `POST /webhook`. `on_accepted` is called after new alerts were stored
     (the enrichment worker's `wake`), `on_changed` after a stored alert changed state, e.g.
-    resolved (the sender's `wake`).
+    resolved (the sender's `wake`). `read_timeout` is `web.read_timeout`: the server's
+    middleware answers a stalled body first under `augur run`; this bound holds wherever the
+    handler is mounted.
     """
 
     def __init__(
@@ -157,11 +159,13 @@ class WebhookReceiver:
         outbox: Outbox,
         metrics: AlertMetrics,
         *,
+        read_timeout: float = 15.0,
         on_accepted: Callable[[], None] | None = None,
         on_changed: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.read_timeout = read_timeout
         self.outbox = outbox
         self.metrics = metrics
         self.on_accepted = on_accepted
@@ -216,12 +220,12 @@ class WebhookReceiver:
             if not self._reserve(held, request.content_length or 0):
                 return self._throttled("inflight_bytes", inflight)
             try:
-                async with asyncio.timeout(cfg.read_timeout):
+                async with asyncio.timeout(self.read_timeout):
                     body = await self._read(request, held)
             except TimeoutError:
                 response = _error(
                     408,
-                    f"the body did not arrive within webhook.read_timeout ({cfg.read_timeout:g} s)",
+                    f"the body did not arrive within web.read_timeout ({self.read_timeout:g} s)",
                 )
                 response.force_close()
                 return response

@@ -43,7 +43,6 @@ class WebhookConfig(Strict):
     """Body bytes of all requests being read, parsed and stored at once (~25x that in RSS)."""
     max_backlog: int = Field(20_000, ge=1)
     """Alerts accepted and not yet enriched; past it new notifications wait in Alertmanager."""
-    read_timeout: Duration = Field(30.0, gt=0)
     retry_after: Duration = Field(10.0, gt=0)
     _bearer_token: str | None = PrivateAttr(default=None)
 
