@@ -27,14 +27,11 @@ import hmac
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-import pydantic_core
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from pydantic import ValidationError
 
 from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.outbox import Accepted, Key, Outbox, OutboxFull, OutboxUnavailable, Record
@@ -44,99 +41,20 @@ from exporter.alerts.payloads import (
     WebhookPayload,
     generator_url,
 )
+from exporter.alerts.webhook_input import BadInput, cut, error, parsed
 from exporter.config.alerts import WebhookConfig
-from exporter.config.base import located
 
 log = logging.getLogger("augur.webhook")
 
-MAX_PROBLEMS = 20
-"""How many validation problems an error answer lists."""
-MAX_PROBLEM_CHARS = 300
-"""Each is cut to this many characters: a 1 MB label name must not make a 4 MB answer."""
 ENCODINGS = frozenset(("", "identity", "gzip", "deflate"))
 """Content-Encodings taken; aiohttp decompresses gzip and deflate while the body is read."""
 BACKLOG_CHECK_SECONDS = 1.0
 """How long a count of the alerts awaiting enrichment is trusted before asking the outbox again."""
 
 
-def _error(
-    status: int, message: str, problems: Sequence[str] = (), retry_after: float | None = None
-) -> web.Response:
-    body: dict[str, Any] = {"status": "error", "error": message}
-    if problems:
-        body["problems"] = list(problems)
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="augur"'
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _cut(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit] + f"…({len(text) - limit} more characters)"
-
-
-def problems(exc: ValidationError) -> list[str]:
-    """Each validation error as `path: message`, e.g. `alerts[0].startsAt: field required`.
-
-    At most `MAX_PROBLEMS`, each at most `MAX_PROBLEM_CHARS`, then how many more there were.
-    """
-    errors = exc.errors(include_url=False, include_input=False)
-    out = [_cut(p) for p in located(errors[:MAX_PROBLEMS], noun="field", top="(body)")]
-    if len(errors) > MAX_PROBLEMS:
-        out.append(f"and {len(errors) - MAX_PROBLEMS} more")
-    return out
-
-
-def _parsed(body: bytes) -> WebhookPayload | web.Response:
-    """The payload, or the 400 or 422 that says why there is none."""
-    try:
-        return parse(body)
-    except _BadInput as exc:
-        return _error(exc.status, str(exc))
-    except ValidationError as exc:
-        return _error(422, "not an Alertmanager webhook payload (version 4)", problems(exc))
-
-
-class _BadInput(Exception):
-    """Input that can never succeed: answered with `status` and not retried by Alertmanager."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def parse(body: bytes) -> WebhookPayload:
-    """The payload in a body, or `_BadInput` (400 not JSON) or ValidationError (422).
-
-    pydantic's own JSON parser, not `json.loads`: it builds the models without a tree of
-    Python dicts first (a third of the memory), and refuses invalid UTF-8, lone surrogates,
-    trailing data and nesting deeper than 200. Duplicate keys: the last wins, as in Go's
-    encoding/json, so augur reads a body the way Alertmanager itself would.
-    """
-    try:
-        payload = WebhookPayload.model_validate_json(body)
-    except ValidationError as exc:
-        invalid = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
-        if invalid:
-            raise _BadInput(
-                400,
-                "the body is not JSON: " + _cut(invalid[0]["msg"].removeprefix("Invalid JSON: ")),
-            ) from None
-        raise
-    if b"NaN" in body or b"Infinity" in body:
-        # pydantic's parser takes these literals (in ignored fields too); Go never writes them.
-        try:
-            pydantic_core.from_json(body, allow_inf_nan=False)
-        except ValueError:
-            raise _BadInput(400, "the body is not JSON: NaN and Infinity are not JSON") from None
-    return payload
-
-
 async def disabled(request: web.Request) -> web.Response:
     """`POST /webhook` while enrichment is off: 503, so Alertmanager retries instead of dropping."""
-    return _error(
+    return error(
         503,
         "alert enrichment is disabled: list the Alertmanagers to post enriched alerts to under "
         "alertmanager.urls",
@@ -196,15 +114,15 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         if self._token is not None and not self._authorized(request):
-            return _error(401, "missing or wrong bearer token (see webhook.bearer_token_file)")
+            return error(401, "missing or wrong bearer token (see webhook.bearer_token_file)")
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in ENCODINGS:
-            return _error(
-                415, f"Content-Encoding {_cut(encoding, 40)!r} is not supported: use gzip or none"
+            return error(
+                415, f"Content-Encoding {cut(encoding, 40)!r} is not supported: use gzip or none"
             )
         cfg = self.config
         if request.content_length is not None and request.content_length > cfg.max_body_bytes:
-            return _error(413, self._too_big)
+            return error(413, self._too_big)
         if (backlog := await self._backlog()) > cfg.max_backlog:
             return self._throttled(
                 "backlog",
@@ -223,21 +141,21 @@ class WebhookReceiver:
                 async with asyncio.timeout(self.read_timeout):
                     body = await self._read(request, held)
             except TimeoutError:
-                response = _error(
+                response = error(
                     408,
                     f"the body did not arrive within web.read_timeout ({self.read_timeout:g} s)",
                 )
                 response.force_close()
                 return response
-            except _BadInput as exc:
+            except BadInput as exc:
                 response = (
                     self._throttled("inflight_bytes", inflight)
                     if exc.status == 503
-                    else _error(exc.status, str(exc))
+                    else error(exc.status, str(exc))
                 )
                 response.force_close()  # the rest of the body is not read: a new connection
                 return response
-            payload = _parsed(body)
+            payload = parsed(body)
             del body  # the models hold what is needed: the bytes go before the write
             if isinstance(payload, web.Response):
                 return payload
@@ -252,15 +170,15 @@ class WebhookReceiver:
             async for chunk in request.content.iter_any():
                 size += len(chunk)
                 if size > limit:  # decompressed bytes count: a gzip bomb stops here
-                    raise _BadInput(413, self._too_big)
+                    raise BadInput(413, self._too_big)
                 if size > held[0] and not self._reserve(held, size):
-                    raise _BadInput(503, "over webhook.max_inflight_bytes")
+                    raise BadInput(503, "over webhook.max_inflight_bytes")
                 chunks.append(chunk)
         except (HttpProcessingError, RequestPayloadError) as exc:
             # A body that does not decompress (or a broken chunked encoding) is the sender's.
             cause = exc.__cause__ or exc.__context__ or exc
-            raise _BadInput(
-                400, f"the body could not be read or decompressed: {_cut(str(cause))}"
+            raise BadInput(
+                400, f"the body could not be read or decompressed: {cut(str(cause))}"
             ) from None
         return b"".join(chunks)
 
@@ -271,25 +189,25 @@ class WebhookReceiver:
             # A bound, not a fault: no traceback; Alertmanager retries the 503 later.
             self.metrics.webhook_throttled.labels("outbox_full").inc()
             log.warning("outbox_full", extra={"error": str(exc)})
-            return _error(503, _cut(str(exc)), retry_after=max(30.0, self.config.retry_after))
+            return error(503, cut(str(exc)), retry_after=max(30.0, self.config.retry_after))
         except OutboxUnavailable as exc:
             # The volume is full, read-only or failing, or a damaged file was just replaced:
             # logged where it was found (once, with the reason); here only the answer.
             log.warning("outbox_unavailable", extra={"error": str(exc)})
-            return _error(
+            return error(
                 503,
-                f"could not store the alerts, try again: {_cut(str(exc))}",
+                f"could not store the alerts, try again: {cut(str(exc))}",
                 retry_after=self.config.retry_after,
             )
         except (sqlite3.Error, OSError, RuntimeError) as exc:
             # Not the sender's fault: answer 5xx so Alertmanager tries again.
             log.exception("outbox_write_failed", extra={"error": str(exc)})
-            return _error(503, f"could not store the alerts, try again: {_cut(str(exc))}")
+            return error(503, f"could not store the alerts, try again: {cut(str(exc))}")
         except Exception as exc:
             # A payload that passed validation and still cannot be stored is augur's bug, but
             # retrying the same body cannot help: a 4xx stops Alertmanager from looping on it.
             log.exception("webhook_unstorable", extra={"error": str(exc)})
-            return _error(422, f"the alerts could not be stored: {type(exc).__name__}")
+            return error(422, f"the alerts could not be stored: {type(exc).__name__}")
         return web.json_response(
             {
                 "status": "success",
@@ -326,7 +244,7 @@ class WebhookReceiver:
 
     def _throttled(self, reason: str, message: str) -> web.Response:
         self.metrics.webhook_throttled.labels(reason).inc()
-        return _error(503, message, retry_after=self.config.retry_after)
+        return error(503, message, retry_after=self.config.retry_after)
 
     async def _backlog(self) -> int:
         """Alerts awaiting enrichment, asked of the outbox at most once a second."""
