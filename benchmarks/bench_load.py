@@ -435,6 +435,14 @@ async def run_rate(
         pending_before_stop = ticks[-1].metrics.get("augur_outbox_pending", float("nan"))
         stop_seconds = await augur.stop()
         latencies = [1000 * g[2] for g in groups if g[4]]
+        # augur's own histogram: the answer's time inside augur (the last life's, with --kill).
+        last = next((t.metrics for t in reversed(ticks) if t.metrics), {})
+        count = last.get("augur_webhook_duration_seconds_count", 0.0)
+        within = {
+            ms: last.get(f"augur_webhook_duration_seconds_bucket{{le={ms / 1000}}}", 0.0)
+            / max(count, 1.0)
+            for ms in (5, 10, 25, 50)
+        }
         retried = sum(1 for g in groups if g[3] > 1)
         delivered = [receiver.delivered(u, prefix) for u in urls]
         result = {
@@ -455,6 +463,7 @@ async def run_rate(
                 "p99": pct(latencies, 99),
                 "max": max(latencies, default=float("nan")),
             },
+            "server_within_ms": within,
             "peak_rss_mb": max((t.hwm for t in ticks), default=0.0),
             "rss_end_mb": next((t.rss for t in reversed(ticks) if t.rss), 0.0),
             "backlog_peak": max(
@@ -502,6 +511,8 @@ def report(r: dict[str, Any]) -> str:
         f"{dup[0]} / {dup[1]}; held by the replicas (GET /api/v2/alerts): {held[0]} / {held[1]}",
         f"  webhook latency (client, ms): p50 {lat['p50']:.1f}  p99 {lat['p99']:.1f}  "
         f"max {lat['max']:.1f}",
+        "  augur's own webhook histogram: "
+        + ", ".join(f"{100 * v:.1f} % within {k} ms" for k, v in r["server_within_ms"].items()),
         f"  augur peak RSS (VmHWM) {r['peak_rss_mb']:.0f} MB, "
         f"RSS at the end {r['rss_end_mb']:.0f} MB",
         f"  backlog peak: awaiting enrichment {r['backlog_peak']:.0f}, outbox pending "
@@ -518,6 +529,46 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def echo(port: int) -> None:
+    """The baseline's server: reads each notification as JSON and answers 200, nothing else."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.json()
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/webhook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+async def baseline(rate: float, seconds: float) -> dict[str, float]:
+    """The same load against a bare aiohttp server in its own process: the noise floor of the
+    client, loopback and scheduler on this machine at this moment."""
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--echo", str(port), stdin=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.post(f"http://127.0.0.1:{port}/webhook", json={}):
+                        break
+                await asyncio.sleep(0.1)
+        cmd = [sys.executable, __file__, "--load", f"http://127.0.0.1:{port}/webhook"]
+        cmd += ["--prefix", "B-", "--rates", str(rate), "--seconds", str(seconds)]
+        loader = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+        out, _ = await loader.communicate()
+    finally:
+        server.kill()
+        await server.wait()
+    latencies = [1000 * g[2] for g in json.loads(out)["groups"] if g[4]]
+    return {"p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
+
+
 async def bench(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     receiver = Receiver()
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -532,7 +583,16 @@ async def bench(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     try:
         for rate in args.rates:
             print(f"load average before {rate:g} alerts/s: {os.getloadavg()}", flush=True)
+            base = await baseline(rate, args.baseline_seconds) if args.baseline_seconds else None
             result = await run_rate(rate, args, tmp, receiver, prom)
+            result["baseline_latency_ms"] = base
+            if base is not None:
+                print(
+                    f"  baseline, a bare aiohttp server in its own process at the same rate just "
+                    f"before ({args.baseline_seconds:g} s), ms: p50 {base['p50']:.1f}  "
+                    f"p99 {base['p99']:.1f}  max {base['max']:.1f}",
+                    flush=True,
+                )
             result["loadavg_after"] = os.getloadavg()
             print(report(result), flush=True)
             print(f"  load average after: {result['loadavg_after']}", flush=True)
@@ -551,9 +611,16 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="wait for late duplicates")
     parser.add_argument("--curve-every", type=float, default=10.0, help="backlog curve step, s")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=20.0, help="the bare server's run (0: none)"
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--echo", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="L", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo:
+        asyncio.run(echo(args.echo))
+        return
     if args.load:
         asyncio.run(load(args.load, args.prefix, float(args.rates), args.seconds, 120.0))
         return
