@@ -99,10 +99,11 @@ async def load(url: str, prefix: str, rate: float, seconds: float, give_up: floa
     """Post `rate` alerts/s for `seconds`; print one JSON object with every group's outcome.
 
     Each group: [seq, sent (s after start), latency of the answer that was 200 (s),
-    attempts, accepted]. Open loop: a group leaves at its time whatever happened before.
+    attempts, accepted, wall-clock time of that answer]. Open loop: a group leaves at its
+    time whatever happened before.
     """
     groups_per_second = rate / GROUP
-    results: list[tuple[int, float, float, int, bool]] = []
+    results: list[tuple[int, float, float, int, bool, float]] = []
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         start = time.perf_counter()
@@ -122,10 +123,12 @@ async def load(url: str, prefix: str, rate: float, seconds: float, give_up: floa
                 except (aiohttp.ClientError, TimeoutError):
                     status = 0
                 if status == 200:
-                    results.append((seq, sent, time.perf_counter() - t0, attempts, True))
+                    results.append(
+                        (seq, sent, time.perf_counter() - t0, attempts, True, time.time())
+                    )
                     return
                 if time.perf_counter() > deadline:
-                    results.append((seq, sent, 0.0, attempts, False))
+                    results.append((seq, sent, 0.0, attempts, False, 0.0))
                     return
                 await asyncio.sleep(RETRY_SECONDS)
 
@@ -148,6 +151,8 @@ class Receiver:
     url: str = ""
     # (replica, alertname, instance) -> firing notifications of it
     firing: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    first: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    """When each alert first arrived firing, wall clock."""
     notifications: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -158,6 +163,7 @@ class Receiver:
                 labels = alert["labels"]
                 key = (body["externalURL"], labels["alertname"], labels.get("instance", ""))
                 self.firing[key] += 1
+                self.first.setdefault(key, time.time())
         return web.Response(text="ok")
 
     def delivered(self, replica: str, prefix: str) -> tuple[int, int]:
@@ -435,6 +441,14 @@ async def run_rate(
         pending_before_stop = ticks[-1].metrics.get("augur_outbox_pending", float("nan"))
         stop_seconds = await augur.stop()
         latencies = [1000 * g[2] for g in groups if g[4]]
+        # Accepted (augur's 200) to the receiver, per alert and replica: enrichment, the
+        # outbox, Alertmanager's routing and its notification.
+        accepted_at = {f"{prefix}G{g[0]}": g[5] for g in groups if g[4]}
+        end_to_end = [
+            t - accepted_at[name]
+            for (_, name, _), t in receiver.first.items()
+            if name in accepted_at
+        ]
         # augur's own histogram: the answer's time inside augur (the last life's, with --kill).
         last = next((t.metrics for t in reversed(ticks) if t.metrics), {})
         count = last.get("augur_webhook_duration_seconds_count", 0.0)
@@ -464,6 +478,11 @@ async def run_rate(
                 "max": max(latencies, default=float("nan")),
             },
             "server_within_ms": within,
+            "end_to_end_s": {
+                "p50": pct(end_to_end, 50),
+                "p99": pct(end_to_end, 99),
+                "max": max(end_to_end, default=float("nan")),
+            },
             "peak_rss_mb": max((t.hwm for t in ticks), default=0.0),
             "rss_end_mb": next((t.rss for t in reversed(ticks) if t.rss), 0.0),
             "backlog_peak": max(
@@ -497,6 +516,7 @@ async def run_rate(
 
 
 def report(r: dict[str, Any]) -> str:
+    e2e = r["end_to_end_s"]
     lat, dl, dup, held = r["latency_ms"], r["delivered"], r["duplicates"], r["held_by_replicas"]
     head = f"\n== {r['rate']:g} alerts/s for {r['load_seconds']:.1f} s"
     if r["killed_at"] is not None:
@@ -513,6 +533,8 @@ def report(r: dict[str, Any]) -> str:
         f"max {lat['max']:.1f}",
         "  augur's own webhook histogram: "
         + ", ".join(f"{100 * v:.1f} % within {k} ms" for k, v in r["server_within_ms"].items()),
+        f"  accepted to the receiver (s, per alert and replica): p50 {e2e['p50']:.2f}  "
+        f"p99 {e2e['p99']:.2f}  max {e2e['max']:.2f}",
         f"  augur peak RSS (VmHWM) {r['peak_rss_mb']:.0f} MB, "
         f"RSS at the end {r['rss_end_mb']:.0f} MB",
         f"  backlog peak: awaiting enrichment {r['backlog_peak']:.0f}, outbox pending "
