@@ -21,6 +21,9 @@ must not be notified twice.
 
     .venv/bin/python benchmarks/bench_load.py --rates 50,100,200 --seconds 60
     .venv/bin/python benchmarks/bench_load.py --rates 100 --seconds 60 --kill
+
+Over 400 lines because it is one experiment: the load process, the bare baseline server, the
+receiver, augur as a process, the sampler and the report only make sense together.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ prints the RSS curve: start, min, max, end and the least-squares slope in MB per
 the first `--warmup` minutes, while the model and the detectors settle).
 
     .venv/bin/python benchmarks/soak.py --minutes 30
+
+The demo's directory (augur.log, enriched.jsonl, the configs) is kept under
+/tmp/augur-soak-*/ for a look afterwards; the summary prints its path.
 """
 
 from __future__ import annotations
