@@ -49,7 +49,7 @@ from exporter.alerts.payloads import (
     format_time,
 )
 from exporter.alerts.worker import BATCH as worker_batch
-from exporter.config.alerts import AlertmanagerConfig
+from exporter.config.alerts import AlertmanagerConfig, ModelConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.root import Config
 from exporter.demo.procs import Sample, free_port, start_alertmanager, start_prometheus
@@ -225,7 +225,9 @@ async def serve_and_measure(
 ) -> None:
     registry = CollectorRegistry()
     config = Config(
-        prometheus=PrometheusConfig(url=prom_url), alertmanager=AlertmanagerConfig(urls=[am_url])
+        prometheus=PrometheusConfig(url=prom_url),
+        alertmanager=AlertmanagerConfig(urls=[am_url]),
+        model=ModelConfig(workers=args.model_workers, threads=args.model_threads),
     )
     loop = AlertLoop(
         config, registry, enricher=enricher, outbox=tmp / "outbox.db", batch=args.batch
@@ -338,6 +340,8 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=worker_batch, help="alerts per enricher call (worker)"
     )
+    parser.add_argument("--model-workers", type=int, default=1, help="model.workers")
+    parser.add_argument("--model-threads", type=int, default=1, help="model.threads")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--closed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -3,7 +3,7 @@
 `AlertLoop` is the only place where these are wired together: `augur run` (app.py), the tests
 and the webhook benchmark all build the loop through it. Constructing it creates nothing;
 `cleanup_ctx` (an aiohttp cleanup context) starts the loop's resources in order and stops
-them the other way round: the model's own one-thread executor, the text model, the enricher
+them the other way round: the model's own executor (`model.workers` threads), the text model, the enricher
 with its own Prometheus session, the outbox (and its thread), the sender (and its HTTP
 session) and the worker. The model gets a thread of its own so that the scoring loop's CPU
 work can never hold an alert's classification back past `enrich.model_timeout`.
@@ -126,7 +126,7 @@ class AlertLoop:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config
-        executor = ThreadPoolExecutor(1, thread_name_prefix="augur-model")
+        executor = ThreadPoolExecutor(config.model.workers, thread_name_prefix="augur-model")
         # A call still running is abandoned, not awaited: threads cannot be interrupted.
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         self.model_executor = executor

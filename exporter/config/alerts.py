@@ -79,10 +79,16 @@ class EnrichConfig(Strict):
 
 
 class ModelConfig(Strict):
-    """The alert-text model: where its files are and how many threads inference gets."""
+    """The alert-text model: where its files are, and the CPU its inference gets.
+
+    `workers` calls run at once (onnxruntime's `run` is thread-safe and releases the GIL),
+    each on `threads` onnxruntime threads: on a pod with spare cores, more workers enrich
+    bursts faster (docs/benchmarks.md).
+    """
 
     dir: Path = REPO_MODEL_DIR
     threads: int = Field(1, ge=1, le=16)
+    workers: int = Field(1, ge=1, le=16)
 
 
 def _url_list(value: object) -> object:
