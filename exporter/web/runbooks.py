@@ -87,7 +87,7 @@ def _titles(pages: dict[str, dict[str, Path]]) -> dict[str, str]:
 
 def _wanted(request: web.Request) -> list[str]:
     """The languages the reader asked for, best first: `?lang=`, then `Accept-Language`."""
-    wanted = [request.query.get("lang", "").lower()]
+    wanted = [request.query.get("lang", "").lower().split("-")[0]]
     ranked: list[tuple[float, int, str]] = []
     for i, part in enumerate(request.headers.get("Accept-Language", "").split(",")[:20]):
         tag, _, params = part.strip().partition(";")
@@ -97,7 +97,7 @@ def _wanted(request: web.Request) -> list[str]:
             q = 0.0
         ranked.append((-q, i, tag.strip().lower().split("-")[0]))
     wanted += [tag for _, _, tag in sorted(ranked)]
-    return [w for w in (*wanted, *LANGUAGES, "") if w in (*LANGUAGES, "")]
+    return [w for w in (*wanted, *LANGUAGES) if w in LANGUAGES]
 
 
 def _nav(links: list[tuple[str, str]]) -> str:
@@ -113,8 +113,9 @@ async def page(request: web.Request) -> web.Response:
     versions = pages.get(name)
     if versions is None:
         raise web.HTTPNotFound(text=f"404 Not Found: no runbook named {name[:100]!r}\n")
-    lang = next(w for w in _wanted(request) if w in versions or w == "")
-    path = versions.get(lang) or next(iter(versions.values()))
+    # The language asked for, else a file without one, else whichever there is.
+    lang = next((w for w in _wanted(request) if w in versions), "")
+    path = versions.get(lang) or versions.get("") or next(iter(versions.values()))
     lang = next(k for k, v in versions.items() if v == path)
     try:
         shown = await asyncio.to_thread(_read, path)
