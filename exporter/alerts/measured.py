@@ -301,8 +301,9 @@ def measured(s: Shape, r: Reading, zh: bool) -> str:
         q = f"{s.quantile * 100:g}"
         text = _w("quantile" if s.unit == "s" else "quantile_plain", zh).format(q, value)
     elif s.kind == "rate":
-        text = _w("at", zh).format(_w("per_second", zh).format(value))
+        value, earlier = (_w("per_second", zh).format(x) for x in (value, earlier))
         threshold = threshold and _w("per_second", zh).format(threshold)
+        text = _w("at", zh).format(value)
     elif s.kind == "increase" and s.window:
         text = _w("increase", zh).format(value, s.window)
     else:
