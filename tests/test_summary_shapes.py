@@ -17,9 +17,11 @@ import aiohttp
 import pytest
 from model_files import MODEL_DIR
 
+from exporter.alerts.alertmanager import compose
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.facts import Facts
 from exporter.alerts.measured import band, shape
+from exporter.alerts.outbox_schema import Entry, State
 from exporter.alerts.payloads import WebhookAlert
 from exporter.alerts.related import Reading
 from exporter.alerts.summary import summary
@@ -229,3 +231,29 @@ async def test_predict_linear_read_from_prometheus(
     minutes = (1 - _used(T0)) / 0.0001 / 60
     text = out.annotations["augur_summary"]
     assert f"predicted to reach 100 % in ~{minutes:.2g} min" in text, text
+
+
+def test_an_alert_enriched_while_firing_is_sent_resolved_as_recovered() -> None:
+    def entry(state: State, summary_text: str) -> Entry:
+        starts = datetime.fromtimestamp(START, UTC).isoformat()
+        notes = {"summary": "x", "augur_summary": summary_text}
+        return Entry(1, 1, state, starts, START + 23 * 60, {"alertname": "A"}, notes, "")
+
+    sent = compose(
+        entry("resolved", "Disk: full on pg-1; at 93 %, above the 90 % threshold."), NOW, 60
+    )
+    assert sent["annotations"]["augur_summary"] == (
+        "Recovered at 20:19 UTC after 23 min — Disk: full on pg-1; at 93 %, above the 90 % "
+        "threshold."
+    )
+    assert sent["annotations"]["summary"] == "x"
+    sent = compose(entry("resolved", "磁盘：pg-1 已满；当前 93 %，高于阈值 90 %。"), NOW, 60)
+    assert sent["annotations"]["augur_summary"] == (
+        "已于 20:19 UTC 恢复（持续 23 分钟）——磁盘：pg-1 已满；当前 93 %，高于阈值 90 %。"
+    )
+    already = "Alert: x; recovered at 20:19 UTC after 23 min."
+    assert compose(entry("resolved", already), NOW, 60)["annotations"]["augur_summary"] == already
+    states: tuple[State, ...] = ("firing", "expired")
+    for state in states:
+        sent = compose(entry(state, "Disk: full."), NOW, 60)
+        assert sent["annotations"]["augur_summary"] == "Disk: full."

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from exporter.alerts.facts import Facts, Reason
 from exporter.alerts.measured import duration, measured, shape
 from exporter.alerts.payloads import WebhookAlert
-from exporter.text.entities import Entities
+from exporter.text.entities import Entities, is_chinese
 
 
 def format_clock(ts: float, now: float) -> str:
@@ -49,6 +49,7 @@ _PHRASES = (
         "head": "{}: {}",
         "on": " on {}",
         "recovered": "recovered at {} after {}",
+        "recovered_head": "Recovered at {} after {} — {}",
         "related": "related: {name} anomalous (score {score:.1f}) since {since}",
         "more": " and {} more",
         "unknown": "{} unknown ({})",
@@ -63,6 +64,7 @@ _PHRASES = (
         "head": "{}：{}",
         "on": "（{}）",
         "recovered": "已于 {} 恢复，持续 {}",
+        "recovered_head": "已于 {} 恢复（持续 {}）——{}",
         "related": "相关：{name} 自 {since} 起异常（分数 {score:.1f}）",
         "more": "，另有 {} 个序列",
         "unknown": "{}未知（{}）",
@@ -139,3 +141,14 @@ def summary(f: Facts, now: float) -> str:
     for reason, whats in by_reason.items():
         parts.append(p["unknown"].format(p["and"].join(whats), reason[f.zh]))
     return p["sep"].join(parts) + p["end"]
+
+
+def recovered_summary(text: str, starts: float, ends: float, now: float) -> str:
+    """An enriched alert's `augur_summary`, written when it fired, as sent once it resolved:
+    `Recovered at 14:25 UTC after 23 min — <the summary>`, in the summary's language."""
+    if not text or "recovered at " in text.lower() or "恢复，持续" in text or "恢复（持续" in text:
+        return text  # said already (the alert was enriched after it resolved)
+    ends = ends if starts <= ends <= now else now
+    zh = is_chinese(text)
+    head = _PHRASES[zh]["recovered_head"]
+    return head.format(format_clock(ends, now), duration(max(60.0, ends - starts), zh), text)
