@@ -7,6 +7,8 @@ Prometheus by the real enricher: its time to full comes from the two readings.
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from model_files import MODEL_DIR
 from exporter.alerts.alertmanager import compose
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.facts import Facts
-from exporter.alerts.measured import band, shape
+from exporter.alerts.measured import band, measured, shape
 from exporter.alerts.outbox_schema import Entry, State
 from exporter.alerts.payloads import WebhookAlert
 from exporter.alerts.related import Reading
@@ -257,3 +259,21 @@ def test_an_alert_enriched_while_firing_is_sent_resolved_as_recovered() -> None:
     for state in states:
         sent = compose(entry(state, "Disk: full."), NOW, 60)
         assert sent["annotations"]["augur_summary"] == "Disk: full."
+
+
+def test_any_expression_and_reading_give_a_short_phrase() -> None:
+    """Broken PromQL and absurd readings (inf, NaN, 1e308) never raise nor run on."""
+    rng = random.Random(13)
+    pieces = [
+        *("predict_linear histogram_quantile rate increase up time and bool x".split()),
+        *("( ) [5m] / * 100 > < == 0 1e308 - , 0.99 1h 0x1f inf NaN".split()),
+        '{a="b"}',
+        '"s"',
+    ]
+    values = [0.0, 1.0, -1.0, 0.5, 1e308, -1e308, math.inf, math.nan, 123456789.0]
+    for _ in range(3000):
+        expr = " ".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        at = rng.choice([START, EARLIER])
+        reading = Reading(rng.choice(values), START, rng.choice(values), at)
+        for zh in (False, True):
+            assert len(measured(shape(expr), reading, zh)) < 300, expr

@@ -219,7 +219,7 @@ def _w(key: str, zh: bool) -> str:
 def _sig(value: float) -> str:
     """Three significant digits, without an exponent for everyday sizes."""
     text = f"{value:.3g}"
-    return f"{value:.0f}" if "e+" in text and abs(value) < 1e15 else text
+    return f"{value:.0f}" if "e+" in text and abs(value) < 1e6 else text
 
 
 def duration(seconds: float, zh: bool) -> str:
@@ -227,7 +227,7 @@ def duration(seconds: float, zh: bool) -> str:
     for size, en, cn in _TIME_UNITS:
         if abs(seconds) >= size or size == 0.001:
             value = seconds / size
-            text = f"{value:.2g}" if abs(value) < 100 else f"{value:.0f}"
+            text = f"{value:.2g}" if abs(value) < 100 else _sig(value)
             return text + (cn if zh else en)
     return f"{seconds:.2g}{' 秒' if zh else ' s'}"  # pragma: no cover - the loop always returns
 
