@@ -277,3 +277,15 @@ def test_any_expression_and_reading_give_a_short_phrase() -> None:
         reading = Reading(rng.choice(values), START, rng.choice(values), at)
         for zh in (False, True):
             assert len(measured(shape(expr), reading, zh)) < 300, expr
+
+
+def test_a_value_the_alert_gives_already_is_not_said_twice() -> None:
+    expr = "demo_http_request_duration_seconds > 0.8"
+    lead = "p99 latency of checkout is 981.5ms, above 800 ms"
+    assert summary(facts(expr, 0.9815, summary_text=lead), NOW) == f"Alert: {lead}."
+    lead = "Disk 93% full"
+    assert summary(facts("a / b > 0.9", 0.93, summary_text=lead), NOW) == f"Alert: {lead}."
+    lead = "Disk almost full"
+    assert summary(facts("a / b > 0.9", 0.93, summary_text=lead), NOW) == (
+        f"Alert: {lead}; at 93 %, above the 90 % threshold."
+    )

@@ -8,6 +8,7 @@ says when it recovered and how long it lasted instead of what the rule read when
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -78,6 +79,7 @@ _PHRASES = (
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LEAD_CHARS = 120
 """The alert's own summary is cut here, so that augur's one line stays near 200 characters."""
 
@@ -89,6 +91,18 @@ def _lead(alert: WebhookAlert) -> str:
     text = _SENTENCE_END.split(text, maxsplit=1)[0] or alert.labels.get("alertname", "alert")
     text = text.rstrip(".。 ")
     return text if len(text) <= _LEAD_CHARS else text[: _LEAD_CHARS - 1] + "…"
+
+
+def _says(lead: str, value: float) -> bool:
+    """Whether the alert's own text gives the rule's value already (`{{ $value }}` in a
+    template), as it is, in percent or in milli-units (`981.5ms` for 0.9815)."""
+    if not math.isfinite(value):
+        return False
+    for number in _NUMBER.findall(lead):
+        said = float(number)
+        if any(math.isclose(said, value * k, rel_tol=0.01) for k in (1, 100, 1000)):
+            return True
+    return False
 
 
 def _where(e: Entities) -> str:
@@ -131,7 +145,7 @@ def summary(f: Facts, now: float) -> str:
         parts.append(f"{place} {share}".strip())
     if f.alert.status == "resolved":
         parts.append(_recovered(f, now))
-    elif (r := f.reading) and format_number(r.value) not in lead:
+    elif (r := f.reading) and not _says(lead, r.value):
         parts.append(measured(shape(f.expr), r, f.zh))
     if related := _related_clause(f, now):
         parts.append(related)

@@ -95,7 +95,8 @@ def _wanted(request: web.Request) -> list[str]:
             q = float(params.strip().removeprefix("q=")) if params.strip() else 1.0
         except ValueError:
             q = 0.0
-        ranked.append((-q, i, tag.strip().lower().split("-")[0]))
+        if q > 0:  # q=0 is "not this one"
+            ranked.append((-q, i, tag.strip().lower().split("-")[0]))
     wanted += [tag for _, _, tag in sorted(ranked)]
     return [w for w in (*wanted, *LANGUAGES) if w in LANGUAGES]
 
