@@ -227,7 +227,8 @@ def duration(seconds: float, zh: bool) -> str:
     for size, en, cn in _TIME_UNITS:
         if abs(seconds) >= size or size == 0.001:
             value = seconds / size
-            text = f"{value:.2g}" if abs(value) < 100 else _sig(value)
+            whole = size == 60.0 or abs(value) >= 100  # `23 min`, not `23.4 min`
+            text = _sig(round(value)) if whole else f"{value:.2g}"
             return text + (cn if zh else en)
     return f"{seconds:.2g}{' 秒' if zh else ' s'}"  # pragma: no cover - the loop always returns
 
