@@ -39,6 +39,7 @@ from exporter.self_metrics import SelfMetrics
 from exporter.sqlite_files import unwritable
 from exporter.web.auth import auth_middleware
 from exporter.web.limits import body_deadline
+from exporter.web.runbooks import add_routes as add_runbook_routes
 from exporter.web.server import WebServer, make_runner, start_site
 
 log = logging.getLogger("augur.app")
@@ -243,6 +244,7 @@ _LANDING = """<!doctype html>
 <ul>
 <li><a href="metrics">Metrics</a></li>
 <li><a href="-/ready">Readiness</a> and <a href="-/healthy">health</a></li>
+<li><a href="runbooks/">Runbooks</a></li>
 </ul>
 <p>Queries scored every {interval}: {queries}</p>
 </body></html>
@@ -337,6 +339,7 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/webhook", webhook)
+    add_runbook_routes(app, config.enrich.knowledge_dir)
     return app
 
 

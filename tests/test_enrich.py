@@ -261,7 +261,8 @@ async def test_english_and_chinese_alerts_end_to_end(
     assert "disk.en.md" in disk_en["augur_runbook"] and "disk.zh.md" in disk_zh["augur_runbook"]
     assert disk_en["augur_summary"] == (
         "Disk: Filesystem has less than 20% space left on pg-1; /var/lib/postgresql 3.52%; "
-        f"rule value {now} (was {then} at {_clock(T0 - 900)}); related: node_disk_io_time_seconds_total "
+        f"at {now} % (was {then} % at {_clock(T0 - 900)}), below the 20 % threshold; "
+        f"related: node_disk_io_time_seconds_total "
         f"anomalous (score 3.1) since {_clock(T0 - 480)} and 2 more."
     )
     assert disk_zh["augur_summary"].startswith(

@@ -112,10 +112,10 @@ async def test_the_rule_expression_runs_only_when_trusted(
         "rule expression not run (the webhook was not authenticated and evil.example:9090 is "
         "not a trusted generator host (enrich.trusted_generator_hosts)): node_filesystem_avail"
     )
-    assert "rule value" not in shown.annotations["augur_summary"]
+    assert "threshold" not in shown.annotations["augur_summary"]
     for e in (run, ours):
         assert e.annotations["augur_related"].splitlines()[-1].startswith("rule expression: ")
-        assert "rule value" in e.annotations["augur_summary"]
+        assert "below the 20 % threshold" in e.annotations["augur_summary"]
 
     trusting = await enricher_for(prom.url, trusted_generator_hosts=["evil.example"])
     (listed,) = await trusting.enrich([unauthenticated])

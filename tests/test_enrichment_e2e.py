@@ -103,7 +103,10 @@ async def stack(
         {
             "prometheus": {"url": prom.url},
             "poll": {"interval": "1m"},
-            "web": {"listen_address": f"127.0.0.1:{augur_port}"},
+            "web": {
+                "listen_address": f"127.0.0.1:{augur_port}",
+                "external_url": f"http://127.0.0.1:{augur_port}",
+            },
             "state": {"path": str(tmp_path / "augur.db")},
             "queries": [{"name": "up", "expr": "up"}],
             "alertmanager": {"urls": [am.url], "repost_interval": "1m"},
@@ -154,7 +157,11 @@ async def test_chinese_alert_arrives_enriched_and_resolves(stack: tuple[Process,
         entities
     )
     assert 'device="sda"' in notes["augur_related"] and "3.20" in notes["augur_related"]
-    assert notes["augur_runbook"]
+    # The runbook's link is augur's own page, in the alert's language, and it opens.
+    link = notes["runbook_url"]
+    assert link.endswith("/runbooks/cpu?lang=zh") and f" — {link} (match " in notes["augur_runbook"]
+    async with aiohttp.ClientSession() as session, session.get(link) as page:
+        assert page.status == 200 and '<html lang="zh">' in await page.text()
     assert any("\u4e00" <= c <= "\u9fff" for c in notes["augur_summary"])  # said in Chinese
     assert notes["summary"] == "服务器 CPU 使用率过高"  # the original annotations stay
 
@@ -162,6 +169,8 @@ async def test_chinese_alert_arrives_enriched_and_resolves(stack: tuple[Process,
     resolved = await capture.wait_for(lambda a: a["status"] == "resolved")
     assert resolved["labels"]["augur_enriched"] == "true"
     assert resolved["labels"]["category"] == "cpu"
+    said = resolved["annotations"]["augur_summary"]
+    assert said.startswith("已于 ") and "恢复（持续 1 分钟）——" in said, said
 
 
 async def test_the_model_answers_while_the_scoring_threads_are_all_busy(

@@ -28,6 +28,7 @@ from exporter import __version__
 from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.outbox import Entry, Outbox
 from exporter.alerts.payloads import format_time
+from exporter.alerts.summary import recovered_summary
 from exporter.config.alerts import AlertmanagerConfig
 
 log = logging.getLogger("augur.alertmanager")
@@ -54,6 +55,9 @@ def _message(body: str) -> str:
     return data if isinstance(data, str) else body.strip()
 
 
+_SUMMARY = "augur_summary"
+
+
 def compose(entry: Entry, now: float, repost_interval: float) -> dict[str, Any]:
     """The alert as `POST /api/v2/alerts` takes it, with `endsAt` for its state at `now`."""
     starts = datetime.fromisoformat(entry.starts_at).timestamp()
@@ -63,9 +67,12 @@ def compose(entry: Entry, now: float, repost_interval: float) -> dict[str, Any]:
         ends = min(entry.ends_at if entry.ends_at is not None else now, now)
     # Alertmanager refuses endsAt before startsAt; a source clock ahead of ours can cause that.
     ends = max(ends, starts)
+    notes = entry.annotations
+    if entry.state == "resolved" and _SUMMARY in notes:  # written when it fired: say it is over
+        notes = {**notes, _SUMMARY: recovered_summary(notes[_SUMMARY], starts, ends, now)}
     alert: dict[str, Any] = {
         "labels": entry.labels,
-        "annotations": entry.annotations,
+        "annotations": notes,
         "startsAt": entry.starts_at,
         "endsAt": format_time(datetime.fromtimestamp(ends, UTC)),
     }

@@ -46,12 +46,13 @@ from exporter.alerts.payloads import (
     minimal_enrichment,
 )
 from exporter.alerts.related import expr_reading, rank_related, related_selector
+from exporter.alerts.runbook import runbook_text, runbook_url
 from exporter.alerts.summary import format_clock, format_number, summary
 from exporter.config.alerts import EnrichConfig
 from exporter.prometheus.client import MatrixSeries, PrometheusClient
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import extract, is_chinese
-from exporter.text.knowledge import KnowledgeBase, RunbookMatch
+from exporter.text.knowledge import KnowledgeBase
 from exporter.text.promql import MetricCatalog, rule_expr
 
 logger = logging.getLogger("augur.enrich")
@@ -115,6 +116,7 @@ class AlertEnricher:
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         on_stage: Callable[[str, float], None] | None = None,
+        external_url: str | None = None,
     ) -> None:
         self.config = cfg = config or EnrichConfig()
         self.model = model
@@ -128,6 +130,8 @@ class AlertEnricher:
             cfg.knowledge_dir,
             model,
             base_url=cfg.runbook_base_url,
+            # augur's own runbook pages (web.external_url), when runbook_base_url is not set
+            pages_url=f"{external_url.rstrip('/')}/runbooks/" if external_url else None,
             categories=model.labels,
             min_score=cfg.runbook_min_score,
         )
@@ -344,7 +348,7 @@ class AlertEnricher:
         texts: dict[str, Callable[[], str]] = {
             "augur_entities": lambda: f.entities.to_json(ANNOTATION_CHARS),
             "augur_related": lambda: self._related_text(f, now),
-            "augur_runbook": lambda: self._runbook_text(f, runbook),
+            "augur_runbook": lambda: runbook_text(f, runbook, self.knowledge),
             "augur_summary": lambda: summary(f, now),
         }
         for name, text in texts.items():
@@ -354,6 +358,8 @@ class AlertEnricher:
                 reason = failure("writing it", exc)
                 f.missing[name.removeprefix("augur_")] = (reason, reason)
                 notes[name] = f.alert.annotations.get("summary", "") if "summary" in name else ""
+        if url := runbook_url(f, runbook):
+            notes["runbook_url"] = url
         if f.missing:
             notes[MISSING_ANNOTATION] = "; ".join(f"{k}: {r[0]}" for k, r in f.missing.items())
         return Enrichment(
@@ -388,12 +394,3 @@ class AlertEnricher:
         elif f.expr_not_run:
             lines.append(f"rule expression not run ({f.expr_not_run}): {bound(f.expr, 300)}")
         return "\n".join(lines)
-
-    def _runbook_text(self, f: Facts, runbook: RunbookMatch | None) -> str:
-        if runbook is not None:
-            return f"{runbook.title} — {runbook.location} (score {runbook.score:.2f})"
-        if "category" in f.missing:
-            return f"unavailable: {f.missing['category'][0]}"
-        if not self.knowledge.runbooks:
-            return f"none: no runbooks loaded from {self.knowledge.directory}"
-        return f"none: no runbook scored {self.knowledge.min_score:g} or more"

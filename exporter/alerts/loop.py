@@ -196,6 +196,7 @@ class AlertLoop:
             ),
             config.enrich,
             executor=executor,
+            external_url=config.web.external(),
             on_stage=lambda stage, seconds: stage_seconds.labels(stage).observe(seconds),
         )
         for problem in await enricher.start():

@@ -1,17 +1,21 @@
 """The one-sentence summary of an alert, in its own language (English or Chinese).
 
-Built from the facts the Enricher gathered: what the alert says, where, the rule's value, the
-first related anomaly, and what could not be learned in time.
+Built from the facts the Enricher gathered: what the alert says, where, what the rule measured
+in words (measured.py: "predicted to run out in ~40 min", "at 93 %, above the 90 % threshold"),
+the first related anomaly, and what could not be learned in time. A resolved alert's summary
+says when it recovered and how long it lasted instead of what the rule read when it fired.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
 from exporter.alerts.facts import Facts, Reason
+from exporter.alerts.measured import duration, measured, shape
 from exporter.alerts.payloads import WebhookAlert
-from exporter.text.entities import Entities
+from exporter.text.entities import Entities, is_chinese
 
 
 def format_clock(ts: float, now: float) -> str:
@@ -45,8 +49,8 @@ _PHRASES = (
     {
         "head": "{}: {}",
         "on": " on {}",
-        "rule": "rule value {} (was {} at {})",
-        "value": "rule value {}",
+        "recovered": "recovered at {} after {}",
+        "recovered_head": "Recovered at {} after {} — {}",
         "related": "related: {name} anomalous (score {score:.1f}) since {since}",
         "more": " and {} more",
         "unknown": "{} unknown ({})",
@@ -60,8 +64,8 @@ _PHRASES = (
     {
         "head": "{}：{}",
         "on": "（{}）",
-        "rule": "规则值 {0}（{2} 时为 {1}）",
-        "value": "规则值 {}",
+        "recovered": "已于 {} 恢复，持续 {}",
+        "recovered_head": "已于 {} 恢复（持续 {}）——{}",
         "related": "相关：{name} 自 {since} 起异常（分数 {score:.1f}）",
         "more": "，另有 {} 个序列",
         "unknown": "{}未知（{}）",
@@ -75,6 +79,9 @@ _PHRASES = (
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LEAD_CHARS = 120
+"""The alert's own summary is cut here, so that augur's one line stays near 200 characters."""
 
 
 def _lead(alert: WebhookAlert) -> str:
@@ -82,13 +89,47 @@ def _lead(alert: WebhookAlert) -> str:
     text = _CONTROL.sub(" ", notes.get("summary") or notes.get("description") or "")
     text = " ".join(text.split())
     text = _SENTENCE_END.split(text, maxsplit=1)[0] or alert.labels.get("alertname", "alert")
-    return text.rstrip(".。 ")[:200]
+    text = text.rstrip(".。 ")
+    return text if len(text) <= _LEAD_CHARS else text[: _LEAD_CHARS - 1] + "…"
+
+
+def _says(lead: str, value: float) -> bool:
+    """Whether the alert's own text gives the rule's value already (`{{ $value }}` in a
+    template), as it is, in percent or in milli-units (`981.5ms` for 0.9815)."""
+    if not math.isfinite(value):
+        return False
+    for number in _NUMBER.findall(lead):
+        said = float(number)
+        if any(math.isclose(said, value * k, rel_tol=0.01) for k in (1, 100, 1000)):
+            return True
+    return False
 
 
 def _where(e: Entities) -> str:
     if e.pod:
         return f"{e.namespace[0]}/{e.pod[0]}" if e.namespace else e.pod[0]
     return next((names[0] for names in (e.machines(), e.service, e.job) if names), "")
+
+
+def _recovered(f: Facts, now: float) -> str:
+    """`recovered at 14:25 UTC after 23 min`: when the source resolved (else now), how long."""
+    start = f.alert.startsAt.timestamp()
+    end = f.alert.endsAt.timestamp() if f.alert.endsAt is not None else now
+    end = end if start <= end <= now else now
+    return _PHRASES[f.zh]["recovered"].format(
+        format_clock(end, now), duration(max(60.0, end - start), f.zh)
+    )
+
+
+def _related_clause(f: Facts, now: float) -> str:
+    """The first related anomaly and how many more, or ``."""
+    p = _PHRASES[f.zh]
+    if not f.related:
+        return ""
+    top, more = f.related[0], len(f.related) - 1
+    since = format_clock(top.first, now)
+    text = p["related"].format(name=top.metric, score=top.peak, since=since)
+    return text + (p["more"].format(more) if more else "")
 
 
 def summary(f: Facts, now: float) -> str:
@@ -102,19 +143,26 @@ def summary(f: Facts, now: float) -> str:
     share = next((x for x in e.percentage if x not in lead), "")
     if place or share:
         parts.append(f"{place} {share}".strip())
-    if (r := f.reading) and format_number(r.value) not in lead:
-        at, then = format_clock(r.earlier_at, now), format_number(r.earlier)
-        parts.append(
-            p["rule" if r.earlier_at < r.at else "value"].format(format_number(r.value), then, at)
-        )
-    if f.related:
-        top, more = f.related[0], len(f.related) - 1
-        since = format_clock(top.first, now)
-        parts.append(p["related"].format(name=top.metric, score=top.peak, since=since))
-        parts[-1] += p["more"].format(more) if more else ""
+    if f.alert.status == "resolved":
+        parts.append(_recovered(f, now))
+    elif (r := f.reading) and not _says(lead, r.value):
+        parts.append(measured(shape(f.expr), r, f.zh))
+    if related := _related_clause(f, now):
+        parts.append(related)
     by_reason: dict[Reason, list[str]] = {}
     for what, reason in f.missing.items():
         by_reason.setdefault(reason, []).append(p[f"{what}_what"])
     for reason, whats in by_reason.items():
         parts.append(p["unknown"].format(p["and"].join(whats), reason[f.zh]))
     return p["sep"].join(parts) + p["end"]
+
+
+def recovered_summary(text: str, starts: float, ends: float, now: float) -> str:
+    """An enriched alert's `augur_summary`, written when it fired, as sent once it resolved:
+    `Recovered at 14:25 UTC after 23 min — <the summary>`, in the summary's language."""
+    if not text or "recovered at " in text.lower() or "恢复，持续" in text or "恢复（持续" in text:
+        return text  # said already (the alert was enriched after it resolved)
+    ends = ends if starts <= ends <= now else now
+    zh = is_chinese(text)
+    head = _PHRASES[zh]["recovered_head"]
+    return head.format(format_clock(ends, now), duration(max(60.0, ends - starts), zh), text)

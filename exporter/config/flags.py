@@ -20,6 +20,7 @@ _OVERRIDES: dict[str, tuple[str, ...]] = {
     "prometheus_url": ("prometheus", "url"),
     "web_listen_address": ("web", "listen_address"),
     "web_config_file": ("web", "config_file"),
+    "web_external_url": ("web", "external_url"),
     "poll_interval": ("poll", "interval"),
     "log_level": ("log", "level"),
     "log_format": ("log", "format"),
@@ -43,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="web_listen_address",
         metavar="HOST:PORT",
         help="address for /metrics and the API (default 0.0.0.0:9465)",
+    )
+    parser.add_argument(
+        "--web.external-url",
+        dest="web_external_url",
+        metavar="URL",
+        help="the URL under which augur is reached, for the runbook links in enriched alerts "
+        "(default http://<hostname>:<port>)",
     )
     parser.add_argument(
         "--web.config.file",

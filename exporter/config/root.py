@@ -7,8 +7,10 @@ where detector state is kept (`state`). The other sections' models are in `queri
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -35,10 +37,13 @@ class WebConfig(Strict):
 
     `read_timeout` bounds how long a client may take to send a request's headers, and then
     its body; a connection idle that long between requests is closed too. `max_connections`
-    bounds the open connections; one more is answered 503 and closed.
+    bounds the open connections; one more is answered 503 and closed. `external_url` is how
+    others reach augur (as Prometheus's `--web.external-url`): enriched alerts link to its
+    runbook pages under it.
     """
 
     listen_address: str = "0.0.0.0:9465"
+    external_url: str | None = None
     config_file: WebFilePath | None = None
     read_timeout: Duration = Field(15.0, gt=0, le=3600)
     max_connections: int = Field(512, ge=1, le=100_000)
@@ -50,6 +55,29 @@ class WebConfig(Strict):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"must be HOST:PORT (e.g. 0.0.0.0:9465), got {value!r}")
         return value
+
+    @field_validator("external_url")
+    @classmethod
+    def _external(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("credentials in the URL would be published in every alert")
+        if parts.query or parts.fragment:
+            raise ValueError(f"must have no ?query or #fragment, got {value!r}")
+        return value.rstrip("/")
+
+    def external(self) -> str:
+        """`external_url`, or `http://<this host's name>:<port>` made from the listen address."""
+        if self.external_url:
+            return self.external_url
+        host, port = self.host_port()
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     def host_port(self) -> tuple[str, int]:
         """The address split into host and port; an empty host means all interfaces."""

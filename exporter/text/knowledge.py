@@ -13,6 +13,10 @@ the alert's category, language or alert name.
     url: https://wiki.example.com/runbooks/disk
     ---
     # Disk space or inodes running out
+
+Where an alert is told to read it (`Runbook.location`): the front-matter's `url`, else the file
+under `enrich.runbook_base_url`, else augur's own page of it (`/runbooks/<name>?lang=<lang>`
+under `web.external_url`, served by exporter/web/runbooks.py), else the file's path.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import quote
 
 import numpy as np
 import yaml
@@ -48,6 +53,26 @@ _LEAD_CHARS = 600
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
 _TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
+_PAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+LANGUAGES = ("en", "zh")
+
+
+def title_and_body(text: str) -> tuple[str, str]:
+    """A runbook's title (its first `# ` heading, or ``) and its Markdown without front-matter."""
+    if match := _FRONT_MATTER.match(text):
+        text = text[match.end() :]
+    heading = _TITLE.search(text)
+    return (heading.group(1).strip() if heading else ""), text
+
+
+def page_name(path: Path) -> tuple[str, str] | None:
+    """A runbook file's page name and language by its name: `latency.en.md` -> (`latency`,
+    `en`), `disk.md` -> (`disk`, ``); None for a name that cannot be a page's (dots, spaces)."""
+    stem = path.name.removesuffix(".md")
+    name, dot, lang = stem.rpartition(".")
+    if not dot or lang not in LANGUAGES:
+        name, lang = stem, ""
+    return (name, lang) if _PAGE_NAME.fullmatch(name) else None
 
 
 class Embedder(Protocol):
@@ -108,6 +133,7 @@ class KnowledgeBase:
         embedder: Embedder,
         *,
         base_url: str | None = None,
+        pages_url: str | None = None,
         categories: Collection[str] = (),
         min_score: float = RUNBOOK_MIN_SCORE,
         category_boost: float = CATEGORY_BOOST,
@@ -116,6 +142,9 @@ class KnowledgeBase:
     ) -> None:
         self.directory = directory
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
+        self.pages_url = pages_url.rstrip("/") + "/" if pages_url else None
+        """augur's own runbook pages (`<web.external_url>/runbooks/`), linked when no
+        `runbook_base_url` is set."""
         self.categories = frozenset(categories)
         self.min_score = min_score
         self.category_boost = category_boost
@@ -195,22 +224,25 @@ class KnowledgeBase:
             problems.append(f"{path}: unknown category {category!r} (known: {known}); ignored")
             category = None
         language = str(meta.get("language") or meta.get("lang") or language_of(title + lead))
+        language = language.lower().split("-")[0]
         runbook = Runbook(
             title=title,
-            location=self._location(path, meta),
+            location=self._location(path, meta, language),
             path=path,
-            language=language.lower().split("-")[0],
+            language=language,
             category=category,
             alertnames=_names(meta.get("alertnames", meta.get("alertname"))),
             sha256=hashlib.sha256(raw).hexdigest(),
         )
         return runbook, f"{title}. {lead}".strip()
 
-    def _location(self, path: Path, meta: dict[str, Any]) -> str:
+    def _location(self, path: Path, meta: dict[str, Any], language: str) -> str:
         if meta.get("url"):
             return str(meta["url"])
         if self.base_url:
             return self.base_url + path.name
+        if self.pages_url and (page := page_name(path)):
+            return f"{self.pages_url}{page[0]}?lang={quote(language, safe='')}"
         return str(path)
 
     def best(

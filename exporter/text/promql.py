@@ -44,6 +44,16 @@ def rule_expr(generator_url: str) -> str:
     return parse_qs(query).get("g0.expr", [""])[0][:MAX_EXPR_CHARS]
 
 
+def promql_tokens(expr: str) -> list[tuple[str, str]]:
+    """(kind, text) of each token: `string`, `number`, `ident` or `op`; blanks and comments
+    skipped. A tokenizer, not a parser: broken PromQL yields what can be read."""
+    return [
+        (m.lastgroup or "", m.group())
+        for m in _PROMQL_TOKEN.finditer(expr[:MAX_EXPR_CHARS])
+        if m.lastgroup != "skip"
+    ]
+
+
 def promql_metric_names(expr: str) -> list[str]:
     """Metric names a PromQL expression selects, in order of appearance.
 
@@ -51,11 +61,7 @@ def promql_metric_names(expr: str) -> list[str]:
     or aggregation (a `(` follows), is a keyword, a label name inside `{}` or a grouping list, or
     a duration inside `[]`. `{__name__="x"}` names `x`. Broken PromQL yields what can be read.
     """
-    tokens = [
-        (m.lastgroup or "", m.group())
-        for m in _PROMQL_TOKEN.finditer(expr[:MAX_EXPR_CHARS])
-        if m.lastgroup != "skip"
-    ]
+    tokens = promql_tokens(expr)
     names: dict[str, None] = {}
     braces = brackets = parens = 0
     label_list: int | None = None  # paren depth of an open `by (...)`-style label list
