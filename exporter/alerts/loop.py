@@ -3,10 +3,10 @@
 `AlertLoop` is the only place where these are wired together: `augur run` (app.py), the tests
 and the webhook benchmark all build the loop through it. Constructing it creates nothing;
 `cleanup_ctx` (an aiohttp cleanup context) starts the loop's resources in order and stops
-them the other way round: the model's own executor (`model.workers` threads), the text model, the enricher
-with its own Prometheus session, the outbox (and its thread), the sender (and its HTTP
-session) and the worker. The model gets a thread of its own so that the scoring loop's CPU
-work can never hold an alert's classification back past `enrich.model_timeout`.
+them the other way round: the model's own executor (`model.workers` threads), the text
+model, the enricher with its own Prometheus session, the outbox (and its thread), the sender
+(and its HTTP session) and the worker. The model gets threads of its own so that the scoring
+loop's CPU work can never hold an alert's classification back past `enrich.model_timeout`.
 """
 
 from __future__ import annotations
