@@ -48,6 +48,7 @@ _PHRASES = (
         "rule": "rule value {} (was {} at {})",
         "value": "rule value {}",
         "related": "related: {name} anomalous (score {score:.1f}) since {since}",
+        "cause": "likely cause: {name} anomalous (score {score:.1f}) since {since}",
         "more": " and {} more",
         "unknown": "{} unknown ({})",
         "and": ", ",
@@ -63,6 +64,7 @@ _PHRASES = (
         "rule": "规则值 {0}（{2} 时为 {1}）",
         "value": "规则值 {}",
         "related": "相关：{name} 自 {since} 起异常（分数 {score:.1f}）",
+        "cause": "可能原因：{name} 自 {since} 起异常（分数 {score:.1f}）",
         "more": "，另有 {} 个序列",
         "unknown": "{}未知（{}）",
         "and": "、",
@@ -107,10 +109,12 @@ def summary(f: Facts, now: float) -> str:
         parts.append(
             p["rule" if r.earlier_at < r.at else "value"].format(format_number(r.value), then, at)
         )
-    if f.related:
-        top, more = f.related[0], len(f.related) - 1
-        since = format_clock(top.first, now)
-        parts.append(p["related"].format(name=top.metric, score=top.peak, since=since))
+    others = [r for r in f.related or () if not r.own]  # its own series is no news
+    if others:
+        top = next((r for r in others if r.cause), others[0])
+        since, more = format_clock(top.first, now), len(others) - 1
+        phrase = p["cause" if top.cause else "related"]
+        parts.append(phrase.format(name=top.metric, score=top.peak, since=since))
         parts[-1] += p["more"].format(more) if more else ""
     by_reason: dict[Reason, list[str]] = {}
     for what, reason in f.missing.items():
