@@ -24,18 +24,18 @@ from aiohttp.test_utils import TestServer
 from model_files import MODEL_DIR, swap_head_rows
 from waiting import eventually
 
+from exporter.alerts.cause import rank_causes
 from exporter.alerts.enrich import (
     ANNOTATION_CHARS,
     AlertEnricher,
     Model,
 )
 from exporter.alerts.payloads import ANNOTATIONS, WebhookAlert
-from exporter.alerts.cause import rank_causes
 from exporter.config.alerts import EnrichConfig
 from exporter.demo.procs import Process, Sample
 from exporter.prometheus.client import PrometheusClient
-from exporter.text.entities import Entities
 from exporter.text import TextModel
+from exporter.text.entities import Entities
 from exporter.text.reload import ReloadableModel
 
 STEP = 15
