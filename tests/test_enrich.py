@@ -249,11 +249,12 @@ async def test_english_and_chinese_alerts_end_to_end(
     assert entities["metric"] == ["node_filesystem_avail_bytes", "node_filesystem_size_bytes"]
 
     related = disk_en["augur_related"].splitlines()
-    # Crossed before the alert started, on its machine: likely causes, the first one first.
+    # augur scores none of the rule's metrics: of those that crossed before the alert started
+    # on its machine only the first is a likely cause (the others may be its effects).
     assert related[:3] == [
         f'likely cause: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_clock(T0 - 480)} (peak 3.10)',
-        f'likely cause: node_load1{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 2.60)',
-        f'likely cause: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 1.80)',
+        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 2.60)',
+        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 1.80)',
     ]
     assert disk_en["augur_cause"] == related[0]
     now, then = f"{_free_percent(T0):.3g}", f"{_free_percent(T0 - 900):.3g}"
@@ -507,5 +508,5 @@ def test_ranking_prefers_the_first_to_turn_anomalous_then_the_highest() -> None:
     assert [(r.metric, r.peak, r.first, r.cause) for r in ranked] == [
         ("early_high", 4.0, 100.0, True),
         ("early_low", 1.2, 100.0, True),
-        ("late_high", 9.0, 115.0, True),
+        ("late_high", 9.0, 115.0, False),  # no own series: only the first crossers are claimed
     ]

@@ -9,9 +9,11 @@ name; for a rule's alert the series of the rule's metrics on the alert's machine
 The ranking follows from what a cause is: it is somewhere the alert is (sharing a place ranks
 above sharing only a metric name, which another host can have too), and it went wrong first
 (earliest onset first, the stronger first at the same step). "Likely cause" is said only of a
-series that shares a place and crossed at least one step before the alerting series did (or
-before the alert started, when augur scores none of its own series): a series that crossed
-after cannot have caused it, whatever its strength.
+series that shares a place and crossed at least one step before the alerting series did: a
+series that crossed after cannot have caused it, whatever its strength. When augur scores none
+of the alert's own series, its onset is unknown (a rule's alert starts when its condition held,
+which may be after the effects of the same cause crossed): then only the first series of the
+alert's places to cross, a step or more before the alert started, is called a likely cause.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def rank_causes(
 
     Sorted by (shares a place or namespace before a metric name only, onset, -peak). `cause` is
     set on those sharing a place or namespace whose onset is at least `step` before the alerting
-    series' onset: the earliest own series', or `starts_at` when none of them is scored.
+    series' onset: the earliest own series'. When none of them is scored, only the earliest of
+    those sharing a place or namespace can be, and only if it crossed a step before `starts_at`.
     """
     found: list[Related] = []
     for series in result:
@@ -128,7 +131,10 @@ def rank_causes(
             )
         )
     own_onsets = [r.first for r in found if r.own]
-    reference = min(own_onsets) if own_onsets else starts_at
+    near = [r.first for r in found if r.share <= NAMESPACE]
+    # Without the alerting series' onset, a series that crossed before the alert started may
+    # still be another effect that crossed after it: only the first to go wrong is claimed.
+    reference = min(own_onsets) if own_onsets else min([starts_at, *(t + step for t in near)])
     ranked = [
         r.marked(cause=not r.own and r.share <= NAMESPACE and r.first <= reference - step)
         for r in found
