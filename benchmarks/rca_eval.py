@@ -138,7 +138,7 @@ def generate(
     )
     inc.unscored = not inc.own_alert and rng.random() < unscored
     for role in ("own", "effect0", "effect1"):
-        if rng.random() < blips:
+        if rng.random() < blips and not (role == "own" and inc.unscored):
             inc.blips[role] = cause_onset - STEP * int(rng.integers(1, 20))
     times = np.arange(now - 3600, now - 60, STEP)
     for role, (labels, onset, top) in inc.series.items():
