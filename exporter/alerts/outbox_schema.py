@@ -178,3 +178,13 @@ class Unsettled:
     generator_url: str
     enrichment: dict[str, str]
     """augur's annotations as the first enrichment wrote them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """A firing, enriched alert: its labels, start and `augur_entities` (for `chain.py`)."""
+
+    alert_id: int
+    labels: dict[str, str]
+    starts_at: str
+    entities: str

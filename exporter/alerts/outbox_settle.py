@@ -1,11 +1,12 @@
-"""The outbox's second look at related anomalies: alerts enriched before their settle time.
+"""The outbox's look-backs: alerts enriched before their settle time, earlier firing alerts.
 
 An alert enriched sooner than `enrich.related_settle` after its start is stored with a
 `settle_at`; once that has passed, the worker asks `unsettled` for it, re-enriches only its
 related part and stores that with `store_settled`, which clears `settle_at` whatever came of it
 (so each alert is looked at once more, never twice) and, when an annotation changed, bumps the
 alert's version and makes it due to every replica, which takes the re-post of the same labels
-as an update of its annotations.
+as an update of its annotations. `firing_between` gives `chain.py` the firing enriched alerts
+that started in a time range, for the first links of a chain.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from collections.abc import Mapping
 
 from exporter.alerts.outbox_file import OutboxFile
-from exporter.alerts.outbox_schema import Unsettled
+from exporter.alerts.outbox_schema import Earlier, Unsettled
 
 
 def _json(value: dict[str, str]) -> str:
@@ -87,3 +88,21 @@ class SettlingOutbox(OutboxFile):
             return changed
 
         return await self._run(self._transaction, store)
+
+    async def firing_between(self, begin: str, end: str, limit: int) -> list[Earlier]:
+        """Up to `limit` firing enriched alerts started in [begin, end) (`format_time` text),
+        the latest first."""
+
+        def between() -> list[Earlier]:
+            rows = self._db.execute(
+                "SELECT id, labels, starts_at, enrichment FROM outbox_alerts "
+                "WHERE enriched = 1 AND state = 'firing' AND starts_at >= ? AND starts_at < ? "
+                "ORDER BY starts_at DESC LIMIT ?",
+                (begin, end, limit),
+            ).fetchall()
+            return [
+                Earlier(r[0], json.loads(r[1]), r[2], json.loads(r[3]).get("augur_entities", ""))
+                for r in rows
+            ]
+
+        return await self._run(between)

@@ -24,10 +24,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from exporter.alerts.chain import FOLLOWS_ANNOTATION, follows
 from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.outbox import Awaiting, Outbox, Unsettled
 from exporter.alerts.payloads import (
@@ -36,9 +39,11 @@ from exporter.alerts.payloads import (
     Enrichment,
     WebhookAlert,
     bound,
+    format_time,
     merge,
     minimal_enrichment,
 )
+from exporter.text.entities import is_chinese
 
 log = logging.getLogger("augur.enrich")
 
@@ -49,6 +54,8 @@ CONCURRENCY = 4
 MAX_IDLE_SECONDS = 30.0
 ERROR_PAUSE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 2.0
+CHAIN_CANDIDATES = 500
+"""Earlier firing alerts (the latest) a batch is compared with for `augur_follows`."""
 
 
 @runtime_checkable
@@ -74,6 +81,7 @@ class EnrichmentWorker:
         clock: Callable[[], float] = time.time,
         batch: int = BATCH,
         concurrency: int = CONCURRENCY,
+        chain_window: float = 0.0,
     ) -> None:
         self.outbox = outbox
         self.enricher = enricher
@@ -82,6 +90,8 @@ class EnrichmentWorker:
         self.on_enriched = on_enriched
         self.batch = batch
         self.concurrency = concurrency
+        self.chain_window = chain_window
+        """How long before an alert's start an earlier firing one may be linked (0: never)."""
         self._clock = clock
         self._inflight: set[int] = set()  # alert ids a running batch holds
         self._batches: set[asyncio.Task[None]] = set()
@@ -220,6 +230,11 @@ class EnrichmentWorker:
             readable = [(i, a) for i, a in parsed.items() if a is not None]
             started = time.perf_counter()
             enrichments = await self._enrich(readable)
+            if self.chain_window:
+                try:
+                    enrichments = await self._link(readable, enrichments)
+                except Exception as exc:  # a missing link must not hold the alerts back
+                    log.warning("alert_chain_failed", extra={"error": repr(exc)})
             self.metrics.enrich_duration.observe(time.perf_counter() - started)
             unreadable = minimal_enrichment("the stored source alert could not be read")
             results = []
@@ -237,6 +252,30 @@ class EnrichmentWorker:
             if stored and self.on_enriched is not None:
                 self.on_enriched()
         self.metrics.awaiting.set(await self.outbox.awaiting_count())
+
+    async def _link(
+        self, alerts: Sequence[tuple[int, WebhookAlert]], enrichments: dict[int, Enrichment]
+    ) -> dict[int, Enrichment]:
+        """Add `augur_follows` (the first links of a chain) to the enrichments that have one."""
+        if not alerts:
+            return enrichments
+        starts = [a.startsAt.timestamp() for _, a in alerts]
+        begin = datetime.fromtimestamp(min(starts) - self.chain_window, UTC)
+        end = datetime.fromtimestamp(max(starts), UTC)
+        earlier = await self.outbox.firing_between(
+            format_time(begin), format_time(end), CHAIN_CANDIDATES
+        )
+        now, out = self._clock(), dict(enrichments)
+        for i, alert in alerts:
+            e = enrichments[i]
+            if not earlier or "augur_entities" not in e.annotations:
+                continue
+            zh = is_chinese(" ".join(alert.annotations.values()))
+            entities = e.annotations["augur_entities"]
+            line = follows(alert, entities, earlier, window=self.chain_window, now=now, zh=zh)
+            if line:
+                out[i] = replace(e, annotations={**e.annotations, FOLLOWS_ANNOTATION: line})
+        return out
 
     async def _enrich(self, alerts: Sequence[tuple[int, WebhookAlert]]) -> dict[int, Enrichment]:
         if not alerts:
