@@ -84,6 +84,10 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
+def _second(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+
+
 @pytest.fixture(scope="module")
 def executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
@@ -128,13 +132,13 @@ async def test_the_cause_is_named_the_own_series_said_and_a_later_one_never_a_ca
     lines = out.annotations["augur_related"].splitlines()
     assert lines[:4] == [
         f'likely cause: node_disk_io_time_seconds_total{{instance="app-1:8080",service="checkout"}}'
-        f" anomalous since {_clock(T0 - 300)} (peak 4.00)",
+        f" anomalous since {_second(T0 - 300)} (peak 4.00)",
         f'this alert\'s series: {LATENCY}{{instance="app-1:8080",service="checkout"}}'
-        f" anomalous since {_clock(T0 - 60)} (peak 6.00)",
+        f" anomalous since {_second(T0 - 60)} (peak 6.00)",
         f'related: demo_http_errors_ratio{{instance="app-1:8080",service="checkout"}}'
-        f" anomalous since {_clock(T0 + 120)} (peak 20.00)",
+        f" anomalous since {_second(T0 + 120)} (peak 20.00)",
         f'same metric elsewhere: {LATENCY}{{instance="app-2:8080"}}'
-        f" anomalous since {_clock(T0 - 600)} (peak 9.00)",
+        f" anomalous since {_second(T0 - 600)} (peak 9.00)",
     ]
     assert not any("node_load1" in line for line in lines)
     assert out.annotations["augur_cause"] == lines[0]

@@ -217,6 +217,10 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
+def _second(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+
+
 def check_valid(labels: dict[str, str], annotations: dict[str, str]) -> None:
     assert labels["augur_enriched"] == "true" and labels["category"]
     assert set(ANNOTATIONS) <= set(annotations)
@@ -252,16 +256,16 @@ async def test_english_and_chinese_alerts_end_to_end(
     # augur scores none of the rule's metrics: of those that crossed before the alert started
     # on its machine only the first is a likely cause (the others may be its effects).
     assert related[:3] == [
-        f'likely cause: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_clock(T0 - 480)} (peak 3.10)',
-        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 2.60)',
-        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 1.80)',
+        f'likely cause: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_second(T0 - 480)} (peak 3.10)',
+        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 2.60)',
+        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 1.80)',
     ]
     assert disk_en["augur_cause"] == related[0]
     now, then = f"{_free_percent(T0):.3g}", f"{_free_percent(T0 - 900):.3g}"
     assert related[3] == f"rule expression: {now} at {_clock(T0)} ({then} at {_clock(T0 - 900)})"
     assert len(related) == 4  # normal, other-host and later series are not related
     assert disk_zh["augur_related"].splitlines()[0] == (
-        f'可能原因：node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} 自 {_clock(T0 - 480)} 起异常（峰值 3.10）'
+        f'可能原因：node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} 自 {_second(T0 - 480)} 起异常（峰值 3.10）'
     )
 
     assert "disk.en.md" in disk_en["augur_runbook"] and "disk.zh.md" in disk_zh["augur_runbook"]
@@ -279,7 +283,7 @@ async def test_english_and_chinese_alerts_end_to_end(
     )
 
     assert crash["augur_related"].splitlines()[0] == (
-        f'likely cause: kube_pod_container_status_restarts_total{{pod="api-7d9f8b-x2kq",container="api"}} anomalous since {_clock(T0 - 60)} (peak 6.00)'
+        f'likely cause: kube_pod_container_status_restarts_total{{pod="api-7d9f8b-x2kq",container="api"}} anomalous since {_second(T0 - 60)} (peak 6.00)'
     )
     assert "rule expression" not in crash["augur_related"]  # Prometheus has no such series
     assert "availability-crashloop.en.md" in crash["augur_runbook"]
@@ -338,10 +342,10 @@ async def test_an_alert_on_a_score_names_its_own_series_and_no_later_cause(
     )
     lines = out.annotations["augur_related"].splitlines()
     assert lines == [
-        f'this alert\'s series: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_clock(T0 - 480)} (peak 3.10)',
+        f'this alert\'s series: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_second(T0 - 480)} (peak 3.10)',
         # They crossed after the alerting series did: related, not its cause.
-        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 2.60)',
-        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_clock(T0 - 180)} (peak 1.80)',
+        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 2.60)',
+        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 1.80)',
         f"rule expression: 2.5 at {_clock(T0)}",  # not yet >= 1 15 min before
     ]
     assert "augur_cause" not in out.annotations

@@ -11,6 +11,7 @@ settles, and the worker re-enriches this part once then.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 from exporter.alerts.cause import related_line
 from exporter.alerts.facts import Facts
@@ -20,6 +21,13 @@ from exporter.config.alerts import EnrichConfig
 
 RELATED_ANNOTATIONS = ("augur_related", "augur_cause")
 """The annotations a re-enrichment of the related part may change."""
+
+
+def format_instant(ts: float, now: float) -> str:
+    """`14:05:30 UTC` (with the date a day or more from `now`): a cause often leads by seconds."""
+    return datetime.fromtimestamp(ts, UTC).strftime(
+        "%H:%M:%S UTC" if abs(now - ts) < 86400 else "%Y-%m-%d %H:%M:%S UTC"
+    )
 
 
 def related_window(f: Facts, cfg: EnrichConfig, now: float) -> tuple[float, float]:
@@ -41,13 +49,13 @@ def settle_at(f: Facts, cfg: EnrichConfig, now: float) -> float | None:
 def cause_text(f: Facts, now: float) -> str:
     """The top likely cause's line, or "" (then `augur_cause` is left out)."""
     top = next((r for r in f.related or () if r.cause), None)
-    return related_line(top, format_clock(top.first, now), f.zh) if top else ""
+    return related_line(top, format_instant(top.first, now), f.zh) if top else ""
 
 
 def related_text(f: Facts, cfg: EnrichConfig, now: float) -> str:
     """One line per related series, likeliest cause first, then the rule's own values."""
     lines = [
-        related_line(r, format_clock(r.first, now), f.zh)
+        related_line(r, format_instant(r.first, now), f.zh)
         for r in (f.related or [])[: cfg.max_related]
     ]
     if "related" in f.missing:
