@@ -3,6 +3,7 @@ enricher and a real Prometheus. Prints; asserts nothing.
 
     PYTHONPATH=. .venv/bin/python benchmarks/rca_eval.py [--incidents 24] [--seeds 0 1 2 3 4]
         [--blips 0.0] [--unscored 0.0] [--table]
+    PYTHONPATH=. .venv/bin/python benchmarks/rca_eval.py --demo 24
 
 For each seed, `--incidents` incidents are generated (numpy, seeded) and their augur scores
 backfilled into a fresh Prometheus with promtool. An incident is a causal chain on one service:
@@ -18,6 +19,11 @@ probability P, not scored by augur (then "likely cause" is judged against the al
 Half the alerts are a rule's (labels of the service, the
 latency metric in `g0.expr`), half augur's own `AugurAnomaly` on the latency series. Peaks and
 delays are drawn, not tuned: no constant here was chosen by looking at the figures.
+
+With `--demo N` the incidents are instead the demo workload's own causal chain (a disk burst on
+checkout's host, its latency 30 s later, its errors 45 s later), N demos started ~17 minutes
+apart (so other noise), scored by the demo's queries with the shipped default detector as
+`augur demo` scores them, enriched with the demo's enrichment settings.
 
 Printed: the cause ranked first and in the top 3 (of `augur_related`, up to 10 lines), how
 often "likely cause" was claimed for a series that crossed 1 at or after the alerting series
@@ -43,8 +49,13 @@ import numpy as np
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.payloads import WebhookAlert
 from exporter.alerts.related import Related
+from exporter.backtest.command import Setup, score_series
+from exporter.backtest.inputs import InputSeries
 from exporter.config.alerts import REPO_MODEL_DIR, EnrichConfig
+from exporter.config.root import Config
+from exporter.demo.config import FIRST_ANOMALY_AFTER, HISTORY_SECONDS, augur_config
 from exporter.demo.procs import Sample, start_prometheus
+from exporter.demo.workload import ROTATION, Workload, selector
 from exporter.prometheus.client import PrometheusClient
 from exporter.text import TextModel
 
@@ -72,6 +83,8 @@ class Incident:
     """role -> time of a one-sample noise crossing before the cause."""
     starts: float = 0.0
     own_alert: bool = False
+    shares: str = ""
+    """What the cause shares with the alert's service: host, pod or namespace."""
     unscored: bool = False
     """augur does not score the alert's own series (its rule reads a metric augur ignores)."""
     samples: list[Sample] = field(default_factory=list)
@@ -94,6 +107,7 @@ def generate(
     host, ns, pod = f"host-{n}", f"ns-{n}", f"svc{n}-7f9c-{n:03d}"
     service = {"instance": f"{host}:8080", "service": f"svc-{n}", "namespace": ns, "pod": pod}
     metric, shares = CAUSES[int(rng.integers(len(CAUSES)))]
+    inc.shares = shares
     cause_labels = {
         "host": {"instance": f"{host}:9100"},
         "pod": {"namespace": ns, "pod": pod, "container": "app"},
@@ -172,6 +186,58 @@ class Row:
     missing: str
 
 
+def demo_enrich_config() -> EnrichConfig:
+    """The enrichment settings `augur demo` runs with (related_before 1m: see demo/config.py)."""
+    doc = augur_config("http://127.0.0.1:9", "127.0.0.1:9", Path("augur.db"), "http://127.0.0.1:7")
+    return Config.model_validate(doc).enrich.model_copy(update={"max_related": 10})
+
+
+def demo_incidents(count: int, now: float) -> list[Incident]:
+    """The demo's causal chain, `count` times: demos started ~17 min apart (other noise), their
+    chain scored by the demo's own queries (the shipped default detector, causally, from the
+    6 h backfilled), each run's series renamed apart (`checkout-<n>`, `app-1-<n>`)."""
+    k_chain, chain = next((i, e) for i, e in enumerate(ROTATION) if e.effects)
+    doc = augur_config("http://127.0.0.1:9", "127.0.0.1:9", Path("augur.db"), "http://127.0.0.1:7")
+    queries = {q.expr: q for q in Config.model_validate(doc).queries}
+    roles = dict(zip(("cause", "own", "effect0"), chain.parts(), strict=True))
+    out = []
+    for n in range(count):
+        start = now - 1500 - k_chain * 180 - n * 997.0
+        workload = Workload(epoch=Workload().bucket(start + FIRST_ANOMALY_AFTER))
+        slot = workload.epoch + k_chain * workload.period
+        live = workload.bucket(start)
+        times = np.arange(live - STEP - HISTORY_SECONDS, slot + chain.span + 300, STEP)
+        values: dict[str, list[float]] = {p.selector: [] for p in roles.values()}
+        for t in times.tolist():
+            for smp in workload.samples_at(t):
+                key = selector(smp.name, tuple(smp.labels.items()))
+                if key in values:
+                    values[key].append(smp.value)
+        inc = Incident(n, own_alert=n % 2 == 1, shares="service (demo)")
+        stamps = tuple(f"{t:.0f}" for t in times)
+        for role, part in roles.items():
+            q = queries[part.metric]
+            series = InputSeries(part.selector, stamps, times, np.array(values[part.selector]))
+            score = score_series(Setup(q.name, q, "ensemble"), series).score[0]
+            labels = {"job": "augur", "instance": f"demo-workload-{n}", **dict(part.labels)}
+            labels |= {"service": f"checkout-{n}", "query": q.name, "metric": part.metric}
+            if labels["instance"] == "app-1":
+                labels["instance"] = f"app-1-{n}"
+            shown = (times >= live) & np.isfinite(score)
+            crossed = times[shown & (score >= 1) & (times >= slot - 900)]
+            onset = float(crossed[0]) if len(crossed) else np.inf
+            inc.series[role] = (labels, onset, float(np.nanmax(score[shown])))
+            inc.samples += [
+                Sample(
+                    "augur_anomaly_score", {**labels, "detector": "ensemble"}, float(t), float(v)
+                )
+                for t, v in zip(times[shown], score[shown], strict=True)
+            ]
+        inc.starts = inc.series["own"][1]  # AugurAnomaly fires at the incident's first score
+        out.append(inc)
+    return out
+
+
 def alert_of(inc: Incident) -> WebhookAlert:
     """A rule's HighLatency on the service, or augur's own alert on its latency series."""
     labels, _, _ = inc.series["own"]
@@ -180,7 +246,7 @@ def alert_of(inc: Incident) -> WebhookAlert:
         text = f"{LATENCY} is anomalous on {labels['instance']}"
     else:
         keep = ("instance", "service", "namespace", "pod")
-        alert_labels = {"alertname": "HighLatency", **{k: labels[k] for k in keep}}
+        alert_labels = {"alertname": "HighLatency", **{k: labels[k] for k in keep if k in labels}}
         expr = f'{LATENCY}{{service="{labels["service"]}"}} > 0.5'
         url, text = f"http://prometheus:9090/graph?g0.expr={quote(expr)}", "p99 latency is high"
     return WebhookAlert(
@@ -210,12 +276,19 @@ async def run_seed(
     now = time.time() // STEP * STEP
     t0 = now - 1800
     incidents = [generate(n, rng, t0, now, blips, unscored) for n in range(count)]
+    cfg = EnrichConfig(deadline=30.0, max_related=10)
+    return await evaluate(incidents, now, cfg, model)
+
+
+async def evaluate(
+    incidents: list[Incident], now: float, cfg: EnrichConfig, model: TextModel
+) -> list[Row]:
+    """Backfill the incidents' scores into a fresh Prometheus, enrich their alerts; the rows."""
     with tempfile.TemporaryDirectory(prefix="augur-rca-") as tmp:
         prom = start_prometheus(Path(tmp), samples=[s for i in incidents for s in i.samples])
         try:
             async with aiohttp.ClientSession() as session:
                 client = PrometheusClient(session, prom.url, retries=1, max_concurrency=8)
-                cfg = EnrichConfig(deadline=30.0, max_related=10)
                 enricher = AlertEnricher(model, client, cfg, clock=lambda: now)
                 await enricher.start()
                 try:
@@ -240,7 +313,7 @@ async def run_seed(
             Row(
                 n=inc.n,
                 alert="augur" if inc.own_alert else "rule",
-                shares=next(s for m, s in CAUSES if m == inc.series["cause"][0]["metric"]),
+                shares=inc.shares,
                 lead=int((own_crossed - inc.series["cause"][1]) // STEP),
                 rank=names.index(cause) + 1 if cause in names else None,
                 claimed=("likely cause", cause) in lines,
@@ -261,7 +334,8 @@ def report(seed: int, rows: list[Row], table: bool) -> tuple[float, float, int]:
     wrong = sum(len(r.wrong) for r in rows)
     claimed = sum(r.claimed for r in rows) / n * 100
     print(
-        f"seed {seed}: {n} incidents: cause ranked first {top1:.0f} %, top 3 {top3:.0f} %, "
+        f"{'the demo' if seed < 0 else f'seed {seed}'}: {n} incidents: "
+        f"cause ranked first {top1:.0f} %, top 3 {top3:.0f} %, "
         f"called 'likely cause' {claimed:.0f} %, 'likely cause' claimed for a series that "
         f"crossed at or after the alerting one: {wrong}"
     )
@@ -287,9 +361,17 @@ async def main() -> None:
     parser.add_argument(
         "--unscored", type=float, default=0.0, help="chance a rule's own series is not scored"
     )
+    parser.add_argument(
+        "--demo", type=int, default=0, help="instead: this many runs of the demo's chain"
+    )
     parser.add_argument("--table", action="store_true", help="print every incident")
     args = parser.parse_args()
     model = TextModel(REPO_MODEL_DIR, threads=1)
+    if args.demo:
+        now = time.time() // STEP * STEP
+        incidents = demo_incidents(args.demo, now)
+        report(-1, await evaluate(incidents, now, demo_enrich_config(), model), True)
+        return
     figures = []
     for seed in args.seeds:
         rows = await run_seed(seed, args.incidents, args.blips, args.unscored, model)
