@@ -384,6 +384,17 @@ def test_an_enriched_alert_prints_as_a_compact_block() -> None:
         "augur_related": "unavailable: Prometheus is unreachable",
         "augur_missing": "related: Prometheus is unreachable",
     }
+    chained = {
+        **NOTES,
+        "augur_cause": 'likely cause: demo_disk_io_utilization_ratio{instance="app-1"} anomalous since 03:01:30 UTC (peak 4.02)',
+        "augur_follows": "follows: AugurAnomaly on checkout (03:01 UTC)",
+    }
+    block = format_alert({**ENRICHED, "annotations": chained}, arrived).splitlines()
+    assert block[4:7] == [
+        '  cause     demo_disk_io_utilization_ratio{instance="app-1"} anomalous since 03:01:30 UTC (peak 4.02)',
+        "  follows   AugurAnomaly on checkout (03:01 UTC)",
+        "  runbook   Latency high: slow responses",
+    ]
     block = format_alert({**ENRICHED, "annotations": missing}, arrived).splitlines()
     assert block[3:] == [
         "  related   unavailable: Prometheus is unreachable",
