@@ -193,7 +193,7 @@ def test_demo_config_is_valid_for_augur_promtool_and_amtool(tmp_path: Path) -> N
     doc = augur_config("http://127.0.0.1:9", "127.0.0.1:9", tmp_path / "augur.db", am_url)
     config = Config.model_validate(doc)
     assert [q.name for q in config.queries] == [q["name"] for q in queries()]
-    assert {q.expr for q in config.queries} == {entry.metric for entry in ROTATION}
+    assert {q.expr for q in config.queries} == {p.metric for e in ROTATION for p in e.parts()}
     # Enrichment is on, and the model and runbooks it loads are found from a source checkout.
     assert config.alertmanager.urls == [am_url]
     assert check_files(config) == []
@@ -250,16 +250,16 @@ def test_demo_rules_fire_during_the_injections_only(tmp_path: Path) -> None:
             if s.name in ("demo_http_request_duration_seconds", "demo_disk_used_ratio"):
                 key = _series(s.name, {**s.labels, **WORKLOAD_TARGET})
                 values.setdefault(key, []).append(s.value)
-    latency = next(e for e in ROTATION if e.kind == "latency_jump" and "checkout" in e.selector)
+    checkout = 'demo_http_request_duration_seconds{service="checkout"}'
     burst = next(i for i, e in enumerate(ROTATION) if e.kind == "fill_burst")
     burst_at = epoch + burst * workload.period - begin
-    checkout = {"service": "checkout", **WORKLOAD_TARGET, "severity": "page"}
+    slow = {"service": "checkout", **WORKLOAD_TARGET, "severity": "page"}
     disk = {"device": "sda1", "mountpoint": "/", **WORKLOAD_TARGET, "severity": "page"}
     cases = []
     for i in range(len(next(iter(values.values())))):
         at = i * step
-        firing = workload.active(begin + at) is latency
-        cases.append(("HighRequestLatency", at, [checkout] if firing else []))
+        firing = checkout in {p.selector for p in workload.disturbed(begin + at)}
+        cases.append(("HighRequestLatency", at, [slow] if firing else []))
         if not 0 <= at - burst_at < 120:  # predict_linear looks two minutes back
             cases.append(("DiskWillFillIn1Hour", at, []))
     cases += [("DiskWillFillIn1Hour", burst_at + s, [disk]) for s in (0.0, step)]
@@ -384,6 +384,17 @@ def test_an_enriched_alert_prints_as_a_compact_block() -> None:
         "augur_related": "unavailable: Prometheus is unreachable",
         "augur_missing": "related: Prometheus is unreachable",
     }
+    chained = {
+        **NOTES,
+        "augur_cause": 'likely cause: demo_disk_io_utilization_ratio{instance="app-1"} anomalous since 03:01:30 UTC (peak 4.02)',
+        "augur_follows": "follows: AugurAnomaly on checkout (03:01 UTC)",
+    }
+    block = format_alert({**ENRICHED, "annotations": chained}, arrived).splitlines()
+    assert block[4:7] == [
+        '  cause     demo_disk_io_utilization_ratio{instance="app-1"} anomalous since 03:01:30 UTC (peak 4.02)',
+        "  follows   AugurAnomaly on checkout (03:01 UTC)",
+        "  runbook   Latency high: slow responses",
+    ]
     block = format_alert({**ENRICHED, "annotations": missing}, arrived).splitlines()
     assert block[3:] == [
         "  related   unavailable: Prometheus is unreachable",

@@ -88,12 +88,15 @@ def simulate(start: float, count: int, normal: float) -> Demo:
     metric: dict[str, str] = {}
     for t in times.tolist():
         for s in (workload if t < stop else calm).samples_at(t):
-            if s.name in {e.metric for e in ROTATION}:
+            if s.name in {p.metric for e in ROTATION for p in e.parts()}:
                 key = selector(s.name, tuple(s.labels.items()))
                 values.setdefault(key, []).append(s.value)
                 metric[key] = s.name
+    # A chain's parts are injections of their own, each from its delay on.
     injections = tuple(
-        (workload.epoch + k * workload.period, ROTATION[k % len(ROTATION)]) for k in range(count)
+        (workload.epoch + k * workload.period + part.delay, part)
+        for k in range(count)
+        for part in ROTATION[k % len(ROTATION)].parts()
     )
     return Demo(
         times,

@@ -24,17 +24,18 @@ from aiohttp.test_utils import TestServer
 from model_files import MODEL_DIR, swap_head_rows
 from waiting import eventually
 
+from exporter.alerts.cause import rank_causes
 from exporter.alerts.enrich import (
     ANNOTATION_CHARS,
     AlertEnricher,
     Model,
 )
 from exporter.alerts.payloads import ANNOTATIONS, WebhookAlert
-from exporter.alerts.related import rank_related
 from exporter.config.alerts import EnrichConfig
 from exporter.demo.procs import Process, Sample
 from exporter.prometheus.client import PrometheusClient
 from exporter.text import TextModel
+from exporter.text.entities import Entities
 from exporter.text.reload import ReloadableModel
 
 STEP = 15
@@ -216,6 +217,10 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
+def _second(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+
+
 def check_valid(labels: dict[str, str], annotations: dict[str, str]) -> None:
     assert labels["augur_enriched"] == "true" and labels["category"]
     assert set(ANNOTATIONS) <= set(annotations)
@@ -248,38 +253,43 @@ async def test_english_and_chinese_alerts_end_to_end(
     assert entities["metric"] == ["node_filesystem_avail_bytes", "node_filesystem_size_bytes"]
 
     related = disk_en["augur_related"].splitlines()
+    # augur scores none of the rule's metrics: of those that crossed before the alert started
+    # on its machine only the first is a likely cause (the others may be its effects).
     assert related[:3] == [
-        f'node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} score 3.10, anomalous since {_clock(T0 - 480)}',
-        f'node_load1{{instance="pg-1:9100"}} score 2.60, anomalous since {_clock(T0 - 180)}',
-        f'node_cpu_seconds_total{{instance="pg-1:9100"}} score 1.80, anomalous since {_clock(T0 - 180)}',
+        f'likely cause: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_second(T0 - 480)} (peak 3.10)',
+        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 2.60)',
+        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 1.80)',
     ]
+    assert disk_en["augur_cause"] == related[0]
     now, then = f"{_free_percent(T0):.3g}", f"{_free_percent(T0 - 900):.3g}"
     assert related[3] == f"rule expression: {now} at {_clock(T0)} ({then} at {_clock(T0 - 900)})"
     assert len(related) == 4  # normal, other-host and later series are not related
-    assert disk_zh["augur_related"] == disk_en["augur_related"]
+    assert disk_zh["augur_related"].splitlines()[0] == (
+        f'可能原因：node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} 自 {_second(T0 - 480)} 起异常（峰值 3.10）'
+    )
 
     assert "disk.en.md" in disk_en["augur_runbook"] and "disk.zh.md" in disk_zh["augur_runbook"]
     assert disk_en["augur_summary"] == (
         "Disk: Filesystem has less than 20% space left on pg-1; /var/lib/postgresql 3.52%; "
         f"at {now} % (was {then} % at {_clock(T0 - 900)}), below the 20 % threshold; "
-        f"related: node_disk_io_time_seconds_total "
+        f"likely cause: node_disk_io_time_seconds_total "
         f"anomalous (score 3.1) since {_clock(T0 - 480)} and 2 more."
     )
     assert disk_zh["augur_summary"].startswith(
         "磁盘空间不足，剩余 5%（pg-1）；/var/lib/postgresql；"
     )
     assert (
-        f"相关：node_disk_io_time_seconds_total 自 {_clock(T0 - 480)} 起异常（分数 3.1），另有 2 个序列。"
+        f"可能原因：node_disk_io_time_seconds_total 自 {_clock(T0 - 480)} 起异常（分数 3.1），另有 2 个序列。"
         in disk_zh["augur_summary"]
     )
 
     assert crash["augur_related"].splitlines()[0] == (
-        f'kube_pod_container_status_restarts_total{{pod="api-7d9f8b-x2kq",container="api"}} score 6.00, anomalous since {_clock(T0 - 60)}'
+        f'likely cause: kube_pod_container_status_restarts_total{{pod="api-7d9f8b-x2kq",container="api"}} anomalous since {_second(T0 - 60)} (peak 6.00)'
     )
     assert "rule expression" not in crash["augur_related"]  # Prometheus has no such series
     assert "availability-crashloop.en.md" in crash["augur_runbook"]
     assert crash["augur_summary"].startswith(
-        "Availability: Pod is crash looping on shop/api-7d9f8b-x2kq; related:"
+        "Availability: Pod is crash looping on shop/api-7d9f8b-x2kq; likely cause:"
     )
 
     assert "security-certificate.zh.md" in cert["augur_runbook"]
@@ -311,7 +321,7 @@ async def test_each_batch_reports_how_long_its_model_and_prometheus_stages_took(
     assert [name for name, _ in stages] == ["prometheus"]
 
 
-async def test_an_alert_on_a_score_is_not_related_to_itself(
+async def test_an_alert_on_a_score_names_its_own_series_and_no_later_cause(
     prom: Process, enricher_for: Callable[..., Awaitable[AlertEnricher]]
 ) -> None:
     enricher = await enricher_for(prom.url)
@@ -332,8 +342,15 @@ async def test_an_alert_on_a_score_is_not_related_to_itself(
         ]
     )
     lines = out.annotations["augur_related"].splitlines()
-    assert lines[0].startswith("node_load1") and len(lines) == 3
-    assert lines[2] == f"rule expression: 2.5 at {_clock(T0)}"  # not yet >= 1 15 min before
+    assert lines == [
+        f'this alert\'s series: node_disk_io_time_seconds_total{{instance="pg-1:9100",device="sda"}} anomalous since {_second(T0 - 480)} (peak 3.10)',
+        # They crossed after the alerting series did: related, not its cause.
+        f'related: node_load1{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 2.60)',
+        f'related: node_cpu_seconds_total{{instance="pg-1:9100"}} anomalous since {_second(T0 - 180)} (peak 1.80)',
+        f"rule expression: 2.5 at {_clock(T0)}",  # not yet >= 1 15 min before
+    ]
+    assert "augur_cause" not in out.annotations
+    assert "; related: node_load1 anomalous (score 2.6)" in out.annotations["augur_summary"]
 
 
 async def test_prometheus_stopped_still_enriches_and_says_what_is_missing(
@@ -401,7 +418,7 @@ async def test_text_model_too_slow(
     assert (
         out.annotations["augur_missing"] == "category: the text model did not answer within 0.001 s"
     )
-    assert "相关：node_disk_io_time_seconds_total" in out.annotations["augur_summary"]
+    assert "可能原因：node_disk_io_time_seconds_total" in out.annotations["augur_summary"]
     assert "分类与手册未知（文本模型在 0.001 秒内未响应）" in out.annotations["augur_summary"]
 
 
@@ -484,9 +501,17 @@ def test_ranking_prefers_the_first_to_turn_anomalous_then_the_highest() -> None:
         series("early_high", [(100, 4.0), (115, 0.5)]),
         series("never", [(100, 0.9), (115, float("nan"))]),
     ]
-    ranked = rank_related(result, {"alertname": "X"}, 1.0)
-    assert [(r.metric, r.peak, r.first) for r in ranked] == [
-        ("early_high", 4.0, 100.0),
-        ("early_low", 1.2, 100.0),
-        ("late_high", 9.0, 115.0),
+    ranked = rank_causes(
+        result,
+        {"alertname": "X", "instance": "a"},
+        Entities(instance=("a",)),
+        (),
+        threshold=1.0,
+        step=15,
+        starts_at=130,
+    )
+    assert [(r.metric, r.peak, r.first, r.cause) for r in ranked] == [
+        ("early_high", 4.0, 100.0, True),
+        ("early_low", 1.2, 100.0, True),
+        ("late_high", 9.0, 115.0, False),  # no own series: only the first crossers are claimed
     ]

@@ -61,7 +61,9 @@ async def test_a_start_in_year_one_spoils_nothing_of_its_batch(
         if i != 7:
             assert e.labels["category"] == "disk"
             assert "augur_missing" not in e.annotations, e.annotations
-            assert e.annotations["augur_related"].startswith("node_disk_io_time_seconds_total")
+            assert e.annotations["augur_related"].startswith(
+                "likely cause: node_disk_io_time_seconds_total"
+            )
     # The odd one is still classified and sent with what could be written; the rest is named.
     odd = out[7]
     assert odd.labels["category"] == "disk" and "disk.en.md" in odd.annotations["augur_runbook"]

@@ -255,5 +255,37 @@ async def test_an_older_outbox_is_migrated_and_its_rows_stay_sendable(tmp_path: 
         assert await box.awaiting_count() == 0
         (entry,) = await box.due(A, T0, 10)
         assert entry.labels == {"alertname": "Old"}
+        assert await box.next_settle() is None  # the settle_at column was added
     finally:
         await box.close()
+
+
+async def test_a_settle_time_gives_one_second_look_and_a_changed_one_is_due_again(
+    outbox: Outbox,
+) -> None:
+    await outbox.accept([raw("Same"), raw("Changed")], T0)
+    same, changed = await outbox.awaiting(10)  # in the order accepted
+    notes = {"augur_related": "none: no series", "augur_summary": "s"}
+    stored = await outbox.store_enrichment(
+        [(a.alert_id, a.labels, notes) for a in (same, changed)],
+        T0,
+        {same.alert_id: T0 + 180, changed.alert_id: T0 + 180},
+    )
+    assert stored == 2 and await outbox.next_settle() == T0 + 180
+    assert await outbox.unsettled(T0 + 179, 10) == []  # not before its time
+    await outbox.delivered(A, await outbox.due(A, T0, 10), T0 + 1000)  # re-posted later
+    assert {u.alert_id for u in await outbox.unsettled(T0 + 180, 10)} == {
+        same.alert_id,
+        changed.alert_id,
+    }
+    (look,) = [u for u in await outbox.unsettled(T0 + 180, 10) if u.alert_id == same.alert_id]
+    assert look.enrichment == notes and look.starts_at == STARTS
+    new = {"augur_related": "likely cause: disk", "augur_cause": "likely cause: disk"}
+    updates = {same.alert_id: {"augur_related": "none: no series"}, changed.alert_id: new}
+    assert await outbox.store_settled(updates, T0 + 181) == 1
+    # Each is settled, changed or not: there is no third look.
+    assert await outbox.unsettled(T0 + 10_000, 10) == [] and await outbox.next_settle() is None
+    assert await outbox.store_settled(updates, T0 + 182) == 0
+    (entry,) = await outbox.due(A, T0 + 181, 10)  # only the changed one is due again at once
+    assert entry.alert_id == changed.alert_id
+    assert entry.annotations == {"summary": "disk full", "augur_summary": "s", **new}

@@ -56,14 +56,14 @@ def test_the_schedule_replays_exactly_and_rotates_through_every_injection() -> N
         start = epoch + k * 180
         entry = ROTATION[k % len(ROTATION)]
         assert a.next_injection(start - 100) == (start, entry)
-        assert a.current_or_next(start - 100) == (start, entry)
-        assert a.current_or_next(start) == a.current_or_next(start + entry.duration - 1)
+        assert a.current_or_next(start - 60) == (start, entry)  # the previous one is over
+        assert a.current_or_next(start) == a.current_or_next(start + entry.span - 1)
         assert a.current_or_next(start) == (start, entry)
-        assert a.current_or_next(start + entry.duration)[0] == start + 180
+        assert a.current_or_next(start + entry.span)[0] == start + 180
         for t in range(int(start) - 15, int(start) + 180, 5):
             assert a.active(t) is b.active(t)
         active = [t for t in range(int(start), int(start) + 180, 15) if a.active(t) is entry]
-        assert len(active) * 15 == entry.duration
+        assert len(active) * 15 == entry.span
         assert a.active(start - 1) is None
         seen.append(entry)
     assert set(seen) == set(ROTATION)
@@ -89,19 +89,25 @@ def test_the_default_epoch_ties_the_schedule_to_the_wall_clock() -> None:
 
 
 def test_an_injection_disturbs_its_series_only_and_is_exposed_while_active() -> None:
+    chains = 0
     for k, entry in enumerate(ROTATION):
-        t = T0 + k * 180 + 20
-        disturbed = by_series(Workload(epoch=T0).samples_at(t))
-        calm = by_series(Workload(epoch=T0, rotation=()).samples_at(t))
-        changed = {key for key in calm if calm[key] != disturbed[key]}
-        assert changed == {entry.selector}
-        assert disturbed[entry.selector] == pytest.approx(entry.apply(calm[entry.selector]))
-        flags = [s for s in Workload(epoch=T0).samples_at(t) if s.name == INJECTED and s.value]
-        assert [(f.labels["series"], f.labels["kind"]) for f in flags] == [
-            (entry.selector, entry.kind)
-        ]
-        later = Workload(epoch=T0).samples_at(t + entry.duration)
+        start = T0 + k * 180
+        for t in range(int(start), int(start + entry.span), 5):
+            parts = [p for p in entry.parts() if p.delay <= t - start < p.delay + p.duration]
+            disturbed = by_series(Workload(epoch=T0).samples_at(t))
+            calm = by_series(Workload(epoch=T0, rotation=()).samples_at(t))
+            changed = {key for key in calm if calm[key] != disturbed[key]}
+            assert changed == {p.selector for p in parts}
+            for p in parts:
+                assert disturbed[p.selector] == pytest.approx(p.apply(calm[p.selector]))
+            flags = [s for s in Workload(epoch=T0).samples_at(t) if s.name == INJECTED and s.value]
+            assert [(f.labels["series"], f.labels["kind"]) for f in flags] == [
+                (p.selector, p.kind) for p in parts
+            ]
+        later = Workload(epoch=T0).samples_at(start + entry.span)
         assert not [s for s in later if s.name == INJECTED and s.value]
+        chains += len(entry.parts()) > 1
+    assert chains == 1  # the disk burst that slows checkout and raises its errors
 
 
 def test_values_stay_realistic_and_the_disk_never_fills_up() -> None:

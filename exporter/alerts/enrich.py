@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +34,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from exporter.alerts import related_text as rel
+from exporter.alerts.cause import candidate_selector, rank_causes
 from exporter.alerts.facts import Facts, Understood, failure, prometheus_reason
 from exporter.alerts.payloads import (
     CATEGORY_LABEL,
@@ -45,15 +46,15 @@ from exporter.alerts.payloads import (
     bound,
     minimal_enrichment,
 )
-from exporter.alerts.related import expr_reading, rank_related, related_selector
+from exporter.alerts.related import expr_reading
 from exporter.alerts.runbook import runbook_text, runbook_url
-from exporter.alerts.summary import format_clock, format_number, summary
+from exporter.alerts.summary import summary
 from exporter.config.alerts import EnrichConfig
 from exporter.prometheus.client import MatrixSeries, PrometheusClient
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import extract, is_chinese
 from exporter.text.knowledge import KnowledgeBase
-from exporter.text.promql import MetricCatalog, rule_expr
+from exporter.text.promql import MetricCatalog, promql_metric_names, rule_expr
 
 logger = logging.getLogger("augur.enrich")
 
@@ -193,6 +194,23 @@ class AlertEnricher:
             out.append(minimal_enrichment(failed[i]) if i in failed else Enrichment({}, {}))
         return out
 
+    async def resettle(self, alerts: Sequence[tuple[WebhookAlert, str]]) -> list[dict[str, str]]:
+        """The related annotations again for (alert, its `augur_related`); {} when unknown."""
+        todo = [self._facts(alert) for alert, _ in alerts]
+        for f in todo:
+            f.expr = ""  # augur's scores only: the rule's reading stays as first written
+        await self._ask_prometheus(todo)
+        now = self.clock()
+        return [
+            {}
+            if f.related is None or "related" in f.missing
+            else {
+                "augur_related": rel.keep_reading(rel.related_text(f, self.config, now), before),
+                "augur_cause": rel.cause_text(f, now),
+            }
+            for f, (_, before) in zip(todo, alerts, strict=True)
+        ]
+
     def _facts(self, alert: WebhookAlert) -> Facts:
         notes = alert.annotations
         texts = [notes.get("summary", ""), notes.get("description") or notes.get("message", "")]
@@ -200,6 +218,7 @@ class AlertEnricher:
         entities = extract(alert.labels, texts, expr=expr, known_metric=self.catalog.known)
         text = normalize_alert_text(texts[0], texts[1], alert.labels.get("alertname", ""))
         facts = Facts(alert, text, is_chinese(" ".join(texts)), entities, expr)
+        facts.rule_metrics = tuple(promql_metric_names(expr))
         if expr and not alert.augur_authenticated:
             host, host_port = _hosts(alert.generatorURL)
             if not self.trusted_hosts & {host, host_port}:
@@ -255,13 +274,6 @@ class AlertEnricher:
         )
         return list(zip(classes, runbooks, strict=True))
 
-    def _window(self, f: Facts) -> tuple[float, float]:
-        """`related_before` before the alert's start to `related_after` after (not past now)."""
-        cfg, start = self.config, f.alert.startsAt.timestamp()
-        begin = math.floor((start - cfg.related_before) / cfg.related_step) * cfg.related_step
-        end = math.ceil(min(start + cfg.related_after, self.clock()) / cfg.related_step)
-        return begin, max(begin, end * cfg.related_step)
-
     async def _ask_prometheus(self, facts: Sequence[Facts]) -> None:
         cfg = self.config
         plan: list[tuple[Facts, str, tuple[str, float, float, float]]] = []
@@ -307,9 +319,11 @@ class AlertEnricher:
 
     def _plan(self, f: Facts) -> list[tuple[Facts, str, tuple[str, float, float, float]]]:
         cfg, plan = self.config, []
-        if selector := related_selector(f.entities):
+        if selector := candidate_selector(f.entities, f.rule_metrics):
             query = f"max without (detector) ({selector}) >= {cfg.related_min_score:g}"
-            plan.append((f, "related", (query, *self._window(f), cfg.related_step)))
+            plan.append(
+                (f, "related", (query, *rel.related_window(f, cfg, self.clock()), cfg.related_step))
+            )
         if f.expr and not f.expr_not_run:
             # Two points, at the start and `related_before` earlier: a rule over long
             # ranges costs Prometheus a full evaluation per point.
@@ -319,7 +333,15 @@ class AlertEnricher:
 
     def _read_answer(self, f: Facts, what: str, result: list[MatrixSeries]) -> None:
         if what == "related":
-            f.related = rank_related(result, f.alert.labels, self.config.related_min_score)
+            f.related = rank_causes(
+                result,
+                f.alert.labels,
+                f.entities,
+                f.rule_metrics,
+                threshold=self.config.related_min_score,
+                step=self.config.related_step,
+                starts_at=f.alert.startsAt.timestamp(),
+            )
         elif len(result) > self.config.max_expr_series:
             f.missing[what] = (
                 f"the rule expression gave {len(result)} series, more than "
@@ -347,7 +369,8 @@ class AlertEnricher:
         }
         texts: dict[str, Callable[[], str]] = {
             "augur_entities": lambda: f.entities.to_json(ANNOTATION_CHARS),
-            "augur_related": lambda: self._related_text(f, now),
+            "augur_related": lambda: rel.related_text(f, self.config, now),
+            "augur_cause": lambda: rel.cause_text(f, now),
             "augur_runbook": lambda: runbook_text(f, runbook, self.knowledge),
             "augur_summary": lambda: summary(f, now),
         }
@@ -364,33 +387,9 @@ class AlertEnricher:
             notes[MISSING_ANNOTATION] = "; ".join(f"{k}: {r[0]}" for k, r in f.missing.items())
         return Enrichment(
             labels={ENRICHED_LABEL: "true", CATEGORY_LABEL: category},
-            annotations={k: bound(v, ANNOTATION_CHARS) for k, v in notes.items()},
+            annotations={
+                k: bound(v, ANNOTATION_CHARS) for k, v in notes.items() if v or k != "augur_cause"
+            },
+            settle_at=rel.settle_at(f, self.config, now),
         )
 
-    def _related_text(self, f: Facts, now: float) -> str:
-        """One line per related series, most telling first, then the rule's own values."""
-        lines = [
-            f"{r.name()} score {r.peak:.2f}, anomalous since {format_clock(r.first, now)}"
-            for r in (f.related or [])[: self.config.max_related]
-        ]
-        if "related" in f.missing:
-            lines.append(f"unavailable: {f.missing['related'][0]}")
-        elif f.related is None:
-            lines.append("none: the alert names no instance, host, pod or service to look for")
-        elif not f.related:
-            begin, end = self._window(f)
-            e = f.entities
-            lines.append(
-                f"none: no series of {', '.join(e.pod or e.machines() or e.service or e.url)} "
-                f"scored >= {self.config.related_min_score:g} "
-                f"between {format_clock(begin, now)} and {format_clock(end, now)}"
-            )
-        if r := f.reading:
-            lines.append(f"rule expression: {format_number(r.value)} at {format_clock(r.at, now)}")
-            if r.earlier_at < r.at:
-                lines[-1] += f" ({format_number(r.earlier)} at {format_clock(r.earlier_at, now)})"
-        elif "expression" in f.missing:
-            lines.append(f"rule expression unavailable: {f.missing['expression'][0]}")
-        elif f.expr_not_run:
-            lines.append(f"rule expression not run ({f.expr_not_run}): {bound(f.expr, 300)}")
-        return "\n".join(lines)

@@ -47,6 +47,8 @@ class Facts:
     zh: bool
     entities: Entities
     expr: str
+    rule_metrics: tuple[str, ...] = ()
+    """The metric names the rule's expression reads: their scored series are candidates too."""
     understood: Understood | None = None
     related: list[Related] | None = None
     reading: Reading | None = None

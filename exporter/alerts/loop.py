@@ -160,6 +160,7 @@ class AlertLoop:
             timeout=config.webhook.enrich_timeout,
             on_enriched=sender.wake,
             batch=self._batch,
+            chain_window=config.enrich.related_before,
         )
         self.receiver = WebhookReceiver(
             config.webhook,

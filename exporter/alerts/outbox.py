@@ -24,12 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from exporter.alerts.outbox_file import OutboxFile
 from exporter.alerts.outbox_schema import (
     Accepted,
     Awaiting,
@@ -40,7 +39,9 @@ from exporter.alerts.outbox_schema import (
     OutboxUnavailable,
     Record,
     State,
+    Unsettled,
 )
+from exporter.alerts.outbox_settle import SettlingOutbox
 from exporter.self_metrics import StorageMetrics
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "OutboxUnavailable",
     "Record",
     "State",
+    "Unsettled",
 ]
 
 STALE_FIRING_SECONDS = 60.0
@@ -69,7 +71,7 @@ def _json(value: dict[str, str]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-class Outbox(OutboxFile):
+class Outbox(SettlingOutbox):
     """The SQLite outbox; open it with `await Outbox.open(path, replicas)`."""
 
     @classmethod
@@ -198,20 +200,27 @@ class Outbox(OutboxFile):
         return await self._run(awaiting)
 
     async def store_enrichment(
-        self, enriched: Sequence[tuple[int, dict[str, str], dict[str, str]]], now: float
+        self,
+        enriched: Sequence[tuple[int, dict[str, str], dict[str, str]]],
+        now: float,
+        settle: Mapping[int, float] | None = None,
     ) -> int:
         """Store (alert id, enriched labels, augur's annotations) and make those alerts sendable.
 
-        In one durable transaction; returns how many alerts were still awaiting enrichment.
+        `settle` says when an alert's related anomalies are to be looked at once more
+        (`unsettled`). In one durable transaction; returns how many alerts were still awaiting
+        enrichment.
         """
+        settle = settle or {}
 
         def store() -> int:
             done = 0
             for alert_id, labels, augur in enriched:
                 cursor = self._db.execute(
                     "UPDATE outbox_alerts SET labels = ?, enrichment = ?, enriched = 1, "
-                    "source = NULL, version = version + 1 WHERE id = ? AND enriched = 0",
-                    (_json(labels), _json(augur), alert_id),
+                    "source = NULL, settle_at = ?, version = version + 1 "
+                    "WHERE id = ? AND enriched = 0",
+                    (_json(labels), _json(augur), settle.get(alert_id), alert_id),
                 )
                 if cursor.rowcount:
                     done += 1

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS outbox_alerts (
     changed_at    REAL NOT NULL,
     enriched      INTEGER NOT NULL DEFAULT 1,
     source        TEXT,
+    settle_at     REAL,
     UNIQUE (fingerprint, starts_at)
 );
 CREATE TABLE IF NOT EXISTS outbox_deliveries (
@@ -61,6 +62,8 @@ MIGRATIONS = (
     # Outboxes written before enrichment moved behind the webhook hold enriched rows only.
     ("enriched", "ALTER TABLE outbox_alerts ADD COLUMN enriched INTEGER NOT NULL DEFAULT 1"),
     ("source", "ALTER TABLE outbox_alerts ADD COLUMN source TEXT"),
+    # When the related anomalies of an enriched alert are to be looked at once more.
+    ("settle_at", "ALTER TABLE outbox_alerts ADD COLUMN settle_at REAL"),
 )
 
 
@@ -162,3 +165,26 @@ class Awaiting:
     alert_id: int
     labels: dict[str, str]
     source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """An enriched, firing alert whose related anomalies are due to be looked at once more."""
+
+    alert_id: int
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    generator_url: str
+    enrichment: dict[str, str]
+    """augur's annotations as the first enrichment wrote them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """A firing, enriched alert: its labels, start and `augur_entities` (for `chain.py`)."""
+
+    alert_id: int
+    labels: dict[str, str]
+    starts_at: str
+    entities: str

@@ -199,6 +199,8 @@ class Enrichment:
 
     labels: dict[str, str]
     annotations: dict[str, str]
+    settle_at: float | None = None
+    """When to look at the related anomalies once more (unix seconds): enriched too early."""
 
 
 class Enricher(Protocol):

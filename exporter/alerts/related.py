@@ -1,22 +1,20 @@
 """What else went wrong around an alert, as augur's own scores and the rule's expression show it.
 
-The PromQL selector for augur's scores of series sharing the alert's entities, the ranking of the
-anomalous ones among them, and the rule expression's reading at the alert's start.
+A related series (`Related`, found and ranked by `cause.py`), the helpers to read augur's scores,
+and the rule expression's reading at the alert's start.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from exporter.text.entities import Entities
-
-_SCORE = "augur_anomaly_score"
+SCORE = "augur_anomaly_score"
+"""The metric of augur's per-series scores."""
 _NAMING = ("instance", "pod", "service", "node", "device", "mountpoint", "container")
 
 
@@ -27,11 +25,21 @@ class Related:
     labels: Mapping[str, str]
     peak: float
     first: float
+    own: bool = False
+    """The alerting series itself (augur's alert on it, or the rule's metric where it fires)."""
+    share: int = 0
+    """How it shares the alert's entities: `cause.PLACE`, `NAMESPACE` or `METRIC` (only)."""
+    cause: bool = False
+    """Shares a place and turned anomalous at least a step before the alerting series."""
+
+    def marked(self, *, cause: bool) -> Related:
+        """This series, said to be a likely cause or not."""
+        return replace(self, cause=cause)
 
     @property
     def metric(self) -> str:
         """The scored series' metric name (or its query's name)."""
-        return self.labels.get("metric") or self.labels.get("query") or _SCORE
+        return self.labels.get("metric") or self.labels.get("query") or SCORE
 
     def name(self) -> str:
         """`metric{instance="pg-1:9100",device="sda"}`, with the labels that name the series."""
@@ -55,80 +63,33 @@ class Reading:
     earlier_at: float
 
 
-def _rx(value: str) -> str:
+def rx(value: str) -> str:
     """`value` as a literal in an RE2 regex (Python's re.escape writes escapes RE2 refuses)."""
     return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", value)
 
 
-def related_selector(entities: Entities) -> str:
-    """PromQL for augur's scores of series sharing the alert's machines, pods or services.
-
-    Scraped without honor_labels, a series' own `instance` or `pod` is `exported_instance` or
-    `exported_pod`, so both spellings are asked for.
-    """
-    alternatives = {
-        kind: "|".join(_rx(v) for v in values)
-        for kind, values in (
-            ("machine", entities.machines()),
-            ("url", entities.url),
-            ("pod", entities.pod),
-            ("service", entities.service),
-        )
-        if values
-    }
-    labels = {
-        "machine": ("node", "exported_node", "host"),
-        "url": ("instance", "exported_instance"),
-        "pod": ("pod", "exported_pod"),
-        "service": ("service", "exported_service"),
-    }
-    matchers = [
-        f"{label}=~{json.dumps(rx, ensure_ascii=False)}"  # a JSON string is a PromQL string
-        for kind, rx in alternatives.items()
-        for label in labels[kind]
-    ]
-    if "machine" in alternatives:
-        port = json.dumps(f"(?:{alternatives['machine']})(?::[0-9]+)?", ensure_ascii=False)
-        matchers += [f"instance=~{port}", f"exported_instance=~{port}"]
-    return " or ".join(f"{_SCORE}{{{m}}}" for m in matchers)
-
-
-def _points(series: Mapping[str, Any]) -> np.ndarray:
+def points(series: Mapping[str, Any]) -> np.ndarray:
+    """A matrix series' finite (time, value) rows."""
     values = np.asarray(series.get("values", ()), dtype=np.float64).reshape(-1, 2)
     return values[np.isfinite(values[:, 1])]
 
 
-def _within(labels: Mapping[str, str], alert_labels: Mapping[str, str]) -> bool:
+def within(labels: Mapping[str, str], alert_labels: Mapping[str, str]) -> bool:
+    """Whether the alert carries all of a scored series' labels: it is about that series."""
     return all(
         alert_labels.get(k) == v for k, v in labels.items() if k not in ("__name__", "detector")
     )
-
-
-def rank_related(
-    result: Sequence[Mapping[str, Any]], alert_labels: Mapping[str, str], threshold: float
-) -> list[Related]:
-    """Anomalous series, the first to turn anomalous first, then the highest; not the alert's."""
-    out = []
-    for series in result:
-        if _within(series["metric"], alert_labels):
-            continue  # the alert is about this very series, not related to it
-        points = _points(series)
-        anomalous = points[points[:, 1] >= threshold]
-        if len(anomalous):
-            labels = {k: v for k, v in series["metric"].items() if k != "__name__"}
-            out.append(Related(labels, float(anomalous[:, 1].max()), float(anomalous[0, 0])))
-    return sorted(out, key=lambda r: (r.first, -r.peak))
 
 
 def expr_reading(
     result: Sequence[Mapping[str, Any]], alert_labels: Mapping[str, str]
 ) -> Reading | None:
     """The rule's values for this alert's series: the one whose labels the alert carries."""
-    mine = [s for s in result if _within(s["metric"], alert_labels)]
+    mine = [s for s in result if within(s["metric"], alert_labels)]
     if not mine and len(result) == 1:
         mine = list(result)  # the rule's labels replaced the series' own: take the only one
-    points = _points(mine[0]) if mine else np.zeros((0, 2))
-    if not len(points):
+    data = points(mine[0]) if mine else np.zeros((0, 2))
+    if not len(data):
         return None
-    (first_at, first), (last_at, last) = points[0], points[-1]
+    (first_at, first), (last_at, last) = data[0], data[-1]
     return Reading(float(last), float(last_at), float(first), float(first_at))

@@ -52,6 +52,7 @@ _PHRASES = (
         "recovered": "recovered at {} after {}",
         "recovered_head": "Recovered at {} after {} — {}",
         "related": "related: {name} anomalous (score {score:.1f}) since {since}",
+        "cause": "likely cause: {name} anomalous (score {score:.1f}) since {since}",
         "more": " and {} more",
         "unknown": "{} unknown ({})",
         "and": ", ",
@@ -67,6 +68,7 @@ _PHRASES = (
         "recovered": "已于 {} 恢复，持续 {}",
         "recovered_head": "已于 {} 恢复（持续 {}）——{}",
         "related": "相关：{name} 自 {since} 起异常（分数 {score:.1f}）",
+        "cause": "可能原因：{name} 自 {since} 起异常（分数 {score:.1f}）",
         "more": "，另有 {} 个序列",
         "unknown": "{}未知（{}）",
         "and": "、",
@@ -122,13 +124,18 @@ def _recovered(f: Facts, now: float) -> str:
 
 
 def _related_clause(f: Facts, now: float) -> str:
-    """The first related anomaly and how many more, or ``."""
+    """The likely cause (else the first related anomaly) and how many more, or ``.
+
+    The alert's own series is no news and is left out.
+    """
     p = _PHRASES[f.zh]
-    if not f.related:
+    others = [r for r in f.related or () if not r.own]
+    if not others:
         return ""
-    top, more = f.related[0], len(f.related) - 1
-    since = format_clock(top.first, now)
-    text = p["related"].format(name=top.metric, score=top.peak, since=since)
+    top = next((r for r in others if r.cause), others[0])
+    since, more = format_clock(top.first, now), len(others) - 1
+    phrase = p["cause" if top.cause else "related"]
+    text = phrase.format(name=top.metric, score=top.peak, since=since)
     return text + (p["more"].format(more) if more else "")
 
 

@@ -24,20 +24,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from exporter.alerts.chain import FOLLOWS_ANNOTATION, follows
 from exporter.alerts.metrics import AlertMetrics
-from exporter.alerts.outbox import Awaiting, Outbox
+from exporter.alerts.outbox import Awaiting, Outbox, Unsettled
 from exporter.alerts.payloads import (
     ENRICHED_LABEL,
     Enricher,
     Enrichment,
     WebhookAlert,
     bound,
+    format_time,
     merge,
     minimal_enrichment,
 )
+from exporter.text.entities import is_chinese
 
 log = logging.getLogger("augur.enrich")
 
@@ -48,6 +54,17 @@ CONCURRENCY = 4
 MAX_IDLE_SECONDS = 30.0
 ERROR_PAUSE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 2.0
+CHAIN_CANDIDATES = 500
+"""Earlier firing alerts (the latest) a batch is compared with for `augur_follows`."""
+
+
+@runtime_checkable
+class Resettler(Protocol):
+    """An Enricher that can look at an early-enriched alert's related anomalies once more."""
+
+    async def resettle(self, alerts: Sequence[tuple[WebhookAlert, str]]) -> list[dict[str, str]]:
+        """For each (alert, its first `augur_related`), the annotations that replace augur's."""
+        ...
 
 
 class EnrichmentWorker:
@@ -64,6 +81,7 @@ class EnrichmentWorker:
         clock: Callable[[], float] = time.time,
         batch: int = BATCH,
         concurrency: int = CONCURRENCY,
+        chain_window: float = 0.0,
     ) -> None:
         self.outbox = outbox
         self.enricher = enricher
@@ -72,6 +90,8 @@ class EnrichmentWorker:
         self.on_enriched = on_enriched
         self.batch = batch
         self.concurrency = concurrency
+        self.chain_window = chain_window
+        """How long before an alert's start an earlier firing one may be linked (0: never)."""
         self._clock = clock
         self._inflight: set[int] = set()  # alert ids a running batch holds
         self._batches: set[asyncio.Task[None]] = set()
@@ -111,13 +131,15 @@ class EnrichmentWorker:
                 await self._sleep(MAX_IDLE_SECONDS)
                 continue
             try:
+                if await self.run_settle():
+                    continue
                 rows = await self._claim()
             except Exception as exc:
                 log.exception("enrichment_worker_error", extra={"error": str(exc)})
                 await self._sleep(ERROR_PAUSE_SECONDS, stoppable_only=True)
                 continue
             if not rows:
-                await self._sleep(MAX_IDLE_SECONDS)
+                await self._sleep(await self._idle_seconds())
                 continue
             batch = asyncio.create_task(self._batch(rows), name="augur-enrichment-batch")
             self._batches.add(batch)
@@ -155,6 +177,44 @@ class EnrichmentWorker:
         self._inflight.update(row.alert_id for row in rows)
         return rows
 
+    async def _idle_seconds(self) -> float:
+        """Until the next alert's settle time, or MAX_IDLE_SECONDS."""
+        at = await self.outbox.next_settle() if isinstance(self.enricher, Resettler) else None
+        return (
+            MAX_IDLE_SECONDS if at is None else min(MAX_IDLE_SECONDS, max(0.0, at - self._clock()))
+        )
+
+    async def run_settle(self) -> int:
+        """Look once more at the related anomalies of alerts whose settle time has passed.
+
+        Each is looked at once: whatever comes of it (nothing new, Prometheus down, an error),
+        it is settled; a changed annotation makes the alert due to every replica again.
+        Returns how many alerts were looked at.
+        """
+        if not isinstance(self.enricher, Resettler):
+            return 0
+        rows = await self.outbox.unsettled(self._clock(), self.batch)
+        if not rows:
+            return 0
+        alerts = [(row, _unsettled_alert(row)) for row in rows]
+        todo = [
+            (row.alert_id, (a, row.enrichment.get("augur_related", ""))) for row, a in alerts if a
+        ]
+        notes: dict[int, dict[str, str]] = {row.alert_id: {} for row in rows}
+        try:
+            if todo:
+                found = await asyncio.wait_for(
+                    self.enricher.resettle([pair for _, pair in todo]), self.timeout
+                )
+                notes.update(zip([i for i, _ in todo], found, strict=True))
+        except Exception as exc:  # the first enrichment stands; it is not tried again
+            log.warning("related_resettle_failed", extra={"alerts": len(todo), "error": repr(exc)})
+        changed = await self.outbox.store_settled(notes, self._clock())
+        log.info("related_resettled", extra={"alerts": len(rows), "changed": changed})
+        if changed and self.on_enriched is not None:
+            self.on_enriched()
+        return len(rows)
+
     async def run_once(self) -> int:
         """Enrich and store one batch of accepted alerts; returns how many there were."""
         rows = await self._claim()
@@ -170,6 +230,11 @@ class EnrichmentWorker:
             readable = [(i, a) for i, a in parsed.items() if a is not None]
             started = time.perf_counter()
             enrichments = await self._enrich(readable)
+            if self.chain_window:
+                try:
+                    enrichments = await self._link(readable, enrichments)
+                except Exception as exc:  # a missing link must not hold the alerts back
+                    log.warning("alert_chain_failed", extra={"error": repr(exc)})
             self.metrics.enrich_duration.observe(time.perf_counter() - started)
             unreadable = minimal_enrichment("the stored source alert could not be read")
             results = []
@@ -181,11 +246,36 @@ class EnrichmentWorker:
                     results.append((row.alert_id, labels, unreadable.annotations))
                 else:
                     results.append((row.alert_id, *merge(alert, enrichments[row.alert_id])))
-            stored = await self.outbox.store_enrichment(results, self._clock())
+            settle = {i: e.settle_at for i, e in enrichments.items() if e.settle_at is not None}
+            stored = await self.outbox.store_enrichment(results, self._clock(), settle)
             self.metrics.enriched.inc(stored)
             if stored and self.on_enriched is not None:
                 self.on_enriched()
         self.metrics.awaiting.set(await self.outbox.awaiting_count())
+
+    async def _link(
+        self, alerts: Sequence[tuple[int, WebhookAlert]], enrichments: dict[int, Enrichment]
+    ) -> dict[int, Enrichment]:
+        """Add `augur_follows` (the first links of a chain) to the enrichments that have one."""
+        if not alerts:
+            return enrichments
+        starts = [a.startsAt.timestamp() for _, a in alerts]
+        begin = datetime.fromtimestamp(min(starts) - self.chain_window, UTC)
+        end = datetime.fromtimestamp(max(starts), UTC)
+        earlier = await self.outbox.firing_between(
+            format_time(begin), format_time(end), CHAIN_CANDIDATES
+        )
+        now, out = self._clock(), dict(enrichments)
+        for i, alert in alerts:
+            e = enrichments[i]
+            if not earlier or "augur_entities" not in e.annotations:
+                continue
+            zh = is_chinese(" ".join(alert.annotations.values()))
+            entities = e.annotations["augur_entities"]
+            line = follows(alert, entities, earlier, window=self.chain_window, now=now, zh=zh)
+            if line:
+                out[i] = replace(e, annotations={**e.annotations, FOLLOWS_ANNOTATION: line})
+        return out
 
     async def _enrich(self, alerts: Sequence[tuple[int, WebhookAlert]]) -> dict[int, Enrichment]:
         if not alerts:
@@ -217,4 +307,19 @@ def _source(row: Awaiting) -> WebhookAlert | None:
     except ValidationError as exc:
         # Cannot happen for rows this version wrote; it must not hold the alert back forever.
         log.error("stored_alert_unreadable", extra={"alert_id": row.alert_id, "error": str(exc)})
+        return None
+
+
+def _unsettled_alert(row: Unsettled) -> WebhookAlert | None:
+    """The source alert again, from what the outbox kept of an enriched one."""
+    labels = {k: v for k, v in row.labels.items() if k != ENRICHED_LABEL}
+    try:
+        return WebhookAlert(
+            status="firing",
+            labels=labels,
+            annotations=row.annotations,
+            startsAt=row.starts_at,  # pydantic parses the stored RFC 3339
+            generatorURL=row.generator_url,
+        )
+    except ValidationError:
         return None

@@ -68,6 +68,12 @@ class EnrichConfig(Strict):
     related_before: Duration = Field(900.0, ge=0)
     related_after: Duration = Field(300.0, ge=0)
     related_step: Duration = Field(15.0, gt=0)
+    related_settle: Duration = Field(180.0, ge=0)
+    """How long after an alert's start its related anomalies are complete enough: an alert
+    enriched sooner has them looked at once more then, and re-posted. Rules and augur's scores
+    do not cross at the same second: a score is known up to a poll interval (60 s) plus a
+    scrape of augur (<= 60 s) after the sample that made it anomalous, plus a step of the
+    range query; 180 s covers that. 0 turns the second look off."""
     related_min_score: float = Field(1.0, ge=0)
     max_related: int = Field(5, ge=0, le=50)
     metric_names_ttl: Duration = Field(300.0, gt=0)

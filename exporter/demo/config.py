@@ -33,6 +33,10 @@ QUERIES_YAML = """\
 - {name: cpu_usage, expr: demo_cpu_usage_ratio, labels: [metric, instance], direction: up}
 - {name: disk_used, expr: demo_disk_used_ratio, labels: [metric, instance, device, mountpoint],
    direction: up}
+- {name: disk_io, expr: demo_disk_io_utilization_ratio, labels: [metric, instance, service],
+   direction: up}
+- {name: http_errors, expr: demo_http_errors_per_second, labels: [metric, instance, service],
+   direction: up}
 """
 
 # AugurAnomaly is the shipped rule (deploy/k8s/base/augur-prometheusrule.yaml) in the demo's

@@ -80,8 +80,14 @@ def format_alert(alert: Mapping[str, Any], arrived: float) -> str:
         f"  category  {category} (confidence {notes.get('augur_confidence', '?')})",
         f"  summary   {_cut(notes.get('augur_summary') or '-', 4 * _WIDTH)}",
         f"  related   {_related(notes.get('augur_related', ''))}",
-        f"  runbook   {_cut(runbook)}",
     ]
+    if cause := notes.get("augur_cause"):
+        lines.append(f"  cause     {_cut(cause.removeprefix('likely cause: '))}")
+    if earlier := notes.get("augur_follows"):
+        lines += [
+            f"  follows   {_cut(link.removeprefix('follows: '))}" for link in earlier.splitlines()
+        ]
+    lines.append(f"  runbook   {_cut(runbook)}")
     if missing := notes.get("augur_missing"):
         lines.append(f"  missing   {_cut(missing)}")
     return "\n".join(lines)

@@ -349,6 +349,9 @@ What to look at
     Alertmanager. augur runs its shipped default detector, with no filters; an alert on a
     series that was not disturbed is a false positive. Two hand-written rules fire as well:
     HighRequestLatency on checkout's latency jump, DiskWillFillIn1Hour on the disk fill burst.
+  * One disturbance is a causal chain: a disk burst on checkout's host (app-1), then checkout's
+    latency 30 s later, then its errors. Their enriched alerts name the disk as the "cause"
+    (the first series of their place to turn anomalous) and "follow" the earlier alerts.
   * Alertmanager sends each alert to augur, which enriches it (category, entities, related
     anomalies, runbook, a one-sentence summary) and posts it back with augur_enriched="true";
     that label routes it to the demo's receiver. Each enriched alert is printed below as it

@@ -39,6 +39,8 @@ HELP = {
     "demo_http_request_duration_seconds": "99th percentile request latency (demo workload).",
     "demo_cpu_usage_ratio": "Share of CPU time busy, 0..1 (demo workload).",
     "demo_disk_used_ratio": "Share of the filesystem used, 0..1 (demo workload).",
+    "demo_disk_io_utilization_ratio": "Share of time the disk was busy, 0..1 (demo workload).",
+    "demo_http_errors_per_second": "Requests answered with a 5xx per second (demo workload).",
     INJECTED: "1 while the demo workload disturbs this series on purpose, else 0.",
 }
 """The HELP text of each metric the workload serves."""
@@ -62,6 +64,20 @@ class Injection:
     amount: float
     """A factor for spike, drop and latency_jump; an offset for level_shift and fill_burst."""
     duration: float
+    delay: float = 0.0
+    """Seconds after its entry of the rotation starts that this one does (for effects)."""
+    effects: tuple[Injection, ...] = ()
+    """What this disturbance causes in turn, each `delay` seconds after it starts: a causal
+    chain, whose enriched alerts should name this one as their likely cause."""
+
+    def parts(self) -> tuple[Injection, ...]:
+        """This injection and its effects, in the order they start."""
+        return (self, *sorted(self.effects, key=lambda e: e.delay))
+
+    @property
+    def span(self) -> float:
+        """Seconds from its start to the end of its last part."""
+        return max(p.delay + p.duration for p in self.parts())
 
     @property
     def selector(self) -> str:
@@ -75,11 +91,37 @@ class Injection:
         return value * self.amount
 
 
+CHECKOUT_HOST = (("instance", "app-1"), ("service", "checkout"))
+"""The disk checkout runs on: its series carries the service it serves, as a target label would."""
+
 ROTATION: tuple[Injection, ...] = (
     Injection("demo_http_requests_per_second", (("service", "search"),), "spike", 2.6, 60),
     Injection("demo_cpu_usage_ratio", (("instance", "app-2"),), "level_shift", 0.45, 60),
+    # A causal chain: a disk burst on checkout's host slows checkout, which then fails more.
     Injection(
-        "demo_http_request_duration_seconds", (("service", "checkout"),), "latency_jump", 4, 60
+        "demo_disk_io_utilization_ratio",
+        CHECKOUT_HOST,
+        "level_shift",
+        0.45,
+        90,
+        effects=(
+            Injection(
+                "demo_http_request_duration_seconds",
+                (("service", "checkout"),),
+                "latency_jump",
+                4,
+                60,
+                delay=30,
+            ),
+            Injection(
+                "demo_http_errors_per_second",
+                (("service", "checkout"),),
+                "spike",
+                3.0,
+                45,
+                delay=45,
+            ),
+        ),
     ),
     Injection(
         "demo_disk_used_ratio",
@@ -93,7 +135,8 @@ ROTATION: tuple[Injection, ...] = (
     Injection("demo_http_request_duration_seconds", (("service", "auth"),), "latency_jump", 6, 45),
     Injection("demo_http_requests_per_second", (("service", "auth"),), "spike", 2.2, 45),
 )
-"""Eight entries, so a series is disturbed at most once every 24 minutes."""
+"""Eight entries, so a series is disturbed at most once every 24 minutes (the third a chain of
+three series)."""
 
 
 def _daily(t: float) -> float:
@@ -112,6 +155,11 @@ def _latency(p99: float) -> Callable[[float, float], float]:
 
 def _cpu(base: float) -> Callable[[float, float], float]:
     return lambda t, z: base + 0.12 * _daily(t) + 0.045 * z
+
+
+def _busy(base: float) -> Callable[[float, float], float]:
+    # A disk's busy share follows the traffic less than CPU does and is steadier.
+    return lambda t, z: base + 0.06 * _daily(t) + 0.02 * z
 
 
 def _disk(base: float, fill: float, cycle: float, phase: float) -> Callable[[float, float], float]:
@@ -141,6 +189,8 @@ SERIES: tuple[_Series, ...] = (
         _Series("demo_cpu_usage_ratio", (("instance", name),), _cpu(base), ceiling=1.0)
         for name, base in (("app-1", 0.30), ("app-2", 0.36), ("app-3", 0.42))
     ),
+    _Series("demo_disk_io_utilization_ratio", CHECKOUT_HOST, _busy(0.22), ceiling=1.0),
+    _Series("demo_http_errors_per_second", (("service", "checkout"),), _requests(1.5)),
     _Series(
         "demo_disk_used_ratio",
         (("device", "sda1"), ("mountpoint", "/")),
@@ -200,7 +250,16 @@ class Workload:
             return None
         k = math.floor((b - self.epoch) / self.period)
         entry = self.rotation[k % len(self.rotation)]
-        return entry if b - (self.epoch + k * self.period) < entry.duration else None
+        return entry if b - (self.epoch + k * self.period) < entry.span else None
+
+    def disturbed(self, t: float) -> tuple[Injection, ...]:
+        """The parts of the active injection (it, its effects) disturbing their series at `t`."""
+        b = self.bucket(t)
+        entry = self.active(b)
+        if entry is None:
+            return ()
+        start = self.epoch + math.floor((b - self.epoch) / self.period) * self.period
+        return tuple(p for p in entry.parts() if 0 <= b - start - p.delay < p.duration)
 
     def next_injection(self, t: float) -> tuple[float, Injection]:
         """When the first injection starting at or after `t` starts, and which it is."""
@@ -220,18 +279,20 @@ class Workload:
         """Every series' value at `t`, stamped `t`: the same for live scrapes and history."""
         b = self.bucket(t)
         n = round(b / self.resolution)
-        injection = self.active(b)
+        disturbed = {p.selector: p for p in self.disturbed(b)}
         out = []
         for s in SERIES:
             key = selector(s.metric, s.labels)
             value = s.value(b, _normal(key, n))
-            if injection is not None and injection.selector == key:
-                value = injection.apply(value)
+            if key in disturbed:
+                value = disturbed[key].apply(value)
             value = min(max(value, 0.0), s.ceiling)
             out.append(Sample(s.metric, dict(s.labels), t, value))
+        flagged = {id(p) for p in disturbed.values()}
         for entry in self.rotation:
-            labels = {"series": entry.selector, "kind": entry.kind}
-            out.append(Sample(INJECTED, labels, t, 1.0 if entry is injection else 0.0))
+            for part in entry.parts():
+                labels = {"series": part.selector, "kind": part.kind}
+                out.append(Sample(INJECTED, labels, t, 1.0 if id(part) in flagged else 0.0))
         return out
 
     def live(self) -> list[Sample]:
