@@ -110,13 +110,21 @@ class Head:
         return np.asarray(np.argmax(self.logits(x), axis=1))
 
 
-def train_head(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float) -> Head:
+def train_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    l2: float,
+    sample_weight: np.ndarray | None = None,
+) -> Head:
     """Class-balanced multinomial logistic regression, solved to convergence by L-BFGS.
 
     The problem is convex and solved to its optimum, so the head does not depend on rounding,
     BLAS threads or summation order, and neither does the L2 penalty the dev set picks (a
     first-order loop stopped early does: docs/model-card.md). Features are standardised for
     the solver and the scaling is then folded into the weights, so serving is one product.
+    `sample_weight` scales single texts (the build's weight of the silver-labelled corpus);
+    the classes are balanced on the weighted counts.
     """
     from scipy.optimize import minimize
 
@@ -125,9 +133,10 @@ def train_head(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float) -> Head:
     sigma = x.std(axis=0) + 1e-6
     z = (x - mu) / sigma
     n, d = z.shape
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    extra = np.ones(n) if sample_weight is None else sample_weight.astype(np.float64)
+    counts = np.bincount(y, weights=extra, minlength=n_classes)
     # balanced weights: every class contributes equally, which is what macro-F1 rewards
-    sample_w = (n / (n_classes * np.maximum(counts, 1)))[y]
+    sample_w = extra * (extra.sum() / (n_classes * np.maximum(counts, 1e-9)))[y]
     onehot = np.eye(n_classes)[y]
 
     def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
