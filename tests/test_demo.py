@@ -51,8 +51,8 @@ DURATION = 150.0
 ENRICH_TIMEOUT = 60.0
 # The fixed set of docs/alertmanager.md, spelled out: the test checks the model against it.
 CATEGORIES = {
-    "cpu", "memory", "disk", "network", "availability", "latency", "errors", "saturation",
-    "security", "data_integrity", "deployment", "hardware", "other",
+    "cpu", "memory", "disk", "network", "availability", "latency", "traffic", "errors",
+    "saturation", "security", "data_integrity", "deployment", "hardware", "other",
 }  # fmt: skip
 
 

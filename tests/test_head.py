@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from exporter.modelbuild.train import train_head
+from exporter.modelbuild.train import corpus_label, train_head
 
 
 def _blobs(
@@ -28,12 +29,12 @@ def test_head_is_the_optimum_not_an_accident_of_order() -> None:
     # The loss is convex: a converged solver gives the same head for any row order. An
     # optimiser stopped early (the Adam loop this replaced) does not, and then the figures of a
     # rebuild depend on BLAS threads and summation order.
-    # Shaped like the real problem: 13 classes, 384 dimensions, few texts per class, weak L2
+    # Shaped like the real problem: 14 classes, 384 dimensions, few texts per class, weak L2
     # (the Adam loop's weights differed by 6e-2 here; the solver's do not).
-    x, y = _blobs(1, n_per_class=15, dim=384, classes=13, noise=1.5)
+    x, y = _blobs(1, n_per_class=15, dim=384, classes=14, noise=1.5)
     order = np.random.default_rng(2).permutation(len(y))
-    a = train_head(x, y, 13, l2=0.003)
-    b = train_head(x[order], y[order], 13, l2=0.003)
+    a = train_head(x, y, 14, l2=0.003)
+    b = train_head(x[order], y[order], 14, l2=0.003)
     assert np.allclose(a.weight, b.weight, atol=1e-3)
     assert np.allclose(a.bias, b.bias, atol=1e-3)
 
@@ -43,3 +44,20 @@ def test_balanced_weights_keep_a_small_class() -> None:
     keep = (y != 3) | (np.arange(len(y)) % 8 == 0)  # class 3 down to 5 examples
     head = train_head(x[keep], y[keep], 4, l2=0.01)
     assert np.mean(head.predict(x[y == 3]) == 3) > 0.8
+
+
+@pytest.mark.parametrize(
+    ("category", "text", "label"),
+    [
+        ("saturation", "MySQL High QPS. MySQL is being overload with unusual QPS (> 10k QPS).", "traffic"),
+        ("other", "Istio low total request rate. Global request rate in the mesh is unusually low.", "traffic"),
+        ("saturation", "CloudWatch exporter is making N API calls per minute to namespace ns.", "traffic"),
+        # how the service copes with demand keeps its corpus label
+        ("errors", "Too many connection errors to proxy backend (> 100 req/s).", "errors"),
+        ("saturation", "Gate is throttling API requests (N throttled requests per second).", "saturation"),
+        ("latency", "Thanos Receive has a 99th percentile latency of N seconds for requests.", "latency"),
+        ("network", "WireGuard peer on interface wg0 has had no traffic for 15 minutes.", "network"),
+    ],
+)  # fmt: skip
+def test_corpus_request_rate_rules_become_traffic(category: str, text: str, label: str) -> None:
+    assert corpus_label(category, text) == label

@@ -92,6 +92,12 @@ def _cases() -> list[tuple[str, str, str]]:
         ("Host out of memory", "Node memory is filling up (< 10% left) on db-01", "memory.en.md"),
         ("网卡 eth0 丢包率过高", "", "network.zh.md"),
         ("接口 P99 响应时间超过 3 秒", "", "latency.zh.md"),
+        (
+            "Request rate of checkout-api dropped by 85%",
+            "checkout-api serves 52 req/s against 350 req/s at this hour last week.",
+            "traffic.en.md",
+        ),
+        ("搜索服务请求量突增，QPS 达到平时的 4 倍", "", "traffic.zh.md"),
         ("HTTP 5xx error rate of checkout-api is 14%", "", "errors.en.md"),
         ("数据库备份任务失败", "", "data_integrity.zh.md"),
         ("Helm release billing upgrade failed", "", "deployment.en.md"),

@@ -268,7 +268,7 @@ async def test_reload_swaps_in_new_files(model_copy: Path, executor: ThreadPoolE
     )
     assert [r.category for r in model.classify([CPU_TEXT, DISK_TEXT_ZH])] == ["cpu", "disk"]
     assert len(seen) == 1 and seen[0][0] > 0 and seen[0][1] == 2
-    assert (model.name, model.dim, len(model.labels)) == ("augur-alert-e5-small", 384, 13)
+    assert (model.name, model.dim, len(model.labels)) == ("augur-alert-e5-small", 384, 14)
     old_sha, old_instance = model.sha256, model.current
 
     swap_head_rows(model_copy, "cpu", "disk")

@@ -37,6 +37,7 @@ _WORDS = {
     "network": ("Network", "网络"),
     "availability": ("Availability", "可用性"),
     "latency": ("Latency", "延迟"),
+    "traffic": ("Traffic", "流量"),
     "errors": ("Errors", "错误"),
     "saturation": ("Saturation", "资源饱和"),
     "security": ("Security", "安全"),

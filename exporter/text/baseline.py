@@ -54,6 +54,13 @@ KEYWORD_RULES: tuple[tuple[str, str], ...] = (
         r"latency|slow|response time|\bp9[59]\b|duration|timeout|timed out|\blag\b|delay|"
         r"too long",
     ),
+    # added with the `traffic` category (issue 13), written before its test texts were read
+    (
+        "traffic",
+        r"\b(request|query|queries|message|event|call)s?\b.{0,30}\b(rate|volume|per (second|minute)"
+        r"|spike|surge|drop)|\bqps\b|\brps\b|req/s|msg/s|traffic (spike|surge|drop)|"
+        r"no (incoming )?(requests|traffic|messages)",
+    ),
     (
         "availability",
         r"\bdown\b|unavailable|unreachable|crash|restart|not ready|health.?check|absent|"

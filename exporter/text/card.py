@@ -135,6 +135,7 @@ _ABBREV = {
     "network": "net",
     "availability": "avail",
     "latency": "lat",
+    "traffic": "traf",
     "errors": "err",
     "saturation": "sat",
     "security": "sec",

@@ -23,6 +23,7 @@ CATEGORIES = (
     "network",
     "availability",
     "latency",
+    "traffic",
     "errors",
     "saturation",
     "security",
