@@ -340,7 +340,7 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=worker_batch, help="alerts per enricher call (worker)"
     )
-    parser.add_argument("--model-workers", type=int, default=1, help="model.workers")
+    parser.add_argument("--model-workers", type=int, default=2, help="model.workers")
     parser.add_argument("--model-threads", type=int, default=1, help="model.threads")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--closed", type=int, default=0, help=argparse.SUPPRESS)

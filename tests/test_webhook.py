@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from exporter.alerts.payloads import (
     fingerprint,
 )
 from exporter.alerts.webhook import WebhookReceiver
-from exporter.config.alerts import AlertmanagerConfig, WebhookConfig
+from exporter.config.alerts import AlertmanagerConfig, ModelConfig, WebhookConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.root import Config, WebConfig
 
@@ -512,3 +513,35 @@ def test_alertmanager_settings() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
         WebhookConfig.model_validate({"max_body_byte": 10})
     assert WebhookConfig.model_validate({"enrich_timeout": "500ms"}).enrich_timeout == 0.5
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_model_calls_run_model_workers_at_once(
+    tmp_path: Path, registry: CollectorRegistry, workers: int
+) -> None:
+    # model.workers calls of the text model may run at once: two that wait for each other
+    # finish only when there are two threads.
+    config = Config(
+        prometheus=PrometheusConfig(url="http://127.0.0.1:1"),
+        alertmanager=AlertmanagerConfig(urls=[REPLICA]),
+        model=ModelConfig(workers=workers),
+    )
+    loop = AlertLoop(
+        config,
+        registry,
+        enricher=LabelEnricherDouble(),
+        outbox=tmp_path / "outbox.db",
+        enrich=False,
+        send=False,
+    )
+    await loop.start()
+    try:
+        assert loop.model_executor is not None
+        meet = threading.Barrier(2, timeout=2.0)
+        running = asyncio.get_running_loop()
+        calls = [running.run_in_executor(loop.model_executor, meet.wait) for _ in range(2)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        met = not any(isinstance(r, BaseException) for r in results)
+        assert met is (workers == 2), results
+    finally:
+        await loop.stop()
