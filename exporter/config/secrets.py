@@ -48,7 +48,8 @@ SecretFile = Annotated[Path, AfterValidator(_secret_file)]
 """A file holding one secret; validated by reading it."""
 
 
-def _ca_bundle(path: Path) -> Path:
+def check_ca_file(path: Path) -> None:
+    """ValueError unless `path` is a PEM file of CA certificates TLS can load."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_verify_locations(cafile=str(path))
@@ -57,6 +58,10 @@ def _ca_bundle(path: Path) -> Path:
         raise ValueError(f"{path} holds no usable PEM certificate ({reason})") from None
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _ca_bundle(path: Path) -> Path:
+    check_ca_file(path)
     return path
 
 

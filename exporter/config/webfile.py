@@ -24,6 +24,7 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from exporter.config.base import Strict, located
+from exporter.config.secrets import check_ca_file
 
 ClientAuth = Literal[
     "NoClientCert",
@@ -161,15 +162,11 @@ def check_key_pair(cert_file: Path, key_file: Path, where: str = "") -> None:
 
 
 def check_client_ca(path: Path) -> None:
-    """ValueError unless `path` holds a PEM CA certificate."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    """ValueError unless `path` holds a PEM CA certificate (the upstreams' own check)."""
     try:
-        context.load_verify_locations(cafile=str(path))
-    except ssl.SSLError as exc:
-        reason = exc.reason or exc
-        raise ValueError(f"client_ca_file: {path} holds no PEM certificate ({reason})") from None
-    except OSError as exc:
-        raise ValueError(f"client_ca_file: {path}: {exc.strerror or exc}") from None
+        check_ca_file(path)
+    except ValueError as exc:
+        raise ValueError(f"client_ca_file: {exc}") from None
 
 
 class HTTPServerConfig(Strict):
