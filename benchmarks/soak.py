@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from bench_load import proc_memory  # the sibling benchmark's, run from this folder
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.alerts.payloads import format_time
@@ -46,17 +47,6 @@ from exporter.alerts.payloads import format_time
 SAMPLE_SECONDS = 30.0
 REPOST_SECONDS = 30.0
 AUGUR_LABELS = ("augur_enriched", "category")
-
-
-def proc_memory(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB; (0, 0) once it is gone."""
-    values = {"VmRSS": 0.0, "VmHWM": 0.0}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in values:
-                values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
 
 
 def metrics(text: str, names: tuple[str, ...]) -> dict[str, float]:
