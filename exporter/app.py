@@ -34,6 +34,7 @@ from exporter.detectors.arima import fit as arima
 from exporter.prometheus.client import PrometheusClient, make_session
 from exporter.scoring.board import DetectorCollector, ScoreBoard, ScoreCollector
 from exporter.scoring.poller import Poller
+from exporter.scoring.shard import Shard
 from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
 from exporter.sqlite_files import unwritable
@@ -179,6 +180,10 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
                 "defaults": ", ".join(q.name for q in queries),
             },
         )
+    shard = Shard.from_config(config.shard)
+    app[METRICS].set_shard(shard.index, shard.count)
+    if shard.count > 1:
+        log.info("sharded", extra={"index": shard.index, "count": shard.count})
     poller = Poller(
         queries,
         app[CLIENT],
@@ -189,6 +194,7 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
         cpu_timeout=config.poll.cpu_timeout,
         store=app[STORE],
         snapshot_interval=config.state.snapshot_interval,
+        owns=shard.filter(),
     )
     app[POLLER] = poller
     app[HEALTH].poller = poller

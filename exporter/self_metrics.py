@@ -177,6 +177,19 @@ class SelfMetrics:
             registry=registry,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.shard_info = Gauge(
+            "augur_shard_info",
+            "This replica's share of every query's series: those whose label-set hash modulo "
+            "count is index (exporter/scoring/shard.py); always 1.",
+            ["index", "count"],
+            registry=registry,
+        )
+        self.set_shard(0, 1)
+
+    def set_shard(self, index: int, count: int) -> None:
+        """Say which shard this process is (`augur_shard_info{index="0",count="1"}` alone)."""
+        self.shard_info.clear()
+        self.shard_info.labels(str(index), str(count)).set(1)
 
     def init_query(self, query: str) -> None:
         """Create the query's children so counters start at 0 rather than appearing later."""

@@ -25,6 +25,8 @@ _OVERRIDES: dict[str, tuple[str, ...]] = {
     "log_level": ("log", "level"),
     "log_format": ("log", "format"),
     "state_path": ("state", "path"),
+    "shard_count": ("shard", "count"),
+    "shard_index": ("shard", "index"),
 }
 
 
@@ -67,6 +69,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state.path", dest="state_path", metavar="FILE", help="SQLite file for detector state"
+    )
+    parser.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        metavar="N",
+        help="replicas splitting every query's series between them (default 1: all of them)",
+    )
+    parser.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        metavar="I",
+        help="this replica's share, 0 to N-1, or from-hostname: the StatefulSet ordinal at the "
+        "end of the pod name (augur-2 -> 2)",
     )
     parser.add_argument(
         "--log.level", dest="log_level", choices=["debug", "info", "warning", "error"]

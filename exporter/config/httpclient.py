@@ -9,7 +9,9 @@ missing key or a client certificate that does not match its key is a configurati
 from __future__ import annotations
 
 import base64
+import re
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import field_validator, model_validator
@@ -113,3 +115,48 @@ def one_credential(given: dict[str, object], upstream: str) -> None:
     if len(names) > 1:
         listed = ", ".join(names[:-1]) + " and " + names[-1]
         raise ValueError(f"{listed} are set; keep only one ({upstream} takes one credential)")
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+RESERVED_HEADERS = {
+    "authorization": "set bearer_token_file or basic_auth instead",
+    "host": "augur sends the URL's host",
+    "content-type": "augur sets it",
+    "content-length": "augur sets it",
+    "content-encoding": "augur sets it",
+    "transfer-encoding": "augur sets it",
+    "accept": "augur reads JSON only",
+    "accept-encoding": "set compression instead",
+    "user-agent": "augur names itself",
+    "connection": "a hop-by-hop header",
+}
+"""Headers `headers` may not set, with why (lower case)."""
+
+
+def string_map(value: object) -> object:
+    """A mapping from YAML, or `name=value,name=value` from the environment, as str -> str.
+
+    YAML reads `partial_response: false` as a boolean; the request wants the word.
+    """
+    if isinstance(value, str):
+        out: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, text = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected name=value pairs separated by commas, got {item!r}")
+            out[name.strip()] = text.strip()
+        return out
+    if isinstance(value, Mapping):
+        return {k: str(v).lower() if isinstance(v, bool) else v for k, v in value.items()}
+    return value
+
+
+def check_header(name: str, value: str | None = None) -> None:
+    """ValueError unless `name` (and `value`) can be sent as an extra request header."""
+    if not _TOKEN.match(name):
+        raise ValueError(f"{name!r} is not a valid HTTP header name")
+    why = RESERVED_HEADERS.get(name.lower())
+    if why is not None:
+        raise ValueError(f"{name}: this header cannot be set here ({why})")
+    if value is not None and any(c in value for c in "\r\n\0"):
+        raise ValueError(f"{name}: a header value cannot hold a line break or NUL")

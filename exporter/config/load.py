@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from exporter.config.base import ConfigError, located
 from exporter.config.root import Config
 from exporter.config.secrets import secrets_context
+from exporter.config.shard import HOSTNAME_KEY, hostname
 from exporter.config.yamlsafe import safe_yaml
 
 ENV_PREFIX = "AUGUR_"
@@ -112,7 +113,10 @@ def load(
         if override is not None:
             _set(data, path_, override)
     try:
-        config = Config.model_validate(data, context=secrets_context(environ))
+        # The host name is read once, here, so `shard.index: from-hostname` sees the
+        # environment `load` was given.
+        context = {**secrets_context(environ), HOSTNAME_KEY: hostname(environ)}
+        config = Config.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(located(exc.errors()), source) from None
     problems = check_files(config)

@@ -1,9 +1,12 @@
-"""Prometheus (or Thanos, Mimir): where it is, the limits of the calls, credentials and TLS.
+"""Prometheus (or Thanos, Mimir, VictoriaMetrics): where it is, the limits of the calls,
+credentials, TLS, and the extra headers and parameters some of them need.
 
 Credentials are resolved while the model validates: the secret files are read, the
 environment's (`SECRET_ENV`, handed over by `exporter.config.load`) are taken, and more than
 one credential for Prometheus, from whatever source, is an error. The values are kept out of
-the model's fields and repr; `bearer_token()` and `basic_auth_password()` return them.
+the model's fields and repr; `bearer_token()` and `basic_auth_password()` return them. So are
+the values of `header_files` (a tenant header may be a secret); `request_headers()` returns
+them with `headers`.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BeforeValidator,
     Field,
     PrivateAttr,
     ValidationInfo,
@@ -24,10 +28,18 @@ from pydantic import (
 
 from exporter.config.base import Strict
 from exporter.config.durations import Duration
-from exporter.config.httpclient import TLS, BasicAuth, one_credential
+from exporter.config.httpclient import TLS, BasicAuth, check_header, one_credential, string_map
 from exporter.config.secrets import SECRET_ENV, SecretFile, env_secret, read_secret
 
 __all__ = ["TLS", "BasicAuth", "PrometheusConfig"]
+
+StringMap = Annotated[dict[str, str], BeforeValidator(string_map)]
+"""Names to values; from the environment as `name=value,name=value`."""
+FileMap = Annotated[dict[str, SecretFile], BeforeValidator(string_map)]
+"""Names to files each holding one value, read at load."""
+
+# What augur itself sends: an extra parameter must not contradict it.
+_OWN_PARAMS = frozenset({"query", "start", "end", "step", "time", "timeout"})
 
 
 class PrometheusConfig(Strict):
@@ -43,9 +55,16 @@ class PrometheusConfig(Strict):
     bearer_token_file: SecretFile | None = None
     basic_auth: BasicAuth | None = None
     tls: TLS = TLS()
+    headers: StringMap = Field(default_factory=dict)
+    """Extra headers of every request, e.g. Mimir's tenant `X-Scope-OrgID`."""
+    header_files: FileMap = Field(default_factory=dict)
+    """Extra headers whose values are secrets, each read from its file at load."""
+    params: StringMap = Field(default_factory=dict)
+    """Extra URL parameters of every request, e.g. Thanos's `partial_response: false`."""
     # Resolved at validation; never part of the model's fields or repr.
     _bearer_token: str | None = PrivateAttr(default=None)
     _basic_auth_password: str | None = PrivateAttr(default=None)
+    _header_secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("url")
     @classmethod
@@ -61,6 +80,32 @@ class PrometheusConfig(Strict):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            check_header(name, text)
+        return value
+
+    @field_validator("header_files")
+    @classmethod
+    def _header_files(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        for name in value:
+            check_header(name)
+            if name.lower() in {h.lower() for h in info.data.get("headers", {})}:
+                raise ValueError(f"{name} is in headers too; give it once")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name in _OWN_PARAMS:
+                raise ValueError(f"{name}: augur sets this parameter itself")
+            if not name:
+                raise ValueError("a parameter needs a name")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -110,6 +155,11 @@ class PrometheusConfig(Strict):
             self._basic_auth_password = read_secret(self.basic_auth.password_file)
         else:
             self._basic_auth_password = password_env
+        self._header_secrets = {}
+        for name, path in self.header_files.items():
+            text = read_secret(path)
+            check_header(name, text)
+            self._header_secrets[name] = text
         return self
 
     def gzip(self) -> bool:
@@ -130,6 +180,10 @@ class PrometheusConfig(Strict):
     def bearer_token(self) -> str | None:
         """The bearer token, read from its file or the environment at load, if any."""
         return self._bearer_token
+
+    def request_headers(self) -> dict[str, str]:
+        """`headers` and `header_files`' values, to send with every request; never log them."""
+        return {**self.headers, **self._header_secrets}
 
     def basic_auth_password(self) -> str | None:
         """The basic-auth password, read from its file or the environment at load, if any."""

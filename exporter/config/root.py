@@ -2,7 +2,7 @@
 
 Those are the scoring loop's schedule (`poll`), the HTTP server (`web`), logging (`log`) and
 where detector state is kept (`state`). The other sections' models are in `queries`,
-`prometheus` and `alerts` of this package.
+`prometheus`, `alerts`, `outbox` and `shard` of this package.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from exporter.config.durations import Duration
 from exporter.config.outbox import OutboxConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import DEFAULT_QUERIES, QueryConfig
+from exporter.config.shard import ShardConfig
 from exporter.config.webfile import WebFilePath
 
 
@@ -113,6 +114,7 @@ class Config(Strict):
     enrich: EnrichConfig = EnrichConfig()
     model: ModelConfig = ModelConfig()
     outbox: OutboxConfig = OutboxConfig()
+    shard: ShardConfig = ShardConfig()
 
     @field_validator("queries")
     @classmethod

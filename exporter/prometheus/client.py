@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -66,10 +66,13 @@ def make_session(
     """An HTTP session for Prometheus with timeouts, TLS and credentials; call it in the loop.
 
     The credentials, the CA bundle and the client certificate were read and checked when the
-    configuration loaded.
+    configuration loaded. `prometheus.headers` (a tenant's `X-Scope-OrgID`) go out with every
+    request and `prometheus.params` (Thanos's `partial_response`) on every URL, so the scoring
+    loop and the enricher, which share this, send them alike.
     """
     token = cfg.bearer_token()
     headers = {
+        **cfg.request_headers(),
         "User-Agent": f"augur/{__version__}",
         "Accept": "application/json",
         "Accept-Encoding": "gzip" if cfg.gzip() else "identity",
@@ -87,7 +90,23 @@ def make_session(
         timeout=timeout,
         connector=aiohttp.TCPConnector(ssl=cfg.tls.context()),
         trace_configs=list(trace_configs) or None,
+        middlewares=(_with_params(cfg.params),) if cfg.params else (),
     )
+
+
+def _with_params(params: Mapping[str, str]) -> aiohttp.ClientMiddlewareType:
+    """A client middleware adding `params` to every request's URL.
+
+    On the URL rather than in the form: every querier reads both, and a GET has no form.
+    """
+
+    async def middleware(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        request.url = request.url.extend_query(params)
+        return await handler(request)
+
+    return middleware
 
 
 def _describe_query(expr: str) -> str:

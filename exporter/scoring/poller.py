@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
@@ -66,7 +66,10 @@ class Poller:
         clock: Callable[[], float] = time.time,
         store: StateStore | None = None,
         snapshot_interval: float = 300.0,
+        owns: Callable[[Mapping[str, str]], bool] | None = None,
     ) -> None:
+        self.owns = owns
+        """This replica's share of the series (`Shard.owns`); None scores them all."""
         self.runners = [QueryRunner.build(q) for q in queries]
         self.store = store
         self.snapshot_interval = snapshot_interval
@@ -296,6 +299,8 @@ class Poller:
             self.health.failed(exc)
             raise
         self.health.answered()
+        if self.owns is not None:  # another replica scores the rest (exporter/scoring/shard.py)
+            matrix[:] = [series for series in matrix if self.owns(series["metric"])]
         window = await self._cpu(runner, align, matrix, start, end, q.step)
         dropped = matrix.dropped + max(0, len(window.keys) - q.max_series)
         if len(window.keys) > q.max_series:
