@@ -182,8 +182,6 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     shard = Shard.from_config(config.shard)
     app[METRICS].set_shard(shard.index, shard.count)
-    if shard.count > 1:
-        log.info("sharded", extra={"index": shard.index, "count": shard.count})
     poller = Poller(
         queries,
         app[CLIENT],

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +22,11 @@ import aiohttp
 import numpy as np
 from yarl import URL
 
-from exporter import __version__
-from exporter.config.httpclient import basic_auth_header
 from exporter.config.prometheus import PrometheusConfig
 from exporter.prometheus import decode
 from exporter.prometheus.answer import PrometheusError as PrometheusError
 from exporter.prometheus.answer import data_of, read_body
+from exporter.prometheus.session import make_session as make_session
 
 logger = logging.getLogger("augur.prometheus")
 
@@ -35,7 +34,6 @@ MAX_POINTS_PER_REQUEST = 11_000
 """Prometheus refuses range queries with more points per series than this."""
 
 _INLINE_JSON_BYTES = 256 * 1024
-_CONNECT_TIMEOUT = 5.0
 _MAX_REMEMBERED_WARNINGS = 1000
 
 Form = Sequence[tuple[str, str]]
@@ -58,55 +56,6 @@ class QueryResult:
 
     result_type: str
     result: list[Any]
-
-
-def make_session(
-    cfg: PrometheusConfig, *, trace_configs: Sequence[aiohttp.TraceConfig] = ()
-) -> aiohttp.ClientSession:
-    """An HTTP session for Prometheus with timeouts, TLS and credentials; call it in the loop.
-
-    The credentials, the CA bundle and the client certificate were read and checked when the
-    configuration loaded. `prometheus.headers` (a tenant's `X-Scope-OrgID`) go out with every
-    request and `prometheus.params` (Thanos's `partial_response`) on every URL, so the scoring
-    loop and the enricher, which share this, send them alike.
-    """
-    token = cfg.bearer_token()
-    headers = {
-        **cfg.request_headers(),
-        "User-Agent": f"augur/{__version__}",
-        "Accept": "application/json",
-        "Accept-Encoding": "gzip" if cfg.gzip() else "identity",
-    }
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    elif cfg.basic_auth:
-        headers["Authorization"] = basic_auth_header(
-            cfg.basic_auth.username, cfg.basic_auth_password() or ""
-        )
-    # A total timeout alone would let an unreachable host eat the whole budget of one attempt.
-    timeout = aiohttp.ClientTimeout(total=cfg.timeout, connect=min(cfg.timeout, _CONNECT_TIMEOUT))
-    return aiohttp.ClientSession(
-        headers=headers,
-        timeout=timeout,
-        connector=aiohttp.TCPConnector(ssl=cfg.tls.context()),
-        trace_configs=list(trace_configs) or None,
-        middlewares=(_with_params(cfg.params),) if cfg.params else (),
-    )
-
-
-def _with_params(params: Mapping[str, str]) -> aiohttp.ClientMiddlewareType:
-    """A client middleware adding `params` to every request's URL.
-
-    On the URL rather than in the form: every querier reads both, and a GET has no form.
-    """
-
-    async def middleware(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        request.url = request.url.extend_query(params)
-        return await handler(request)
-
-    return middleware
 
 
 def _describe_query(expr: str) -> str:
