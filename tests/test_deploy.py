@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.config.base import ConfigError
 from exporter.config.load import load
 from exporter.config.root import Config
 from exporter.demo.procs import find_binary
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
 SIDECAR = K8S / "overlays" / "sidecar"
+SHARDED = K8S / "overlays" / "sharded"
 DASHBOARD = ROOT / "dashboards" / "grafana" / "augur.json"
 README = ROOT / "README.md"
 
@@ -297,6 +299,113 @@ def test_configmap_holds_a_valid_config_without_secrets() -> None:
     assert cfg.web.host_port()[1] == 9465
     assert cfg.prometheus.bearer_token_file is None  # the Secret is an opt-in example
     assert not cfg.queries  # the built-in defaults, until the user lists queries
+
+
+# --- the sharded overlay --------------------------------------------------------------------
+
+
+def kubectl_build(directory: Path) -> list[dict[str, Any]]:
+    """The resources `kubectl kustomize` builds from `directory` (skips without kubectl)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def env_values(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", [])}
+
+
+def test_sharded_pod_is_the_standalone_pod_with_shard_settings() -> None:
+    statefulset = load_one(SHARDED / "augur-statefulset.yaml")
+    deployment = load_one(BASE / "augur-deployment.yaml")
+    assert statefulset["kind"] == "StatefulSet"
+    pod, base_pod = statefulset["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]
+    (container,), (standalone,) = pod["containers"], base_pod["containers"]
+    assert_restricted(container)
+    # Hardening, probes, resources, image, mounts: all the base's; only the env grows.
+    without_env = {k: v for k, v in container.items() if k != "env"}
+    assert without_env == {k: v for k, v in standalone.items() if k != "env"}
+    env = env_values(container)
+    assert env.items() >= env_values(standalone).items()
+    rest = ("volumes", "containers")
+    assert {k: v for k, v in pod.items() if k not in rest} == {
+        k: v for k, v in base_pod.items() if k not in rest
+    }
+    assert statefulset["spec"]["template"]["metadata"] == deployment["spec"]["template"]["metadata"]
+    # The single claim becomes one per replica, mounted where state.path lives.
+    state = [v for v in base_pod["volumes"] if v["name"] == "state"]
+    assert pod["volumes"] == [v for v in base_pod["volumes"] if v not in state]
+    (template,) = statefulset["spec"]["volumeClaimTemplates"]
+    cfg = config_from_configmap()
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == template["metadata"]["name"]]
+    assert mount["mountPath"] == str(PurePosixPath(cfg.state.path).parent)
+    assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_sharded_replicas_cover_every_index_once() -> None:
+    statefulset = load_one(SHARDED / "augur-statefulset.yaml")
+    (container,) = containers(statefulset)
+    env = env_values(container)
+    replicas = statefulset["spec"]["replicas"]
+    assert replicas >= 2
+    assert env["AUGUR_SHARD_COUNT"] == str(replicas), "replicas and the shard count differ"
+    assert env["AUGUR_SHARD_INDEX"] == "from-hostname"
+    name = statefulset["metadata"]["name"]
+    env = {k: v for k, v in env.items() if k.startswith("AUGUR_SHARD_")}
+    # Each pod, named as the StatefulSet names it, loads the ConfigMap as a distinct shard.
+    indices = set()
+    for ordinal in range(replicas):
+        cfg = config_from_configmap(environ={**env, "HOSTNAME": f"{name}-{ordinal}"})
+        assert cfg.shard.count == replicas
+        indices.add(cfg.shard.resolved_index())
+    assert indices == set(range(replicas))
+    # One pod too many (replicas raised alone) refuses to start rather than score twice.
+    with pytest.raises(ConfigError, match=re.escape("shard.index: is")):
+        config_from_configmap(environ={**env, "HOSTNAME": f"{name}-{replicas}"})
+
+
+def test_sharded_overlay_scrapes_each_replica_once_and_posts_to_any() -> None:
+    built = kubectl_build(SHARDED)
+    kinds = sorted(d["kind"] for d in built)
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ConfigMap",
+            "Service",
+            "Service",
+            "StatefulSet",
+            "PodDisruptionBudget",
+            "ServiceMonitor",
+            "PrometheusRule",
+        ]
+    ), "the Deployment and the single claim are replaced"
+    by_kind = {d["kind"]: d for d in built}
+    statefulset = by_kind["StatefulSet"]
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    services = {d["metadata"]["name"]: d for d in built if d["kind"] == "Service"}
+    headless = services[statefulset["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    for service in services.values():
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+    # The ServiceMonitor picks exactly one Service, the headless one: every pod once.
+    monitor = by_kind["ServiceMonitor"]
+    wanted = monitor["spec"]["selector"]["matchLabels"].items()
+    scraped = [n for n, s in services.items() if wanted <= s["metadata"]["labels"].items()]
+    assert scraped == [headless["metadata"]["name"]]
+    # ... and keeps job="augur", as the base's Service name gave it.
+    assert headless["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "augur"
+    # Alertmanager posts to `augur`: any ready replica, the same one for the same client.
+    webhook = services["augur"]
+    assert webhook["spec"]["sessionAffinity"] == "ClientIP"
+    assert webhook["spec"]["publishNotReadyAddresses"] is False
+    budget = by_kind["PodDisruptionBudget"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["maxUnavailable"] == 1
 
 
 # --- alert rules ----------------------------------------------------------------------------

@@ -125,6 +125,8 @@ def test_index_from_env_flag_and_hostname() -> None:
     env = {"AUGUR_SHARD_COUNT": "3", "HOSTNAME": "augur-2"}
     assert _load({**env, "AUGUR_SHARD_INDEX": "from-hostname"}) == (2, 3)
     assert _load(env, index="from-hostname") == (2, 3)
+    fqdn = {**env, "HOSTNAME": "augur-1.augur-headless.monitoring.svc.cluster.local"}
+    assert _load(fqdn, index="from-hostname") == (1, 3)
 
 
 @pytest.mark.parametrize(

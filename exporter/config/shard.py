@@ -30,8 +30,11 @@ def hostname(environ: Mapping[str, str]) -> str:
 
 
 def ordinal(name: str) -> int:
-    """The StatefulSet ordinal at the end of a pod name (`augur-2` -> 2); ValueError if none."""
-    found = _ORDINAL.search(name)
+    """The StatefulSet ordinal at the end of a pod name (`augur-2` -> 2); ValueError if none.
+
+    A fully qualified name (a pod with `setHostnameAsFQDN`) is read by its first label.
+    """
+    found = _ORDINAL.search(name.split(".", 1)[0])
     if found is None:
         raise ValueError(
             f"{FROM_HOSTNAME}: the host name {name!r} does not end in a StatefulSet ordinal "
