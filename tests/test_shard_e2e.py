@@ -39,8 +39,9 @@ def history(now: float) -> list[Sample]:
     return out
 
 
-def scores(port: int) -> dict[str, dict[str, str]] | None:
-    """The hosts this augur exports a score for (by detector), once it has polled; else None."""
+def scores(port: int, label: str = "host") -> dict[str, dict[str, str]] | None:
+    """The `label` values this augur exports a score for (by detector), once it has polled;
+    None before that."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -49,7 +50,7 @@ def scores(port: int) -> dict[str, dict[str, str]] | None:
         return None
     out: dict[str, dict[str, str]] = {}
     for sample in families["augur_anomaly_score"].samples:
-        out.setdefault(sample.labels["detector"], {})[sample.labels["host"]] = "scored"
+        out.setdefault(sample.labels["detector"], {})[sample.labels[label]] = "scored"
     info = families["augur_shard_info"].samples
     out["shard"] = {"index": info[0].labels["index"], "count": info[0].labels["count"]}
     return out
