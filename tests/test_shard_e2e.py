@@ -26,6 +26,7 @@ from exporter.scoring.shard import Shard
 pytestmark = pytest.mark.integration
 
 HOSTS = [f"h{i:02d}" for i in range(24)]
+SECRET = "tenant-key-5f1c"
 STEP = 60.0
 
 
@@ -62,6 +63,8 @@ def test_two_shards_export_every_series_exactly_once(
     tmp_path: Path,
 ) -> None:
     prom = prometheus_factory(samples=history(time.time()))
+    secret = tmp_path / "tenant-key"
+    secret.write_text(f"{SECRET}\n")
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     logs = []
     try:
@@ -75,6 +78,7 @@ def test_two_shards_export_every_series_exactly_once(
                             # A real Prometheus ignores both: what Mimir and Thanos need must
                             # not break it (that they arrive is the next test's business).
                             "headers": {"X-Scope-OrgID": "team-a"},
+                            "header_files": {"X-Tenant-Key": str(secret)},
                             "params": {"partial_response": "false"},
                         },
                         "poll": {"interval": "2s"},
@@ -96,6 +100,7 @@ def test_two_shards_export_every_series_exactly_once(
             log = (tmp_path / f"augur-{index}.log").open("w")
             logs.append(log)
             argv = [*augur_run_argv(cfg, port), "--shard.count", "2", "--shard.index", str(index)]
+            argv += ["--log.level", "debug"]
             env = {k: v for k, v in os.environ.items() if not k.startswith("AUGUR_")}
             procs.append((subprocess.Popen(argv, stderr=log, env=env), port))
         exported: list[dict[str, dict[str, str]]] = []
@@ -113,6 +118,9 @@ def test_two_shards_export_every_series_exactly_once(
                 proc.wait()
         for log in logs:
             log.close()
+    for index in (0, 1):
+        text = (tmp_path / f"augur-{index}.log").read_text()
+        assert "polling" in text and SECRET not in text  # debug logs, and no secret header
     assert [e["shard"] for e in exported] == [
         {"index": "0", "count": "2"},
         {"index": "1", "count": "2"},

@@ -27,14 +27,16 @@ NAME_LABEL = "__name__"
 def label_hash(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> int:
     """A 64-bit hash of a label set, the same in every process; `__name__` is ignored."""
     pairs = labels.items() if isinstance(labels, Mapping) else labels
-    digest = hashlib.blake2b(digest_size=8, person=b"augur-shard")
+    # Length-prefixed, so no two different label sets encode to the same bytes; one buffer
+    # and one digest call per series (this runs for every series of every poll).
+    buffer = bytearray()
     for name, value in sorted(pairs):
         if name == NAME_LABEL:
             continue
-        # Length-prefixed, so no two different label sets encode to the same bytes.
         for part in (name.encode(), value.encode()):
-            digest.update(len(part).to_bytes(4, "big"))
-            digest.update(part)
+            buffer += len(part).to_bytes(4, "big")
+            buffer += part
+    digest = hashlib.blake2b(buffer, digest_size=8, person=b"augur-shard")
     return int.from_bytes(digest.digest(), "big")
 
 
