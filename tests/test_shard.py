@@ -204,11 +204,13 @@ def test_headers_and_params_load(tmp_path: Path) -> None:
 def test_yaml_booleans_become_words(tmp_path: Path) -> None:
     path = tmp_path / "augur.yaml"
     path.write_text(
-        "prometheus:\n  url: http://q:9090\n  params: {partial_response: false, dedup: true}\n"
+        "prometheus:\n  url: http://q:9090\n"
+        "  params: {partial_response: false, dedup: true, deny_partial_response: 1}\n"
     )
     assert load(path, environ={}).prometheus.params == {
         "partial_response": "false",
         "dedup": "true",
+        "deny_partial_response": "1",
     }
 
 

@@ -136,7 +136,8 @@ RESERVED_HEADERS = {
 def string_map(value: object) -> object:
     """A mapping from YAML, or `name=value,name=value` from the environment, as str -> str.
 
-    YAML reads `partial_response: false` as a boolean; the request wants the word.
+    YAML reads `partial_response: false` as a boolean and `deny_partial_response: 1` as a
+    number; the request wants the words `false` and `1`.
     """
     if isinstance(value, str):
         out: dict[str, str] = {}
@@ -147,7 +148,14 @@ def string_map(value: object) -> object:
             out[name.strip()] = text.strip()
         return out
     if isinstance(value, Mapping):
-        return {k: str(v).lower() if isinstance(v, bool) else v for k, v in value.items()}
+        return {
+            k: str(v).lower()
+            if isinstance(v, bool)
+            else str(v)
+            if isinstance(v, int | float)
+            else v
+            for k, v in value.items()
+        }
     return value
 
 

@@ -26,7 +26,7 @@ from exporter.detectors import (
     Stateful,
 )
 from exporter.detectors.base import parts
-from exporter.prometheus.client import PrometheusClient, PrometheusError
+from exporter.prometheus.client import Matrix, PrometheusClient, PrometheusError
 from exporter.prometheus.health import UpstreamHealth
 from exporter.scoring.align import align, select
 from exporter.scoring.board import ScoreBoard
@@ -300,7 +300,7 @@ class Poller:
             raise
         self.health.answered()
         if self.owns is not None:  # another replica scores the rest (exporter/scoring/shard.py)
-            matrix[:] = [series for series in matrix if self.owns(series["metric"])]
+            matrix = await self._cpu(runner, _owned, matrix, self.owns)
         window = await self._cpu(runner, align, matrix, start, end, q.step)
         dropped = matrix.dropped + max(0, len(window.keys) - q.max_series)
         if len(window.keys) > q.max_series:
@@ -367,6 +367,12 @@ class Poller:
 
 class Busy(Exception):
     """The query's previous CPU call is still running in its thread (it timed out)."""
+
+
+def _owned(matrix: Matrix, owns: Callable[[Mapping[str, str]], bool]) -> Matrix:
+    """The series of `matrix` this replica scores; a hash per series, so off the loop."""
+    matrix[:] = [series for series in matrix if owns(series["metric"])]
+    return matrix
 
 
 def _describe(exc: BaseException) -> str:
