@@ -36,7 +36,7 @@ MASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("pod", re.compile(rf"(?<=-)(?:{_K8S}{{6,10}}-)?{_K8S}{{5}}\b")),
     # container ids, commits, trace ids: a digit and a letter, 7 hex characters or more
     ("hex", re.compile(r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,}\b", re.I)),
-    ("ipv6", re.compile(r"(?<![\w:])(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}(?![\w:])", re.I)),
+    ("ipv6", re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){3,7}[0-9a-f]{1,4}(?![\w:])", re.I)),
     # lower case, 3 labels or more: `db1.prod.example.com`, not `nvidia.com/gpu` or `java.lang.X`
     (
         "host",
