@@ -46,6 +46,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pyinstrument import Profiler
 from webhook_texts import STORM_RULES, alert_text  # the sibling module, run from this folder
 
 from exporter.alerts.loop import AlertLoop
@@ -317,6 +318,9 @@ async def serve_and_measure(
     )
     print(f"\nenricher: {mode}")
     rows = []
+    profiler = Profiler(async_mode="disabled", interval=0.001) if args.profile else None
+    if profiler is not None:
+        profiler.start()
     try:
         for label, closed, texts in phases:
             hits_before = sample(registry, "augur_model_cache_hits_total")
@@ -379,9 +383,10 @@ async def serve_and_measure(
             misses = sample(registry, "augur_model_cache_misses_total") - misses_before
             if texts:
                 rules = f"{len(STORM_RULES)} templates" if texts == "storm" else "all distinct"
+                answered = f"{hits:.0f} of {hits + misses:.0f}" if cache_size else "off"
                 rows.append(
                     f"| {cache_size} | {texts} ({rules}) | {total_enriched / total_seconds:.0f} | "
-                    f"{hits:.0f} of {hits + misses:.0f} | {p99[0]:.1f} / {p99[1]:.1f} |"
+                    f"{answered} | {p99[0]:.1f} / {p99[1]:.1f} |"
                 )
                 print(f"  template cache: {hits:.0f} hits, {misses:.0f} misses")
         if args.real_model:
@@ -398,6 +403,12 @@ async def serve_and_measure(
             print("  stages per batch (concurrent): " + ", ".join(stages))
     finally:
         await runner.cleanup()
+        if profiler is not None:
+            profiler.stop()
+            text = profiler.output_text(unicode=False, color=False, show_all=False)
+            (Path(args.profile).parent / f"{Path(args.profile).name}-{cache_size}.txt").write_bytes(
+                text.encode()
+            )
     return rows
 
 
@@ -424,6 +435,11 @@ def main() -> None:
         "--cache-sizes",
         default="0,2048",
         help="model.cache_size values run in turn with --real-model (0: no template cache)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="pyinstrument profile of the serving thread (event loop) to PREFIX-<cache size>.txt",
     )
     parser.add_argument(
         "--loads", default="storm,distinct", help="the real model's loads, in order"

@@ -213,11 +213,16 @@ def main() -> None:
                 f"embedding cosine mean {statistics.fmean(s['cos']):.4f} min {min(s['cos']):.3f}"
             )
             for gate in MARGINS:
-                kept = [a for a, m in zip(s["agree"], s["margin"], strict=True) if m >= gate]
+                rows = [
+                    (a, d)
+                    for a, d, m in zip(s["agree"], s["dconf"], s["margin"], strict=True)
+                    if m >= gate
+                ]
                 print(
-                    f"  cached only when top1 - top2 >= {gate:.2f}: {len(kept)} of {hits} pairs "
-                    f"answered ({100 * len(kept) / hits:.1f} %), category equal in "
-                    f"{100 * statistics.fmean(kept or [1.0]):.2f} %"
+                    f"  cached only when top1 - top2 >= {gate:.2f}: {len(rows)} of {hits} pairs "
+                    f"answered ({100 * len(rows) / hits:.1f} %), category equal in "
+                    f"{100 * statistics.fmean([a for a, _ in rows] or [1.0]):.2f} %, "
+                    f"|confidence diff| mean {statistics.fmean([d for _, d in rows] or [0.0]):.3f}"
                 )
 
 
