@@ -1,13 +1,14 @@
-"""The model's answers for alert texts that differ only in names and numbers.
+"""The model's answers for alert texts that differ only in names and addresses.
 
 In a storm one rule fires for hundreds of pods or hosts, and its texts differ only in the
-volatile parts: `disk on host-3 is 91% full` and `disk on host-17 is 96% full`. `template_key`
-masks those parts (numbers, IP addresses, UUIDs and long hex ids, Kubernetes pod and ReplicaSet
-suffixes, host names under a DNS suffix) and `TemplateCache` keeps, per key, the embedding and
-verdict of the first text the model read with that key. A text whose key is new is read by the
-model itself. What is masked is what `benchmarks/eval_template_cache.py` found not to move the
-model's answer (docs/model-card.md, Speed): words are never masked, only the names and numbers
-around them, so two texts share a key only if every word of theirs is the same.
+volatile parts: `Pod api-7d9f8b6c5-x2k4p is crash looping` and `... api-7d9f8b6c5-q9z7b ...`.
+`template_key` masks those parts (UUIDs and long hex ids, Kubernetes pod and ReplicaSet
+suffixes, IP addresses, host names of 3+ DNS labels, the number of a numbered name such as
+`node-17`) and `TemplateCache` keeps, per key, the embedding and verdict of the first text the
+model read with that key, if the model was decided on it (`decided`). A text whose key is new
+is read by the model itself. Words are never masked, nor are standalone numbers (`93.5%`): the
+model's answer moves with them. benchmarks/eval_template_cache.py measures how often a cached
+answer equals the model's own (docs/model-card.md, "Repeated templates").
 """
 
 from __future__ import annotations
