@@ -12,10 +12,17 @@ By default the enricher is a test double doing a fixed small amount of CPU work 
 and a closed-loop phase (8 requests in flight) follows to find the webhook's ceiling. With
 `--real-model` it is the loop's own AlertEnricher: the shipped ONNX model (models/onnx) on
 the loop's model thread, the shipped runbooks and a real Prometheus holding augur scores for
-the alerts' hosts; every alert's text is new, so the model's cache never answers.
+the alerts' hosts. No alert's text repeats an earlier one, so the enricher's cache of exact
+texts never answers, and each load runs once per `--cache-sizes` (0 is the model without its
+template cache: the code before it), in turn in one process, so the figures compare:
+
+- *storm*: Alertmanager's groups in a real storm, few rules (STORM_RULES templates) x many
+  instances, each alert naming a pod, node, address or host never named before;
+- *distinct*: the same rules, each alert's service named by a word triple never used before, so
+  every text is a template of its own: the template cache cannot answer, the honest floor.
 
     .venv/bin/python benchmarks/bench_webhook.py [--rate 50] [--seconds 20] [--min-alerts 1]
-    .venv/bin/python benchmarks/bench_webhook.py --real-model [--seconds 10]
+    .venv/bin/python benchmarks/bench_webhook.py --real-model [--seconds 10] [--cache-sizes 0,2048]
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pyinstrument import Profiler
+from webhook_texts import STORM_RULES, alert_text  # the sibling module, run from this folder
 
 from exporter.alerts.loop import AlertLoop
 from exporter.alerts.outbox import Outbox
@@ -53,6 +62,8 @@ from exporter.config.alerts import AlertmanagerConfig, ModelConfig
 from exporter.config.prometheus import PrometheusConfig
 from exporter.config.root import Config
 from exporter.demo.procs import Sample, free_port, start_alertmanager, start_prometheus
+from exporter.text.cache import CacheMetrics
+from exporter.text.reload import ReloadableModel
 
 HOSTS = 10
 DRAIN_TIMEOUT_SECONDS = 600.0
@@ -81,31 +92,41 @@ class FixedWorkEnricherDouble:
         return out
 
 
-def group(seq: int, size: int) -> dict[str, Any]:
+def group(seq: int, size: int, texts: str = "") -> dict[str, Any]:
     now = format_time(datetime.now(UTC))
+    if texts:  # the real model's loads: one rule per group, as Alertmanager groups by alertname
+        named = [alert_text(texts, seq, seq * 100 + i) for i in range(size)]
+        alertname = named[0][0]
+    else:
+        alertname = f"Bench{seq}"
+        named = [
+            (
+                alertname,
+                f"disk on host-{i} is filling up",
+                f"/var/lib/postgresql on host-{i}:9100 is at {90 + i % 10}% and will be full in "
+                f"about {seq % 7 + 1} hours; node_filesystem_avail_bytes falls steadily while "
+                "writes to the database grow.",
+            )
+            for i in range(size)
+        ]
     alerts = [
         {
             "status": "firing",
-            "labels": {"alertname": f"Bench{seq}", "instance": f"host-{i}:9100", "job": "node"},
-            "annotations": {
-                "summary": f"disk on host-{i} is filling up",
-                "description": f"/var/lib/postgresql on host-{i}:9100 is at {90 + i % 10}% and "
-                f"will be full in about {seq % 7 + 1} hours; node_filesystem_avail_bytes falls "
-                "steadily while writes to the database grow.",
-            },
+            "labels": {"alertname": alertname, "instance": f"host-{i}:9100", "job": "node"},
+            "annotations": {"summary": summary, "description": description},
             "startsAt": now,
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=node_filesystem_avail_bytes",
         }
-        for i in range(size)
+        for i, (_, summary, description) in enumerate(named)
     ]
     return {
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="Bench{seq}"}}',
+        "groupKey": f'{{}}:{{alertname="{alertname}",seq="{seq}"}}',
         "truncatedAlerts": 0,
         "status": "firing",
         "receiver": "augur",
-        "groupLabels": {"alertname": f"Bench{seq}"},
+        "groupLabels": {"alertname": alertname},
         "commonLabels": {},
         "commonAnnotations": {},
         "externalURL": "http://127.0.0.1:9093",
@@ -113,14 +134,16 @@ def group(seq: int, size: int) -> dict[str, Any]:
     }
 
 
-async def load(url: str, rate: float, seconds: float, sizes: tuple[int, int], closed: int) -> None:
+async def load(
+    url: str, rate: float, seconds: float, sizes: tuple[int, int], closed: int, texts: str
+) -> None:
     """The load process: print one JSON line of (latency, alerts, status) per request."""
     rng = random.Random(1)
     results: list[tuple[float, int, int]] = []
     async with aiohttp.ClientSession() as session:
 
         async def send(seq: int, size: int) -> None:
-            body = json.dumps(group(seq, size)).encode()
+            body = json.dumps(group(seq, size, texts)).encode()
             t0 = time.perf_counter()
             async with session.post(url, data=body) as resp:
                 await resp.read()
@@ -152,8 +175,10 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
-async def run_phase(url: str, args: argparse.Namespace, closed: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--load", url, "--rate", str(args.rate)]
+async def run_phase(
+    url: str, args: argparse.Namespace, closed: int, texts: str = ""
+) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--load", url, "--rate", str(args.rate), "--texts", texts]
     cmd += ["--seconds", str(args.seconds), "--max-alerts", str(args.max_alerts)]
     cmd += ["--min-alerts", str(args.min_alerts)]
     cmd += ["--closed", str(closed)]
@@ -208,10 +233,21 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
         if args.real_model:
             # The loop's own enricher on the shipped model, asking a real Prometheus.
             prom = start_prometheus(tmp / "prom", samples=scores_history(time.time()))
+            summary: list[str] = []
             try:
-                await serve_and_measure(args, tmp, am.url, prom.url, None)
+                for size in (int(x) for x in args.cache_sizes.split(",")):
+                    where = tmp / f"cache-{size}"
+                    where.mkdir()
+                    summary += await serve_and_measure(args, where, am.url, prom.url, None, size)
             finally:
                 prom.stop()
+            print(f"\nsummary (load {os.getloadavg()}):")
+            print(
+                "| model.cache_size | load | overall alerts/s | template cache hits "
+                "| webhook p99 server / client ms |"
+            )
+            print("|---|---|---|---|---|")
+            print("\n".join(summary))
         else:
             await serve_and_measure(
                 args, tmp, am.url, "http://127.0.0.1:1", FixedWorkEnricherDouble()
@@ -221,16 +257,37 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
 
 
 async def serve_and_measure(
-    args: argparse.Namespace, tmp: Path, am_url: str, prom_url: str, enricher: Enricher | None
-) -> None:
+    args: argparse.Namespace,
+    tmp: Path,
+    am_url: str,
+    prom_url: str,
+    enricher: Enricher | None,
+    cache_size: int = 0,
+) -> list[str]:
+    """Serve the loop and run the phases; a summary table row per phase (real model)."""
     registry = CollectorRegistry()
     config = Config(
         prometheus=PrometheusConfig(url=prom_url),
         alertmanager=AlertmanagerConfig(urls=[am_url]),
-        model=ModelConfig(workers=args.model_workers, threads=args.model_threads),
+        model=ModelConfig(
+            workers=args.model_workers, threads=args.model_threads, cache_size=cache_size
+        ),
     )
+    model = None
+    if enricher is None:  # the model as the loop loads it, with the template cache if asked
+        model = ReloadableModel(
+            config.model.dir,
+            threads=config.model.threads,
+            cache_size=cache_size,
+            cache_metrics=CacheMetrics(registry),
+        )
     loop = AlertLoop(
-        config, registry, enricher=enricher, outbox=tmp / "outbox.db", batch=args.batch
+        config,
+        registry,
+        model=model,
+        enricher=enricher,
+        outbox=tmp / "outbox.db",
+        batch=args.batch,
     )
     server_times: list[float] = []
 
@@ -249,20 +306,30 @@ async def serve_and_measure(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     outbox = loop.outbox
     url = f"http://127.0.0.1:{port}/webhook"
-    phases = [("open loop", 0)] if args.real_model else [("open loop", 0), ("closed loop", 8)]
+    phases = [("open loop", 0, "")]
+    if args.real_model:
+        phases = [(f"{texts} load", 0, texts) for texts in args.loads.split(",")]
+    else:
+        phases.append(("closed loop", 8, ""))
     mode = (
-        "real AlertEnricher (shipped model, real Prometheus)"
+        f"real AlertEnricher (shipped model, real Prometheus), model.cache_size {cache_size}"
         if args.real_model
         else ("enricher double (fixed CPU work per alert)")
     )
-    print(f"enricher: {mode}")
+    print(f"\nenricher: {mode}")
+    rows = []
+    profiler = Profiler(async_mode="disabled", interval=0.001) if args.profile else None
+    if profiler is not None:
+        profiler.start()
     try:
-        for label, closed in phases:
+        for label, closed, texts in phases:
+            hits_before = sample(registry, "augur_model_cache_hits_total")
+            misses_before = sample(registry, "augur_model_cache_misses_total")
             server_times.clear()
             posted_before = sample(registry, "augur_alerts_posted_total", alertmanager=am_url)
             enriched_before = sample(registry, "augur_alerts_enriched_total")
             batch_before = histogram_sum_count(registry, BATCH_SECONDS)
-            data = await run_phase(url, args, closed)
+            data = await run_phase(url, args, closed, texts)
             results = data["results"]
             client = [r[0] for r in results]
             alerts = sum(r[1] for r in results)
@@ -289,8 +356,10 @@ async def serve_and_measure(
                 f"  webhook sustained: {len(results) / data['elapsed']:.1f} groups/s, "
                 f"{alerts / data['elapsed']:.0f} alerts/s"
             )
+            p99 = []
             for name, values in (("server", server_times), ("client", client)):
                 ms = [v * 1000 for v in values]
+                p99.append(pct(ms, 99))
                 print(
                     f"  webhook-to-outbox {name} latency ms: p50 {pct(ms, 50):.1f}  "
                     f"p99 {pct(ms, 99):.1f}  max {max(ms):.1f}"
@@ -310,6 +379,16 @@ async def serve_and_measure(
                 f"sent on with a minimal enrichment; posted to Alertmanager: {posted:.0f} "
                 "(re-posts included)"
             )
+            hits = sample(registry, "augur_model_cache_hits_total") - hits_before
+            misses = sample(registry, "augur_model_cache_misses_total") - misses_before
+            if texts:
+                rules = f"{len(STORM_RULES)} templates" if texts == "storm" else "all distinct"
+                answered = f"{hits:.0f} of {hits + misses:.0f}" if cache_size else "off"
+                rows.append(
+                    f"| {cache_size} | {texts} ({rules}) | {total_enriched / total_seconds:.0f} | "
+                    f"{answered} | {p99[0]:.1f} / {p99[1]:.1f} |"
+                )
+                print(f"  template cache: {hits:.0f} hits, {misses:.0f} misses")
         if args.real_model:
             # The two stages of a batch run concurrently: the slower one bounds it.
             stages = []
@@ -324,6 +403,13 @@ async def serve_and_measure(
             print("  stages per batch (concurrent): " + ", ".join(stages))
     finally:
         await runner.cleanup()
+        if profiler is not None:
+            profiler.stop()
+            text = profiler.output_text(unicode=False, color=False, show_all=False)
+            (Path(args.profile).parent / f"{Path(args.profile).name}-{cache_size}.txt").write_bytes(
+                text.encode()
+            )
+    return rows
 
 
 def main() -> None:
@@ -344,10 +430,24 @@ def main() -> None:
     parser.add_argument("--model-threads", type=int, default=1, help="model.threads")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--closed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--texts", default="", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cache-sizes",
+        default="0,2048",
+        help="model.cache_size values run in turn with --real-model (0: no template cache)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="pyinstrument profile of the serving thread (event loop) to PREFIX-<cache size>.txt",
+    )
+    parser.add_argument(
+        "--loads", default="storm,distinct", help="the real model's loads, in order"
+    )
     args = parser.parse_args()
     if args.load:
         sizes = (args.min_alerts, args.max_alerts)
-        asyncio.run(load(args.load, args.rate, args.seconds, sizes, args.closed))
+        asyncio.run(load(args.load, args.rate, args.seconds, sizes, args.closed, args.texts))
         return
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:

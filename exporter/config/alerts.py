@@ -91,11 +91,15 @@ class ModelConfig(Strict):
     each on `threads` onnxruntime threads. Two single-threaded calls at once enrich 1.4x as
     many alerts per second on 2 cores as one call, on one thread or on two (the operators are
     too small to split well): docs/benchmarks.md.
+
+    `cache_size` templates keep the model's answer for texts that differ only in names and
+    numbers (a storm of one rule over many pods), `text/cache.py`; 0 turns the cache off.
     """
 
     dir: Path = REPO_MODEL_DIR
     threads: int = Field(1, ge=1, le=16)
     workers: int = Field(2, ge=1, le=16)
+    cache_size: int = Field(2048, ge=0, le=1_000_000)
 
 
 def _url_list(value: object) -> object:

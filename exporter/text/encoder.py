@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,18 +54,42 @@ _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", ":", "：")
 
 
-def open_session(path: Path, threads: int) -> ort.InferenceSession:
-    """The CPU session the runtime serves with; the build measures through the same one."""
+def open_session(
+    path: Path, threads: int, overrides: Mapping[str, Any] | None = None
+) -> ort.InferenceSession:
+    """The CPU session the runtime serves with; the build measures through the same one.
+
+    `overrides` sets other SessionOptions attributes by name (`enable_cpu_mem_arena`...), and
+    session config entries by `config:` + key: bench_model_memory.py compares them.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for name, value in (overrides or {}).items():
+        if name.startswith("config:"):
+            options.add_session_config_entry(name.removeprefix("config:"), str(value))
+        else:
+            setattr(options, name, value)
     return ort.InferenceSession(
         str(path),
         options,
         providers=["CPUExecutionProvider"],
         disabled_optimizers=list(DISABLED_OPTIMIZERS),
     )
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; else nothing).
+
+    Loading leaves ~17 MB that the tokenizer's JSON parse and onnxruntime's graph optimisation
+    freed but glibc keeps: trimming once after a load lowers the model's RSS by that much at no
+    cost per call (docs/benchmarks.md, "The text model's memory").
+    """
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
+        pass
 
 
 class ModelError(Exception):
@@ -172,6 +198,7 @@ class TextModel:
         threads: int = 1,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        session_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Load and verify the files of `model_dir`; raise ModelError if anything is off."""
         self.model_dir = model_dir
@@ -193,8 +220,9 @@ class TextModel:
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._pad_id = int(self.manifest.get("pad_id", 1))
 
-        self._session = open_session(encoder, threads)
+        self._session = open_session(encoder, threads, session_options)
         self._head = self._load_head(head)
+        release_freed_memory()
 
     def _load_head(self, path: Path) -> _Head:
         try:
