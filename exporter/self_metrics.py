@@ -11,6 +11,7 @@ import platform
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
+from exporter.text.cache import CacheMetrics
 
 
 class StorageMetrics:
@@ -126,6 +127,7 @@ class SelfMetrics:
             ["name", "version", "sha256"],
             registry=registry,
         )
+        self.model_cache = CacheMetrics(registry)
         self.model_inference = Histogram(
             "augur_model_inference_seconds",
             "Time of one call of the text model (a batch of alert texts), encoder and head.",

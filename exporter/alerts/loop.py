@@ -213,6 +213,8 @@ class AlertLoop:
                 lambda: ReloadableModel(
                     config.model.dir,
                     threads=config.model.threads,
+                    cache_size=config.model.cache_size,
+                    cache_metrics=None if metrics is None else metrics.model_cache,
                     on_inference=None
                     if metrics is None
                     else lambda seconds, texts: metrics.model_inference.observe(seconds),
