@@ -192,6 +192,7 @@ class EnsembleDetector:
         Series still waiting for their bootstrap (beyond this call's budget) score NaN.
         """
         self._set_step(window.step)
+        window = _sharing(window)
         rows = self._lookup(window)
         ests = [_column(m.score(window)) for m in self.members]
         ready = np.flatnonzero(~self._pending[rows])
@@ -205,6 +206,7 @@ class EnsembleDetector:
     def score_all(self, window: Window) -> Estimate:
         """Every column scored causally, continuing each series' state (fresh for new ones)."""
         self._set_step(window.step)
+        window = _sharing(window)
         rows = self._lookup(window, bootstrap=False)
         self._pending[rows] = False
         ests = [score_all(m, window) for m in self.members]
@@ -287,6 +289,7 @@ class EnsembleDetector:
                 np.asarray(window.timestamps)[:-1],
                 [window.keys[i] for i in take],
                 window.step,
+                {},
             )
             self._pending[rows[take]] = False
             ests = [score_all(m, history) for m in self.members]
@@ -417,6 +420,14 @@ def _column(est: Estimate) -> Estimate:
     return Estimate(
         *(np.asarray(a)[:, None] for a in (est.score, est.expected, est.lower, est.upper))
     )
+
+
+def _sharing(window: Window) -> Window:
+    """The window with scratch space for this call, where members computing the same
+    statistic (the quantile level and the rolling member's level check) find each other's."""
+    if window.shared is not None:
+        return window
+    return Window(window.values, window.timestamps, window.keys, window.step, {})
 
 
 def _finite_or_none(value: float) -> float | None:
