@@ -5,6 +5,9 @@ A detector scores the newest point of every series of one query at once: it gets
 with a `score(window) -> Estimate` method is a detector; `DETECTORS` maps the names used in
 the configuration to a parameter model and a factory.
 
+A detector may set `thread_safe = True` when `score` keeps no state and touches no global
+(warning filters included): the ensemble then scores blocks of series in threads.
+
 Three optional capabilities, checked with isinstance():
 - `StreamScorer.score_all(window)` scores every point of the window causally, which is what
   `augur backtest` needs (the fallback `score_all()` below replays `score` column by column);
@@ -66,10 +69,10 @@ class Window:
     shared: dict[Any, Any] | None = field(default=None, compare=False, repr=False)
 
 
-ROW_BLOCK = 1024
-"""Series per block when scoring the newest point: a block's temporaries (1,024 x 864 float64
-is 7 MB each) stay small whatever the number of series, and every statistic is per series, so
-the blocks give the same numbers as the whole matrix."""
+ROW_BLOCK = 512
+"""Series per block when scoring the newest point: a block's temporaries (512 x 864 float64
+is 3.5 MB each) stay small whatever the number of series, and every statistic is per series,
+so the blocks give the same numbers as the whole matrix. A multiple of zscore's 128."""
 
 
 def row_blocks(window: Window) -> Iterator[tuple[slice, Window]]:

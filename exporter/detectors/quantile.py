@@ -84,6 +84,9 @@ class QuantileParams(DetectorParams):
 class QuantileDetector:
     """Scores the newest point against per-side scales read from the tails of its past."""
 
+    thread_safe = True
+    """Scoring holds no state and touches no global (the ensemble scores blocks in threads)."""
+
     def __init__(self, params: QuantileParams | None = None) -> None:
         self.params = params or QuantileParams()
         self._z = NormalDist().inv_cdf(1.0 - self.params.tail)

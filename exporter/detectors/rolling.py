@@ -78,6 +78,9 @@ class RollingParams(DetectorParams):
 class RollingDetector:
     """The `quantile` detector on a rolling statistic of the series."""
 
+    thread_safe = True
+    """Scoring holds no state and touches no global (the ensemble scores blocks in threads)."""
+
     def __init__(self, params: RollingParams | None = None) -> None:
         self.params = params or RollingParams()
         p = self.params

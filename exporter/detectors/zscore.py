@@ -114,6 +114,9 @@ class ZScoreParams(DetectorParams):
 class ZScoreDetector:
     """Scores the newest point against the mean and spread of the points before it."""
 
+    thread_safe = True
+    """Scoring holds no state and touches no global (the ensemble scores blocks in threads)."""
+
     def __init__(self, params: ZScoreParams | None = None) -> None:
         self.params = params or ZScoreParams()
 
