@@ -72,6 +72,9 @@ BOOTSTRAP_POINTS = 1_000_000
 """Window points the members score per `score` call to bootstrap new series; the rest wait
 a poll."""
 
+BOOTSTRAP_ROWS = 128
+"""Series replayed together within that budget (the memory of a bootstrap call)."""
+
 FORGET_SECONDS = 86400.0
 """A series absent for this long loses its calibration (it is bootstrapped again on return)."""
 
@@ -312,18 +315,23 @@ class EnsembleDetector:
             # more history than `tail`), the calibration learns from its last `tail` columns.
             # A bounded number per call, so a first poll of many series stays short.
             width = window.values.shape[1] - 1
-            take = waiting[: max(1, BOOTSTRAP_POINTS // width)]
-            history = Window(
-                np.asarray(window.values)[take, :-1],
-                np.asarray(window.timestamps)[:-1],
-                [window.keys[i] for i in take],
-                window.step,
-                {},
-            )
-            self._pending[rows[take]] = False
-            ests = [score_all(m, history) for m in self.members]
-            recent = [Estimate(*(f[:, -tail:] for f in _fields(e))) for e in ests]
-            self._run(rows[take], recent, np.asarray(history.timestamps, dtype=np.float64)[-tail:])
+            budget = waiting[: max(1, BOOTSTRAP_POINTS // width)]
+            self._pending[rows[budget]] = False
+            stamps = np.asarray(window.timestamps)[:-1]
+            # A few series at a time: the members' whole-window scores of one series are
+            # ~100 KB per field, so the budget's share of them at once would be hundreds of MB.
+            for lo in range(0, len(budget), BOOTSTRAP_ROWS):
+                take = budget[lo : lo + BOOTSTRAP_ROWS]
+                history = Window(
+                    np.asarray(window.values)[take, :-1],
+                    stamps,
+                    [window.keys[i] for i in take],
+                    window.step,
+                    {},
+                )
+                ests = [score_all(m, history) for m in self.members]
+                recent = [Estimate(*(f[:, -tail:] for f in _fields(e))) for e in ests]
+                self._run(rows[take], recent, np.asarray(stamps, dtype=np.float64)[-tail:])
         elif waiting.size and tail <= 0:
             self._pending[rows[waiting]] = False  # nothing to replay: warm up poll by poll
         return rows
