@@ -219,10 +219,11 @@ class QuantileDetector:
         return out[0], out[1], out[2]
 
     def _sorted_stats(self, block: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Median, lower and upper scale of each row of `block` (NaN = missing)."""
+        """Median, lower and upper scale of each row of `block` (NaN = missing); `block` is a
+        copy the caller gives up (it is sorted in place)."""
         finite = np.isfinite(block)
         count = finite.sum(axis=1)
-        block = np.where(finite, block, np.inf)
+        block[~finite] = np.inf  # the caller's copy: sorted in place
         block.sort(axis=1)
         finite = np.isfinite(block)  # the missing values now sort last
         median = _quantile(block, count, 0.5)
