@@ -5,6 +5,9 @@ A detector scores the newest point of every series of one query at once: it gets
 with a `score(window) -> Estimate` method is a detector; `DETECTORS` maps the names used in
 the configuration to a parameter model and a factory.
 
+A detector may set `thread_safe = True` when `score` keeps no state and touches no global
+(warning filters included): the ensemble then scores blocks of series in threads.
+
 Three optional capabilities, checked with isinstance():
 - `StreamScorer.score_all(window)` scores every point of the window causally, which is what
   `augur backtest` needs (the fallback `score_all()` below replays `score` column by column);
@@ -16,7 +19,7 @@ Three optional capabilities, checked with isinstance():
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,13 +53,42 @@ class Window:
     """The look-back window of one query, aligned on a common time grid.
 
     `values[i, j]` is series `keys[i]` at `timestamps[j]`; NaN marks a missing sample. The last
-    column is the point being scored.
+    column is the point being scored. `values` may be float32 (the history matrix): detectors
+    convert a block of rows at a time, never the whole matrix.
+
+    `shared`, when set, is scratch space for one scoring call: detectors that compute the same
+    statistic of the same rows (the ensemble's quantile member and its rolling member's level
+    check) leave it there for each other. Whoever sets it owns its lifetime and must not
+    change `values` while it is in use.
     """
 
     values: FloatArray
     timestamps: FloatArray
     keys: Sequence[SeriesKey]
     step: float
+    shared: dict[Any, Any] | None = field(default=None, compare=False, repr=False)
+
+
+ROW_BLOCK = 512
+"""Series per block when scoring the newest point: a block's temporaries (512 x 864 float64
+is 3.5 MB each) stay small whatever the number of series, and every statistic is per series,
+so the blocks give the same numbers as the whole matrix. A multiple of zscore's 128."""
+
+
+def row_blocks(window: Window) -> Iterator[tuple[slice, Window]]:
+    """The window cut into blocks of at most ROW_BLOCK series: views, with the same `shared`."""
+    rows, size = len(window.values), ROW_BLOCK
+    for lo in range(0, rows, size):
+        part = slice(lo, min(lo + size, rows))
+        values = window.values[part]
+        yield part, Window(values, window.timestamps, window.keys[part], window.step, window.shared)
+
+
+def memo_key(values: npt.NDArray[Any]) -> tuple[int, tuple[int, ...], tuple[int, ...], str]:
+    """Identifies the memory `values` views (address, shape, strides, type) for `shared`: the
+    same rows of the same matrix, whichever view object is passed."""
+    address = int(values.__array_interface__["data"][0])
+    return address, values.shape, values.strides, values.dtype.str
 
 
 @dataclass(frozen=True)
@@ -203,7 +235,9 @@ def band_estimate(
         expected = np.where(unscorable, np.nan, expected)
         half[unscorable] = np.nan
         score = np.abs(newest - expected) / half
-    return Estimate(score=score, expected=expected, lower=expected - half, upper=expected + half)
+        # An infinite sample makes an infinite band around an infinite expectation: NaN edges.
+        lower, upper = expected - half, expected + half
+    return Estimate(score=score, expected=expected, lower=lower, upper=upper)
 
 
 def score_all(detector: Detector, window: Window) -> Estimate:

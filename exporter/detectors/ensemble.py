@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +54,7 @@ from exporter.detectors.base import (
     Window,
     build,
     register,
+    row_blocks,
     score_all,
 )
 
@@ -62,9 +64,16 @@ DEFAULT_MEMORY = 7 * 86400.0
 SD_FLOOR = 1e-3
 """Smallest standard deviation of a member's scores, so a member that always said 0 stays finite."""
 
+SCORING_THREADS = 2
+"""Threads that score blocks of series at once in `score` (issue 14's target is a poll of
+10,000 series on 2 cores); a query of one block stays on the caller's thread."""
+
 BOOTSTRAP_POINTS = 1_000_000
 """Window points the members score per `score` call to bootstrap new series; the rest wait
 a poll."""
+
+BOOTSTRAP_ROWS = 128
+"""Series replayed together within that budget (the memory of a bootstrap call)."""
 
 FORGET_SECONDS = 86400.0
 """A series absent for this long loses its calibration (it is bootstrapped again on return)."""
@@ -192,8 +201,9 @@ class EnsembleDetector:
         Series still waiting for their bootstrap (beyond this call's budget) score NaN.
         """
         self._set_step(window.step)
+        window = _sharing(window)
         rows = self._lookup(window)
-        ests = [_column(m.score(window)) for m in self.members]
+        ests = self._newest(window)
         ready = np.flatnonzero(~self._pending[rows])
         picked = [Estimate(*(f[ready] for f in _fields(e))) for e in ests]
         est = self._run(rows[ready], picked, np.asarray(window.timestamps, dtype=np.float64)[-1:])
@@ -202,9 +212,33 @@ class EnsembleDetector:
             target[ready] = field[:, 0]
         return Estimate(*out)
 
+    def _newest(self, window: Window) -> list[Estimate]:
+        """Each member's estimate of the newest points, `(series, 1)`.
+
+        Members that say they are `thread_safe` (stateless, no warning filters) score blocks
+        of series on SCORING_THREADS threads (numpy releases the GIL in its sorts and
+        arithmetic); each block is one thread's, all members in turn,
+        so the statistics a block's members share are computed before they are read.
+        """
+        blocks = [block for _, block in row_blocks(window)]
+        threads = all(getattr(m, "thread_safe", False) for m in self.members)
+        if len(blocks) < 2 or SCORING_THREADS < 2 or not threads:
+            return [_column(m.score(window)) for m in self.members]
+
+        def members(block: Window) -> list[Estimate]:
+            return [m.score(block) for m in self.members]
+
+        with ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="augur-score") as pool:
+            done = list(pool.map(members, blocks))
+        return [
+            _column(Estimate(*(np.concatenate([_fields(d[i])[f] for d in done]) for f in range(4))))
+            for i in range(len(self.members))
+        ]
+
     def score_all(self, window: Window) -> Estimate:
         """Every column scored causally, continuing each series' state (fresh for new ones)."""
         self._set_step(window.step)
+        window = _sharing(window)
         rows = self._lookup(window, bootstrap=False)
         self._pending[rows] = False
         ests = [score_all(m, window) for m in self.members]
@@ -281,17 +315,23 @@ class EnsembleDetector:
             # more history than `tail`), the calibration learns from its last `tail` columns.
             # A bounded number per call, so a first poll of many series stays short.
             width = window.values.shape[1] - 1
-            take = waiting[: max(1, BOOTSTRAP_POINTS // width)]
-            history = Window(
-                np.asarray(window.values)[take, :-1],
-                np.asarray(window.timestamps)[:-1],
-                [window.keys[i] for i in take],
-                window.step,
-            )
-            self._pending[rows[take]] = False
-            ests = [score_all(m, history) for m in self.members]
-            recent = [Estimate(*(f[:, -tail:] for f in _fields(e))) for e in ests]
-            self._run(rows[take], recent, np.asarray(history.timestamps, dtype=np.float64)[-tail:])
+            budget = waiting[: max(1, BOOTSTRAP_POINTS // width)]
+            self._pending[rows[budget]] = False
+            stamps = np.asarray(window.timestamps)[:-1]
+            # A few series at a time: the members' whole-window scores of one series are
+            # ~100 KB per field, so the budget's share of them at once would be hundreds of MB.
+            for lo in range(0, len(budget), BOOTSTRAP_ROWS):
+                take = budget[lo : lo + BOOTSTRAP_ROWS]
+                history = Window(
+                    np.asarray(window.values)[take, :-1],
+                    stamps,
+                    [window.keys[i] for i in take],
+                    window.step,
+                    {},
+                )
+                ests = [score_all(m, history) for m in self.members]
+                recent = [Estimate(*(f[:, -tail:] for f in _fields(e))) for e in ests]
+                self._run(rows[take], recent, np.asarray(stamps, dtype=np.float64)[-tail:])
         elif waiting.size and tail <= 0:
             self._pending[rows[waiting]] = False  # nothing to replay: warm up poll by poll
         return rows
@@ -417,6 +457,14 @@ def _column(est: Estimate) -> Estimate:
     return Estimate(
         *(np.asarray(a)[:, None] for a in (est.score, est.expected, est.lower, est.upper))
     )
+
+
+def _sharing(window: Window) -> Window:
+    """The window with scratch space for this call, where members computing the same
+    statistic (the quantile level and the rolling member's level check) find each other's."""
+    if window.shared is not None:
+        return window
+    return Window(window.values, window.timestamps, window.keys, window.step, {})
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -42,9 +42,12 @@ from exporter.detectors.base import (
     FloatArray,
     IntArray,
     Window,
+    memo_key,
     register,
+    row_blocks,
     scale_floor,
 )
+from exporter.detectors.order import sorted_mad
 from exporter.detectors.zscore import (
     DEFAULT_RELEARN,
     MAD_TO_STD,
@@ -81,14 +84,21 @@ class QuantileParams(DetectorParams):
 class QuantileDetector:
     """Scores the newest point against per-side scales read from the tails of its past."""
 
+    thread_safe = True
+    """Scoring holds no state and touches no global (the ensemble scores blocks in threads)."""
+
     def __init__(self, params: QuantileParams | None = None) -> None:
         self.params = params or QuantileParams()
         self._z = NormalDist().inv_cdf(1.0 - self.params.tail)
 
     def score(self, window: Window) -> Estimate:
         """Score the last column of `window.values` against the columns before it."""
-        est = self._score_columns(window, last_only=True)
-        return Estimate(*(a[:, -1] for a in (est.score, est.expected, est.lower, est.upper)))
+        out = [np.full(len(window.values), np.nan) for _ in range(4)]
+        for part, block in row_blocks(window):
+            est = self._score_columns(block, last_only=True)
+            for target, a in zip(out, (est.score, est.expected, est.lower, est.upper), strict=True):
+                target[part] = a[:, -1]
+        return Estimate(*out)
 
     def score_all(self, window: Window) -> Estimate:
         """Every column scored as `score` would score it as the newest: `(series, time)`."""
@@ -101,13 +111,14 @@ class QuantileDetector:
             nan = np.full((rows, 1), np.nan)
             return Estimate(nan, nan.copy(), nan.copy(), nan.copy())
         y = values
-        prev = np.zeros_like(values)
         if self.params.differences:
             y = np.full_like(values, np.nan)
             with np.errstate(invalid="ignore"):
                 y[:, 1:] = values[:, 1:] - values[:, :-1]
             prev = np.full_like(values, np.nan)
             prev[:, 1:] = values[:, :-1]
+        else:
+            prev = np.zeros((rows, 1 if last_only else cols))
         anchors = _anchors(window, self.params.refresh)
         newest = values
         if last_only:
@@ -118,7 +129,7 @@ class QuantileDetector:
         # level moved: a shift cannot widen its own tails before it is re-learned.
         ends = np.maximum(ends - k, 0)
         starts = np.maximum(ends - self.params.window, 0)
-        center, s_lo, s_hi = self._stats(y, starts, ends)
+        center, s_lo, s_hi = self._shared_stats(window, self.params.differences, y, starts, ends)
         center, s_lo, s_hi = center[:, where], s_lo[:, where], s_hi[:, where]
         if self.params.relearn is not None:
             first = cols - 1 if last_only else 0
@@ -143,11 +154,35 @@ class QuantileDetector:
         k = relearn_points(self.params.relearn, window.step)
         ends = np.maximum(ends - k, 0)
         starts = np.maximum(ends - self.params.window, 0)
-        center, s_lo, s_hi = (a[:, where] for a in self._stats(values, starts, ends))
+        stats = self._shared_stats(window, 0, values, starts, ends)
+        center, s_lo, s_hi = (a[:, where] for a in stats)
         lo, hi = scale_floor(s_lo, center), scale_floor(s_hi, center)
         first = cols - 1 if last_only else 0
         level = relearned_level(values, center, lo, hi, first, k, self.params.threshold)
         return np.isfinite(level)
+
+    def _shared_stats(
+        self, window: Window, differences: int, y: FloatArray, starts: IntArray, ends: IntArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """`_stats`, left in `window.shared` for another detector with the same settings."""
+        if window.shared is None:
+            return self._stats(y, starts, ends)
+        p = self.params
+        key = (
+            "quantile",
+            p.tail,
+            p.min_points,
+            differences,
+            memo_key(window.values),
+            starts.tobytes(),
+            ends.tobytes(),
+        )
+        hit = window.shared.get(key)
+        if hit is None:
+            # The entry holds the values it describes so their address is not reused.
+            hit = window.shared[key] = (window.values, self._stats(y, starts, ends))
+        stats: tuple[FloatArray, FloatArray, FloatArray] = hit[1]
+        return stats
 
     def _stats(
         self, y: FloatArray, starts: IntArray, ends: IntArray
@@ -156,6 +191,14 @@ class QuantileDetector:
         rows = y.shape[0]
         span = max(int((ends - starts).max()), 1)
         out = [np.full((rows, len(ends)), np.nan) for _ in range(3)]
+        if len(ends) == 1 and ends[0] > starts[0]:
+            # The newest point's one window: slices of rows, without the padded copy below.
+            height = max(1, _CHUNK_POINTS // span)
+            for top in range(0, rows, height):
+                block = np.array(y[top : top + height, starts[0] : ends[0]], dtype=np.float64)
+                for target, value in zip(out, self._sorted_stats(block), strict=True):
+                    target[top : top + height, 0] = value
+            return out[0], out[1], out[2]
         # views[r, e] holds y[r, e - span : e], NaN-padded before the first column.
         padded = np.pad(y, ((0, 0), (span, 0)), constant_values=np.nan)
         views = sliding_window_view(padded, span, axis=1)
@@ -176,23 +219,27 @@ class QuantileDetector:
         return out[0], out[1], out[2]
 
     def _sorted_stats(self, block: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Median, lower and upper scale of each row of `block` (NaN = missing)."""
+        """Median, lower and upper scale of each row of `block` (NaN = missing); `block` is a
+        copy the caller gives up (it is sorted in place)."""
         finite = np.isfinite(block)
         count = finite.sum(axis=1)
-        block = np.where(finite, block, np.inf)
+        block[~finite] = np.inf  # the caller's copy: sorted in place
         block.sort(axis=1)
         finite = np.isfinite(block)  # the missing values now sort last
         median = _quantile(block, count, 0.5)
         q_lo = _quantile(block, count, self.params.tail)
         q_hi = _quantile(block, count, 1.0 - self.params.tail)
-        with np.errstate(invalid="ignore"):
-            dev = np.abs(np.where(finite, block, np.nan) - median[:, None])
-            # The deviations of a sorted row are not sorted; the MAD needs a second sort.
-            dev = np.where(np.isnan(dev), np.inf, dev)
-            dev.sort(axis=1)
-            robust = MAD_TO_STD * _quantile(dev, count, 0.5)
-            mean_ad = MEANAD_TO_STD * np.where(np.isinf(dev), 0.0, dev).sum(axis=1) / count
-        robust = np.where(robust > 0, robust, mean_ad)
+        robust = MAD_TO_STD * sorted_mad(block, count, median)
+        flat = np.flatnonzero(~(robust > 0))
+        if flat.size:
+            # The fallback, on the few rows that need it: the mean absolute deviation, summed
+            # in sorted order as it always was (so the rounding is the same).
+            with np.errstate(invalid="ignore"):
+                dev = np.abs(np.where(finite[flat], block[flat], np.nan) - median[flat, None])
+                dev = np.where(np.isnan(dev), np.inf, dev)
+                dev.sort(axis=1)
+                total = np.where(np.isinf(dev), 0.0, dev).sum(axis=1)
+                robust[flat] = MEANAD_TO_STD * total / count[flat]
         s_lo = np.fmax((median - q_lo) / self._z, robust)
         s_hi = np.fmax((q_hi - median) / self._z, robust)
         enough = count >= self.params.min_points

@@ -28,7 +28,6 @@ whenever the window holds the quantile's `window` + `span` columns.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -36,7 +35,14 @@ import numpy.typing as npt
 from pydantic import Field
 
 from exporter.config.durations import Span
-from exporter.detectors.base import DetectorParams, Estimate, FloatArray, Window, register
+from exporter.detectors.base import (
+    DetectorParams,
+    Estimate,
+    FloatArray,
+    Window,
+    register,
+    row_blocks,
+)
 from exporter.detectors.quantile import QuantileDetector, QuantileParams
 from exporter.detectors.zscore import DEFAULT_RELEARN
 
@@ -72,6 +78,9 @@ class RollingParams(DetectorParams):
 class RollingDetector:
     """The `quantile` detector on a rolling statistic of the series."""
 
+    thread_safe = True
+    """Scoring holds no state and touches no global (the ensemble scores blocks in threads)."""
+
     def __init__(self, params: RollingParams | None = None) -> None:
         self.params = params or RollingParams()
         p = self.params
@@ -89,10 +98,16 @@ class RollingDetector:
 
     def score(self, window: Window) -> Estimate:
         """Score the statistic of the last `span` against its past values."""
-        transformed = self._transform(window)
-        est = self.inner.score(transformed)
-        moved = self.level.moved(window, last_only=True)[:, -1]
-        return self._keep_side(est, transformed.values[:, -1], moved)
+        out = np.full(len(window.values), np.nan)
+        if window.values.shape[1] == 0:
+            return _no_band(Estimate(out, out, out, out))
+        # A block of series at a time: the statistic's matrix is never whole.
+        for part, block in row_blocks(window):
+            transformed = self._transform(block)
+            est = self.inner.score(transformed)
+            moved = self.level.moved(block, last_only=True)[:, -1]
+            out[part] = self._keep_side(est, transformed.values[:, -1], moved).score
+        return _no_band(Estimate(out, out, out, out))
 
     def score_all(self, window: Window) -> Estimate:
         """Every column scored as `score` would score it as the newest: `(series, time)`."""
@@ -117,8 +132,13 @@ class RollingDetector:
         return _no_band(Estimate(score, est.expected, est.lower, est.upper))
 
     def _transform(self, window: Window) -> Window:
-        stat = rolling_stat(np.asarray(window.values, dtype=np.float64), self.params, window.step)
+        stat = rolling_stat(window.values, self.params, window.step)
         return Window(stat, window.timestamps, window.keys, window.step)
+
+
+_STAT_ROWS = 256
+"""Rows per block of `rolling_stat`: numpy's running sum along rows is an order of magnitude
+faster on blocks that stay in cache than on a matrix of thousands of rows."""
 
 
 def rolling_stat(values: FloatArray, params: RollingParams, step: float) -> FloatArray:
@@ -129,21 +149,28 @@ def rolling_stat(values: FloatArray, params: RollingParams, step: float) -> Floa
     row is taken relative to its median first, so a counter far from zero keeps its precision.
     """
     rows, cols = values.shape
-    span = span_points(params.span, step)
     out = np.full((rows, cols), np.nan)
     if cols == 0:
         return out
+    for lo in range(0, rows, _STAT_ROWS):
+        block = np.asarray(values[lo : lo + _STAT_ROWS], dtype=np.float64)
+        out[lo : lo + _STAT_ROWS] = _stat_block(block, params, span_points(params.span, step))
+    return out
+
+
+def _stat_block(values: FloatArray, params: RollingParams, span: int) -> FloatArray:
+    """`rolling_stat` of a block of rows."""
+    out = np.full(values.shape, np.nan)
     finite = np.isfinite(values)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: median NaN
-        center = np.nanmedian(np.where(finite, values, np.nan), axis=1)
+    center = _finite_median(values, finite)
     x = np.where(finite, values - np.nan_to_num(center)[:, None], 0.0)
-    count, total, squares = (_window_sum(a, span) for a in (finite.astype(np.float64), x, x * x))
+    count, total = _window_sum(finite.astype(np.float64), span), _window_sum(x, span)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         if params.stat == "mean":
             stat = mean + np.nan_to_num(center)[:, None]
         else:
+            squares = _window_sum(x * x, span)
             sd = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
             level = np.abs(mean + np.nan_to_num(center)[:, None])
             stat = np.log(sd + np.maximum(SPREAD_FLOOR * level, 1e-12))
@@ -157,11 +184,27 @@ def span_points(span: float, step: float) -> int:
     return max(2, round(span / step)) if step > 0 else 2
 
 
+def _finite_median(values: FloatArray, finite: npt.NDArray[np.bool_]) -> FloatArray:
+    """Each row's median of its finite values (NaN for none), as `np.nanmedian` gives it
+    (the mean of the two middle values) without its loop over rows that have gaps."""
+    ordered = np.where(finite, values, np.inf)
+    ordered.sort(axis=1)
+    count = finite.sum(axis=1)
+    rows = np.arange(len(ordered))
+    lo = np.maximum(count - 1, 0) // 2
+    hi = np.maximum(count, 1) // 2
+    hi = np.where(count % 2 == 1, lo, hi)
+    with np.errstate(invalid="ignore", over="ignore"):
+        middle = (ordered[rows, lo] + ordered[rows, hi]) / 2
+    return np.where(count > 0, middle, np.nan)
+
+
 def _window_sum(a: FloatArray, span: int) -> FloatArray:
     """Sum of each column's last `span` columns (fewer at the start)."""
     running = np.cumsum(a, axis=1)
-    out = running.copy()
-    out[:, span:] -= running[:, :-span]
+    out = np.empty_like(running)
+    out[:, :span] = running[:, :span]
+    np.subtract(running[:, span:], running[:, :-span], out=out[:, span:])
     return out
 
 
