@@ -392,4 +392,3 @@ class AlertEnricher:
             },
             settle_at=rel.settle_at(f, self.config, now),
         )
-

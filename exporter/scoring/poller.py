@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
@@ -28,8 +28,9 @@ from exporter.detectors import (
 from exporter.detectors.base import parts
 from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.prometheus.health import UpstreamHealth
-from exporter.scoring.align import align, select
 from exporter.scoring.board import ScoreBoard
+from exporter.scoring.feed import Feed, Owns, Run
+from exporter.scoring.history import History
 from exporter.scoring.runner import QueryRunner
 from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
@@ -66,8 +67,13 @@ class Poller:
         clock: Callable[[], float] = time.time,
         store: StateStore | None = None,
         snapshot_interval: float = 300.0,
+        owns: Owns | None = None,
     ) -> None:
         self.runners = [QueryRunner.build(q) for q in queries]
+        # Series whose labels `owns` rejects (another shard's) are never decoded nor kept.
+        self.feeds = {
+            r.config.name: Feed(client, r.config, History.of(r.config), owns) for r in self.runners
+        }
         self.store = store
         self.snapshot_interval = snapshot_interval
         self._stopping = asyncio.Event()
@@ -286,21 +292,16 @@ class Poller:
     async def _poll_query(self, runner: QueryRunner) -> int:
         q = runner.config
         await self._settle(runner, 0.0)  # a call left from an earlier cycle: skip this one
-        end = self.clock()
-        start = end - q.lookback
+        feed = self.feeds[q.name]
         try:
-            matrix = await self.client.range_matrix(
-                q.expr, start, end, q.step, max_series=q.max_series
-            )
+            await feed.update(self.clock(), self._run_for(runner))
         except PrometheusError as exc:
             self.health.failed(exc)
             raise
         self.health.answered()
-        window = await self._cpu(runner, align, matrix, start, end, q.step)
-        dropped = matrix.dropped + max(0, len(window.keys) - q.max_series)
-        if len(window.keys) > q.max_series:
-            window = select(window, range(q.max_series))
-        if dropped:
+        self.metrics.history_bytes.labels(q.name).set(feed.history.nbytes)
+        window = await self._cpu(runner, feed.history.window)
+        if dropped := feed.dropped:
             self.metrics.series_dropped.labels(q.name).inc(dropped)
             if not runner.dropped_logged:
                 runner.dropped_logged = True
@@ -353,6 +354,14 @@ class Poller:
         runner.in_flight = future
         # On timeout the thread runs on; `in_flight` keeps the next call out until it returns.
         return await asyncio.wait_for(asyncio.wrap_future(future), self.cpu_timeout)
+
+    def _run_for(self, runner: QueryRunner) -> Run:
+        """`_cpu` for one query's history calls (the feed's writes)."""
+
+        def run(fn: Callable[[], T]) -> Awaitable[T]:
+            return self._cpu(runner, fn)
+
+        return run
 
     async def _io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a short blocking call (SQLite) in the executor."""

@@ -1,0 +1,219 @@
+"""One query's look-back kept in memory between polls, so a poll fetches only what is new.
+
+A `History` is a `(series, columns)` float64 matrix on the step-aligned grid: column `t` is
+the query evaluated at `t * step` (a "tick"). The newest column is the step boundary at or
+after the poll's time: Prometheus evaluates it on the samples it has so far (the step in
+progress), and the next poll fetches it again, until it is in the past. So the window the
+detectors see is evenly spaced (what ARIMA and the seasonal profiles need) and ends at the
+poll's newest sample, and it is exactly the window a full `query_range` over the same grid
+would return on the same data (tests/test_history_e2e.py compares the scores).
+
+Memory is one float64 matrix per query with a little slack: columns advance by moving an
+offset through `slack` spare columns and copying the window back to the start once they are
+used up (one copy per `slack` steps, instead of shifting every column every step). Rows are
+kept sorted by label set, as `align` sorts a full fetch, because the detectors' order-
+dependent work (the ensemble's bounded bootstrap per call) must see the same order. A row
+whose newest sample left the window is dropped, as a full fetch would no longer return it.
+float64 rather than float32: the scores must equal a full fetch's, and the history is not
+where the memory goes (10,000 x 864 x 8 bytes is 69 MB; the decoded JSON of a full fetch of
+the same was over 1 GB).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from exporter.config.queries import QueryConfig
+from exporter.detectors.base import FloatArray, IntArray, SeriesKey, Window
+
+_TOLERANCE = 1e-9
+NEVER = np.iinfo(np.int64).min
+
+
+def grid_width(lookback: float, step: float) -> int:
+    """Columns in a window of `lookback` seconds at `step`, as `align` counts them."""
+    return math.floor(lookback / step + _TOLERANCE) + 1
+
+
+def tick_at(when: float, step: float) -> int:
+    """The step boundary at or after `when` (unix seconds), as a multiple of `step`."""
+    return math.ceil(when / step - _TOLERANCE)
+
+
+def key_of(metric: Mapping[str, str]) -> SeriesKey:
+    """The row key of a label set: its sorted pairs, as `align` keys a window."""
+    return tuple(sorted(metric.items()))
+
+
+class History:
+    """A query's look-back: rows keyed by label set, columns on the step-aligned grid."""
+
+    def __init__(self, step: float, width: int, max_series: int, slack: int = 0) -> None:
+        if width < 1:
+            raise ValueError(f"width must be at least 1, got {width}")
+        self.step = step
+        self.width = width
+        self.max_series = max_series
+        self.slack = slack or max(16, width // 16)
+        self.tick: int | None = None
+        """The newest column's tick, None until the first fill."""
+        self.keys: list[SeriesKey] = []
+        self.index: dict[SeriesKey, int] = {}
+        self._values: FloatArray = np.empty((0, width + self.slack))
+        self._last = np.empty(0, dtype=np.int64)  # each row's newest finite tick
+        self._off = 0
+        self._sorted = True
+
+    @classmethod
+    def of(cls, query: QueryConfig) -> History:
+        """An empty history for `query`'s look-back, step and `max_series`."""
+        return cls(query.step, grid_width(query.lookback, query.step), query.max_series)
+
+    @property
+    def first(self) -> int:
+        """The oldest column's tick (only meaningful once `tick` is set)."""
+        return (self.tick or 0) - self.width + 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the matrix (its spare rows and columns included)."""
+        return int(self._values.nbytes + self._last.nbytes)
+
+    def reset(self, tick: int) -> None:
+        """Forget everything; the newest column becomes `tick`."""
+        self.tick = tick
+        self.keys, self.index = [], {}
+        self._values = np.empty((0, self.width + self.slack))
+        self._last = np.empty(0, dtype=np.int64)
+        self._off = 0
+
+    def advance(self, tick: int) -> None:
+        """Move the newest column to `tick`; the columns that enter are NaN."""
+        if self.tick is None or tick - self.tick >= self.width:
+            self._clear_columns(self.first, self.tick or tick)
+            self.tick, self._off = tick, 0
+            return
+        shift = tick - self.tick
+        if shift <= 0:
+            return  # a clock that went back: keep the grid, refetch as usual
+        n = len(self.keys)
+        if self._off + shift + self.width > self._values.shape[1]:
+            keep = self.width - shift
+            self._values[:n, :keep] = self._values[:n, self._off + shift : self._off + self.width]
+            self._off = 0
+            self._values[:n, keep : self.width] = np.nan
+        else:
+            self._off += shift
+            self._values[:n, self._off + self.width - shift : self._off + self.width] = np.nan
+        self.tick = tick
+
+    def room(self) -> int:
+        """How many more series `max_series` lets in."""
+        return max(0, self.max_series - len(self.keys))
+
+    def write(
+        self, series: Iterable[Mapping[str, Any]], lo: int, hi: int, *, clear: bool, add: int
+    ) -> list[SeriesKey]:
+        """Write a `query_range` matrix evaluated on ticks `lo..hi` into the history.
+
+        `clear` first empties those columns for every row (a refetch: a series the answer no
+        longer has must read NaN there, as in a full fetch). Series without a row get one,
+        `add` at most; the keys of those added are returned, and the rest are left out.
+        """
+        lo, hi = max(lo, self.first), min(hi, self.tick if self.tick is not None else hi)
+        n = len(self.keys)
+        recent = np.empty(0, dtype=np.intp)
+        if clear:
+            self._clear_columns(lo, hi)
+            # Rows whose newest sample was in the cleared columns: set again by what is written.
+            recent = np.flatnonzero(self._last[:n] >= lo)
+            self._last[recent] = lo - 1
+        added: list[SeriesKey] = []
+        written: list[int] = []
+        for item in series:
+            pairs = item.get("values")
+            if not isinstance(pairs, np.ndarray) or pairs.ndim != 2 or not len(pairs):
+                continue  # histograms only, or the general parser's lists: not scored
+            key = key_of(item["metric"])
+            row = self.index.get(key)
+            if row is None:
+                if len(added) >= add or not self.room():
+                    continue
+                row = self._add(key)
+                added.append(key)
+            self._place(row, pairs, lo, hi)
+            written.append(row)
+        self._recheck(np.setdiff1d(recent, written), lo)
+        return added
+
+    def _recheck(self, rows: IntArray, lo: int) -> None:
+        """The newest finite tick before `lo` of `rows` (series gone from a refetch)."""
+        if not rows.size or lo <= self.first:
+            self._last[rows] = NEVER
+            return
+        finite = np.isfinite(self._values[rows, self._off : self._off + lo - self.first])
+        back = np.argmax(finite[:, ::-1], axis=1)
+        self._last[rows] = np.where(finite.any(axis=1), lo - 1 - back, NEVER)
+
+    def _place(self, row: int, pairs: FloatArray, lo: int, hi: int) -> None:
+        with np.errstate(invalid="ignore", over="ignore"):
+            tick = np.rint(pairs[:, 0] / self.step)
+            ok = np.isfinite(pairs[:, 1]) & (tick >= lo) & (tick <= hi)
+        if not ok.any():
+            return
+        ticks = tick[ok].astype(np.int64)
+        self._values[row, self._off + (ticks - self.first)] = pairs[ok, 1]
+        self._last[row] = max(int(self._last[row]), int(ticks[-1]))
+
+    def _add(self, key: SeriesKey) -> int:
+        row = len(self.keys)
+        if row == self._values.shape[0]:
+            grow = max(16, row // 4)
+            spare = np.full((grow, self._values.shape[1]), np.nan)
+            self._values = np.concatenate([self._values, spare])
+            self._last = np.concatenate([self._last, np.full(grow, NEVER)])
+        self._values[row] = np.nan
+        self._last[row] = NEVER
+        self.keys.append(key)
+        self.index[key] = row
+        self._sorted = self._sorted and (row == 0 or self.keys[row - 1] < key)
+        return row
+
+    def _clear_columns(self, lo: int, hi: int) -> None:
+        if self.tick is None or hi < lo:
+            return
+        a, b = self._off + max(lo, self.first) - self.first, self._off + hi - self.first + 1
+        self._values[: len(self.keys), a : max(a, b)] = np.nan
+
+    def expire(self) -> int:
+        """Drop the rows with no sample in the window (a full fetch would not return them)."""
+        gone = self._last[: len(self.keys)] < self.first
+        if not gone.any():
+            return 0
+        self._keep_rows(np.flatnonzero(~gone))
+        return int(gone.sum())
+
+    def _keep_rows(self, rows: IntArray) -> None:
+        n = len(rows)
+        self._values[:n] = self._values[rows]
+        self._last[:n] = self._last[rows]
+        self._values[n : len(self.keys)] = np.nan
+        self.keys = [self.keys[i] for i in rows.tolist()]
+        self.index = {key: i for i, key in enumerate(self.keys)}
+
+    def window(self) -> Window:
+        """The window to score: a view of the matrix, rows sorted by key, expired rows gone."""
+        self.expire()
+        if not self._sorted:
+            order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+            self._keep_rows(np.asarray(order, dtype=np.intp))
+            self._sorted = True
+        if self.tick is None:
+            return Window(np.empty((0, self.width)), np.empty(0), [], self.step)
+        timestamps = self.step * np.arange(self.first, self.tick + 1, dtype=np.float64)
+        values = self._values[: len(self.keys), self._off : self._off + self.width]
+        return Window(values=values, timestamps=timestamps, keys=list(self.keys), step=self.step)
