@@ -97,6 +97,36 @@ async def test_incremental_scores_equal_full_fetch(
     assert "gone" not in {dict(k)["instance"] for k in seen[-1][1].keys}  # expired
 
 
+async def test_a_series_past_max_series_gets_its_history_when_room_opens(
+    prometheus_factory: Callable[..., Process],
+) -> None:
+    """`a` stops, `c` is past `max_series` until `a` leaves the look-back: then `c` gets a
+    row and its older columns, the window a full fetch capped the same way returns."""
+    end = float(int(time.time() / STEP) * STEP) - 120
+    ts = np.arange(end - SPAN, end + 1, SCRAPE)
+    rng = np.random.default_rng(5)
+    data = [
+        Sample("cap_metric", {"instance": name}, float(t), float(rng.normal(5, 1)))
+        for name in ("a", "b", "c")
+        for t in (ts[ts <= end - SPAN + 3600] if name == "a" else ts)
+    ]
+    prom = prometheus_factory(samples=data)
+    query = QueryConfig(name="cap", expr="cap_metric", lookback=1800, step=STEP, max_series=2)
+    clock = [end - SPAN + 2400.0]
+    cfg = PrometheusConfig(url=prom.url, timeout=30)
+    with ThreadPoolExecutor(2) as executor:
+        async with make_session(cfg) as session:
+            client = PrometheusClient.from_config(cfg, session, executor=executor)
+            poller, seen = _recording_poller(query, client, executor, clock)
+            full = QueryRunner.build(query)
+            while clock[0] < end - SPAN + 7200:
+                await _compare(poller, full, client, query, clock[0], seen)
+                clock[0] += 47.0
+    names = [[dict(k)["instance"] for k in w.keys] for _, w, _ in seen]
+    assert names[0] == ["a", "b"] and names[-1] == ["b", "c"]
+    assert np.isfinite(seen[-1][1].values[1]).all()  # c's whole look-back, not just new points
+
+
 Seen = list[tuple[float, Window, dict[str, Estimate]]]
 
 
@@ -141,7 +171,9 @@ async def _compare(
     assert t == now
     end = tick_at(now, query.step) * query.step
     start = end - (grid_width(query.lookback, query.step) - 1) * query.step
-    matrix = await client.range_matrix(query.expr, start, end, query.step)
+    matrix = await client.range_matrix(
+        query.expr, start, end, query.step, max_series=query.max_series
+    )
     expected = align(matrix, start, end, query.step)
     assert window.keys == expected.keys, now
     np.testing.assert_array_equal(window.timestamps, expected.timestamps)

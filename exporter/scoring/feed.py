@@ -9,11 +9,14 @@ A progress line is logged every few seconds.
 After it, a poll fetches the columns from its previous newest one (fetched then while its
 step was in progress) minus `OVERLAP` columns (late samples) up to the step boundary at or
 after now: two to four points per series. Those columns are emptied and written again, so a
-series gone from them reads NaN as in a full fetch. A series that appears gets a row, and its
-older columns are fetched on their own: the same chunked range query, with a `keep` predicate
-that decodes only the new series (an arbitrary PromQL expression cannot be narrowed to one
-series by label matchers, and leaving its history NaN would score it differently than a
-full fetch does). Series of another shard (`owns`) are never decoded.
+series gone from them reads NaN as in a full fetch. A series that appears gets a row. Its
+older columns are empty in Prometheus too, unless it was left out before: past `max_series`
+(room opens when a series expires) or its samples arrived later than the overlap. Only after
+the feed refused a series for `max_series` are a new series' older columns fetched: the same
+chunked range query with a `keep` predicate that decodes only the new series (an arbitrary
+PromQL expression cannot be narrowed to some series by label matchers). Fetching them for
+every new series would cost Prometheus a whole look-back evaluation per poll wherever pods
+churn, for columns that are empty. Series of another shard (`owns`) are never decoded.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class Feed:
     """New series whose older columns are still to be fetched (retried each poll)."""
     dropped: int = 0
     """Series left out for `max_series` by the last update."""
+    refused: bool = False
+    """Whether a series was left out for `max_series` since the first fill (so one that gets
+    a row later may have older samples the history lacks)."""
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def update(self, now: float, run: Run) -> None:
@@ -72,7 +78,7 @@ class Feed:
         h, tick = self.history, tick_at(now, self.query.step)
         self.dropped = 0
         if not self.complete or h.tick is None or tick - h.tick >= h.width:
-            self.complete, self.pending = False, set()
+            self.complete, self.pending, self.refused = False, set(), False
             await run(lambda: h.reset(tick))
             await self._fetch(h.first, tick, run, clear=False, what="history_fill")
             self.complete = True
@@ -80,7 +86,9 @@ class Feed:
         previous = h.tick
         await run(lambda: h.advance(tick))
         lo = max(h.first, min(previous, tick) - OVERLAP)
-        self.pending.update(await self._fetch(lo, tick, run, clear=True, what=""))
+        added = await self._fetch(lo, tick, run, clear=True, what="")
+        if self.refused:
+            self.pending.update(added)
         if self.pending:
             new = frozenset(self.pending)
             await self._fetch(h.first, lo - 1, run, clear=False, what="history_backfill", only=new)
@@ -118,6 +126,7 @@ class Feed:
                     await run(lambda: self.history.write(matrix, a, b, clear=clear, add=room))
                 )
             self.dropped = max(self.dropped, refused[0])
+            self.refused = self.refused or refused[0] > 0
             done += 1
             if what and (time.monotonic() - last >= _PROGRESS_SECONDS or done == len(spans)):
                 last = time.monotonic()

@@ -92,7 +92,12 @@ class History:
         self._off = 0
 
     def advance(self, tick: int) -> None:
-        """Move the newest column to `tick`; the columns that enter are NaN."""
+        """Move the newest column to `tick`; the columns that enter are NaN, the rows left with
+        no sample in the window go (making room under `max_series` before the fetch)."""
+        self._shift(tick)
+        self.expire()
+
+    def _shift(self, tick: int) -> None:
         if self.tick is None or tick - self.tick >= self.width:
             self._clear_columns(self.first, self.tick or tick)
             self.tick, self._off = tick, 0
