@@ -32,7 +32,8 @@ from exporter.config.queries import QueryConfig
 from exporter.detectors.base import SeriesKey
 from exporter.prometheus.client import PrometheusClient
 from exporter.prometheus.decode import Keep
-from exporter.scoring.history import History, key_of, tick_at
+from exporter.scoring.history import History, Snapshot, key_of, tick_at
+from exporter.scoring.state import settings_hash
 
 log = logging.getLogger("augur.poller")
 
@@ -68,6 +69,7 @@ class Feed:
     """New series whose older columns are still to be fetched (retried each poll)."""
     dropped: int = 0
     """Series left out for `max_series` by the last update."""
+    warned: bool = False
     refused: bool = False
     """Whether a series was left out for `max_series` since the first fill (so one that gets
     a row later may have older samples the history lacks)."""
@@ -93,6 +95,38 @@ class Feed:
             new = frozenset(self.pending)
             await self._fetch(h.first, lo - 1, run, clear=False, what="history_backfill", only=new)
             self.pending -= new
+
+    def warn_dropped(self, scored: int) -> None:
+        """Say once that `max_series` left series out."""
+        if self.warned:
+            return
+        self.warned = True
+        log.warning(
+            "series_dropped",
+            extra={
+                "query": self.query.name,
+                "series": scored + self.dropped,
+                "max_series": self.query.max_series,
+                "hint": "narrow the query or raise max_series; logged once",
+            },
+        )
+
+    def settings(self) -> str:
+        """The hash of what the history depends on, for its snapshots."""
+        q = self.query
+        return settings_hash([q.expr, q.step, q.lookback])
+
+    async def restore(self, snap: Snapshot, now: float, run: Run) -> bool:
+        """Take over a snapshot recent enough to share columns with the look-back at `now`:
+        the next update then fetches only the gap since it (in chunks if it is long)."""
+        if tick_at(now, self.query.step) - snap.tick >= self.history.width:
+            return False
+        try:
+            await run(lambda: self.history.load(snap))
+        except ValueError:
+            return False
+        self.complete = True
+        return True
 
     async def _fetch(
         self,

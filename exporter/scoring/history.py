@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,22 @@ def tick_at(when: float, step: float) -> int:
 def key_of(metric: Mapping[str, str]) -> SeriesKey:
     """The row key of a label set: its sorted pairs, as `align` keys a window."""
     return tuple(sorted(metric.items()))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A history as the state store keeps it: float32 values (half the bytes; the columns
+    restored carry float32 rounding until they leave the look-back)."""
+
+    tick: int
+    keys: list[SeriesKey]
+    last: bytes  # int64 per row
+    values: bytes  # float32, rows x width, row-major
+
+    @property
+    def nbytes(self) -> int:
+        """The snapshot's size in bytes (values and newest ticks)."""
+        return len(self.last) + len(self.values)
 
 
 class History:
@@ -222,3 +239,26 @@ class History:
         timestamps = self.step * np.arange(self.first, self.tick + 1, dtype=np.float64)
         values = self._values[: len(self.keys), self._off : self._off + self.width]
         return Window(values=values, timestamps=timestamps, keys=list(self.keys), step=self.step)
+
+    def dump(self) -> Snapshot | None:
+        """The history as compact bytes, None before the first fill."""
+        if self.tick is None:
+            return None
+        n = len(self.keys)
+        values = self._values[:n, self._off : self._off + self.width].astype(np.float32)
+        return Snapshot(self.tick, list(self.keys), self._last[:n].tobytes(), values.tobytes())
+
+    def load(self, snap: Snapshot) -> None:
+        """Take over a snapshot of a history of the same width (raises ValueError if not)."""
+        n = len(snap.keys)
+        values = np.frombuffer(snap.values, dtype=np.float32)
+        last = np.frombuffer(snap.last, dtype=np.int64)
+        if values.size != n * self.width or last.size != n or n > self.max_series:
+            raise ValueError("a history snapshot of another shape")
+        self.reset(snap.tick)
+        self._values = np.full((n, self.width + self.slack), np.nan)
+        self._values[:, : self.width] = values.reshape(n, self.width)
+        self._last = last.copy()
+        self.keys = [tuple((str(k), str(v)) for k, v in key) for key in snap.keys]
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        self._sorted = self.keys == sorted(self.keys)

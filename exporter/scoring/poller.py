@@ -22,9 +22,7 @@ from typing import ParamSpec, TypeVar
 
 from exporter.config.durations import format_duration
 from exporter.config.queries import QueryConfig
-from exporter.detectors import (
-    Stateful,
-)
+from exporter.detectors import Stateful
 from exporter.detectors.base import parts
 from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.prometheus.health import UpstreamHealth
@@ -198,6 +196,12 @@ class Poller:
                 continue
             restored += 1
             log.info("state_restored", extra={"query": runner.config.name, "detector": name})
+        for runner in self.runners:
+            feed = self.feeds[runner.config.name]
+            snap = await self._io(self.store.load_history, runner.config.name, feed.settings())
+            if snap is not None and await feed.restore(snap, self.clock(), self._run_for(runner)):
+                restored += 1
+                log.info("history_restored", extra={"query": feed.query.name, "tick": snap.tick})
         return restored
 
     async def snapshot(self) -> int:
@@ -225,7 +229,30 @@ class Poller:
                 )
                 continue
             written += 1
+        for runner in self.runners:
+            written += await self._save_history(runner, self.store)
         return written
+
+    async def _save_history(self, runner: QueryRunner, store: StateStore) -> int:
+        """Snapshot the query's history (float32 bytes); 1 if written."""
+        feed = self.feeds[runner.config.name]
+        try:
+            await self._settle(runner, self.cpu_timeout)
+            t0 = time.perf_counter()
+            snap = await self._cpu(runner, feed.history.dump) if feed.complete else None
+            if snap is None:
+                return 0
+            size = await self._io(store.save_history, feed.query.name, feed.settings(), snap)
+        except Exception as exc:  # as for the detectors': worth a line, never a crash
+            log.warning(
+                "history_snapshot_failed", extra={"query": feed.query.name, "error": str(exc)}
+            )
+            return 0
+        log.debug(
+            "history_saved",
+            extra={"query": feed.query.name, "bytes": size, "seconds": time.perf_counter() - t0},
+        )
+        return 1
 
     def close(self) -> None:
         """Release what the detectors hold outside the process (e.g. a pool of fit workers)."""
@@ -301,19 +328,9 @@ class Poller:
         self.health.answered()
         self.metrics.history_bytes.labels(q.name).set(feed.history.nbytes)
         window = await self._cpu(runner, feed.history.window)
-        if dropped := feed.dropped:
-            self.metrics.series_dropped.labels(q.name).inc(dropped)
-            if not runner.dropped_logged:
-                runner.dropped_logged = True
-                log.warning(
-                    "series_dropped",
-                    extra={
-                        "query": q.name,
-                        "series": len(window.keys) + dropped,
-                        "max_series": q.max_series,
-                        "hint": "narrow the query or raise max_series; logged once",
-                    },
-                )
+        if feed.dropped:
+            self.metrics.series_dropped.labels(q.name).inc(feed.dropped)
+            feed.warn_dropped(len(window.keys))
         if not window.keys:
             self.board.publish(q.name, (), {})
             return 0
