@@ -44,6 +44,7 @@ from exporter.prometheus.client import PrometheusClient, make_session
 from exporter.scoring.align import align
 from exporter.scoring.board import ScoreBoard
 from exporter.scoring.poller import Poller
+from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
 from exporter.text.classify import default_model_dir
 from exporter.text.encoder import TextModel
@@ -135,6 +136,20 @@ async def child(mode: str, url: str, end: float, n: int, points: int, cycles: in
             out["fill_s"] = time.perf_counter() - t0
             out["fill_peak_mb"] = vmhwm_mb()
             out["history_mb"] = feed.history.nbytes / 1e6
+            with tempfile.TemporaryDirectory() as tmp:  # a restart's snapshot: size and time
+                store = StateStore(Path(tmp) / "state.db")
+                t0 = time.perf_counter()
+                snap = feed.history.dump()
+                assert snap is not None
+                out["snapshot_mb"] = store.save_history("bench", feed.settings(), snap) / 1e6
+                out["snapshot_s"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                loaded = store.load_history("bench", feed.settings())
+                assert loaded is not None
+                feed.history.load(loaded)
+                out["restore_s"] = time.perf_counter() - t0
+                store.close()
+                del snap, loaded
             window = feed.history.window()
             for _ in range(warmup):
                 runner.score(window)

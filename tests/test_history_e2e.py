@@ -16,6 +16,8 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +35,7 @@ from exporter.scoring.board import ScoreBoard
 from exporter.scoring.history import grid_width, tick_at
 from exporter.scoring.poller import Poller
 from exporter.scoring.runner import QueryRunner
+from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
 
 pytestmark = pytest.mark.integration
@@ -127,11 +130,57 @@ async def test_a_series_past_max_series_gets_its_history_when_room_opens(
     assert np.isfinite(seen[-1][1].values[1]).all()  # c's whole look-back, not just new points
 
 
+async def test_a_restart_with_a_recent_snapshot_fetches_only_the_gap(
+    prometheus_factory: Callable[..., Process], tmp_path: Path
+) -> None:
+    """A poller snapshots its history and detectors; a new one restores them and fetches only
+    the columns since, then scores what a full fetch scores (to float32 rounding)."""
+    end = float(int(time.time() / STEP) * STEP) - 120
+    prom = prometheus_factory(samples=history(end))
+    query = QueryConfig(name="h", expr="hist_metric", lookback=1800, step=STEP)
+    clock = [end - SPAN + 5000.0]
+    cfg = PrometheusConfig(url=prom.url, timeout=30)
+    store = StateStore(tmp_path / "state.db")
+    with ThreadPoolExecutor(2) as executor:
+        async with make_session(cfg) as session:
+            client = PrometheusClient.from_config(cfg, session, executor=executor)
+            first, seen = _recording_poller(query, client, executor, clock, store)
+            full = QueryRunner.build(query)
+            for _ in range(5):
+                await _compare(first, full, client, query, clock[0], seen)
+                clock[0] += 47.0
+            assert await first.snapshot() >= 2  # the ensemble's state, its incidents, the history
+            clock[0] += 600.0  # down for ten minutes
+            ranges: list[tuple[float, float]] = []
+            second, seen = _recording_poller(query, client, executor, clock, store)
+            fetch = client.range_matrix
+
+            async def recording(expr: str, start: float, end: float, *a: Any, **k: Any) -> Any:
+                ranges.append((start, end))
+                return await fetch(expr, start, end, *a, **k)
+
+            client.range_matrix = recording  # type: ignore[method-assign]
+            assert await second.restore() >= 2
+            assert second.feeds["h"].complete  # the history came from the snapshot
+            await second.cycle()
+            client.range_matrix = fetch  # type: ignore[method-assign]
+            await _compare(second, full, client, query, clock[0], seen, rtol=1e-5)
+    store.close()
+    gap = tick_at(clock[0], STEP) - tick_at(clock[0] - 600 - 47, STEP)
+    assert ranges and min(a for a, _ in ranges) >= (tick_at(clock[0], STEP) - gap - 1) * STEP
+    assert sum(round((b - a) / STEP) + 1 for a, b in ranges) <= gap + 2
+    print(f"refetched after the restart: {ranges}")
+
+
 Seen = list[tuple[float, Window, dict[str, Estimate]]]
 
 
 def _recording_poller(
-    query: QueryConfig, client: PrometheusClient, executor: ThreadPoolExecutor, clock: list[float]
+    query: QueryConfig,
+    client: PrometheusClient,
+    executor: ThreadPoolExecutor,
+    clock: list[float],
+    store: StateStore | None = None,
 ) -> tuple[Poller, Seen]:
     """A poller on `clock[0]` that records every window it scores and the estimates."""
     poller = Poller(
@@ -143,6 +192,7 @@ def _recording_poller(
         interval=60,
         cpu_timeout=60,
         clock=lambda: clock[0],
+        store=store,
     )
     runner, seen = poller.runners[0], []
     score = runner.score
@@ -163,6 +213,7 @@ async def _compare(
     query: QueryConfig,
     now: float,
     seen: Seen,
+    rtol: float = 0.0,
 ) -> None:
     """One incremental cycle at `now`, then a full fetch on the same grid: the same scores."""
     report = await poller.cycle()
@@ -177,16 +228,21 @@ async def _compare(
     expected = align(matrix, start, end, query.step)
     assert window.keys == expected.keys, now
     np.testing.assert_array_equal(window.timestamps, expected.timestamps)
-    np.testing.assert_array_equal(window.values, expected.values, err_msg=str(now))
-    _assert_same(estimates, full.score(expected))
+    if rtol:
+        np.testing.assert_allclose(window.values, expected.values, rtol=rtol, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(window.values, expected.values, err_msg=str(now))
+    _assert_same(estimates, full.score(expected), max(rtol * 100, 1e-12))
 
 
-def _assert_same(got: Mapping[str, Estimate], want: Mapping[str, Estimate]) -> None:
+def _assert_same(
+    got: Mapping[str, Estimate], want: Mapping[str, Estimate], rtol: float = 1e-12
+) -> None:
     assert got.keys() == want.keys()
     for name in got:
         for field in ("score", "expected", "lower", "upper"):
             a, b = getattr(got[name], field), getattr(want[name], field)
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, equal_nan=True, err_msg=name)
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=0, equal_nan=True, err_msg=name)
 
 
 LIVE_STEP = 5.0
