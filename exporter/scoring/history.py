@@ -154,8 +154,9 @@ class History:
             # Rows whose newest sample was in the cleared columns: set again by what is written.
             recent = np.flatnonzero(self._last[:n] >= lo)
             self._last[recent] = lo - 1
-        added: list[SeriesKey] = []
-        written: list[int] = []
+        rows: list[int] = []
+        arrays: list[FloatArray] = []
+        new: list[tuple[int, SeriesKey]] = []  # (position in rows, key) of series without a row
         for item in series:
             pairs = item.get("values")
             if not isinstance(pairs, np.ndarray) or pairs.ndim != 2 or not len(pairs):
@@ -163,14 +164,19 @@ class History:
             key = key_of(item["metric"])
             row = self.index.get(key)
             if row is None:
-                if len(added) >= add or not self.room():
+                if len(new) >= min(add, self.room()):
                     continue
-                row = self._add(key)
-                added.append(key)
-            self._place(row, pairs, lo, hi)
-            written.append(row)
-        self._recheck(np.setdiff1d(recent, written), lo)
-        return added
+                new.append((len(rows), key))
+                row = -1
+            rows.append(row)
+            arrays.append(pairs)
+        self._grow(len(self.keys) + len(new))
+        for at, key in new:
+            rows[at] = self._add(key)
+        if arrays:
+            self._place(np.asarray(rows, dtype=np.intp), arrays, lo, hi)
+        self._recheck(np.setdiff1d(recent, rows), lo)
+        return [key for _, key in new]
 
     def _recheck(self, rows: IntArray, lo: int) -> None:
         """The newest finite tick before `lo` of `rows` (series gone from a refetch)."""
@@ -181,23 +187,31 @@ class History:
         back = np.argmax(finite[:, ::-1], axis=1)
         self._last[rows] = np.where(finite.any(axis=1), lo - 1 - back, NEVER)
 
-    def _place(self, row: int, pairs: FloatArray, lo: int, hi: int) -> None:
+    def _place(self, rows: IntArray, arrays: list[FloatArray], lo: int, hi: int) -> None:
+        """All series' samples at once: one array operation per answer, not per series."""
+        pairs = np.concatenate(arrays)
+        row = np.repeat(rows, [len(a) for a in arrays])
         with np.errstate(invalid="ignore", over="ignore"):
             tick = np.rint(pairs[:, 0] / self.step)
             ok = np.isfinite(pairs[:, 1]) & (tick >= lo) & (tick <= hi)
-        if not ok.any():
-            return
-        ticks = tick[ok].astype(np.int64)
+        ticks, row = tick[ok].astype(np.int64), row[ok]
         self._values[row, self._off + (ticks - self.first)] = pairs[ok, 1]
-        self._last[row] = max(int(self._last[row]), int(ticks[-1]))
+        np.maximum.at(self._last, row, ticks)
+
+    def _grow(self, rows: int) -> None:
+        """Room for `rows` rows: once per write, to what it needs plus a quarter (a first fill
+        grows once, to its series count)."""
+        have = self._values.shape[0]
+        if rows <= have:
+            return
+        grow = min(max(rows, have + have // 4), max(rows, self.max_series)) - have
+        self._values = np.concatenate(
+            [self._values, np.full((grow, self._values.shape[1]), np.nan)]
+        )
+        self._last = np.concatenate([self._last, np.full(grow, NEVER)])
 
     def _add(self, key: SeriesKey) -> int:
         row = len(self.keys)
-        if row == self._values.shape[0]:
-            grow = max(16, row // 4)
-            spare = np.full((grow, self._values.shape[1]), np.nan)
-            self._values = np.concatenate([self._values, spare])
-            self._last = np.concatenate([self._last, np.full(grow, NEVER)])
         self._values[row] = np.nan
         self._last[row] = NEVER
         self.keys.append(key)
