@@ -29,7 +29,7 @@ from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
 from exporter.demo.procs import Process, Sample, free_port
 from exporter.detectors import Estimate, Window
-from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.prometheus.client import PrometheusClient, PrometheusError, make_session
 from exporter.scoring.align import align
 from exporter.scoring.board import ScoreBoard
 from exporter.scoring.history import grid_width, tick_at
@@ -89,8 +89,14 @@ async def test_incremental_scores_equal_full_fetch(
             poller, seen = _recording_poller(query, client, executor, clock)
             full = QueryRunner.build(query)
             polls = 0
+            fetch = client.range_matrix
             while clock[0] < end:
-                await _compare(poller, full, client, query, clock[0], seen)
+                if polls in (20, 21, 60):  # Prometheus fails after the history advanced
+                    client.range_matrix = _failing  # type: ignore[method-assign]
+                    assert (await poller.cycle()).errors
+                    client.range_matrix = fetch  # type: ignore[method-assign]
+                else:
+                    await _compare(poller, full, client, query, clock[0], seen)
                 polls += 1
                 # Between step boundaries, several polls a step, and one jump past the look-back.
                 clock[0] += 2100.0 if polls == 40 else 47.0
@@ -170,6 +176,10 @@ async def test_a_restart_with_a_recent_snapshot_fetches_only_the_gap(
     assert ranges and min(a for a, _ in ranges) >= (tick_at(clock[0], STEP) - gap - 1) * STEP
     assert sum(round((b - a) / STEP) + 1 for a, b in ranges) <= gap + 2
     print(f"refetched after the restart: {ranges}")
+
+
+async def _failing(*args: Any, **kwargs: Any) -> Any:
+    raise PrometheusError("down for this poll", error_type="connection", retryable=True)
 
 
 Seen = list[tuple[float, Window, dict[str, Estimate]]]

@@ -63,8 +63,8 @@ class Feed:
     query: QueryConfig
     history: History
     owns: Owns | None = None
-    complete: bool = False
-    """Whether the first fill finished (a failed one starts over at the next poll)."""
+    fetched: int | None = None
+    """The newest tick fetched; None until the first fill (or a restore) finished."""
     pending: set[SeriesKey] = field(default_factory=set)
     """New series whose older columns are still to be fetched (retried each poll)."""
     dropped: int = 0
@@ -75,20 +75,27 @@ class Feed:
     a row later may have older samples the history lacks)."""
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    @property
+    def complete(self) -> bool:
+        """Whether the first fill (or a restore) finished; a failed one starts over."""
+        return self.fetched is not None
+
     async def update(self, now: float, run: Run) -> None:
         """Bring the history up to the step boundary at or after `now`."""
         h, tick = self.history, tick_at(now, self.query.step)
         self.dropped = 0
-        if not self.complete or h.tick is None or tick - h.tick >= h.width:
-            self.complete, self.pending, self.refused = False, set(), False
+        if self.fetched is None or h.tick is None or tick - self.fetched >= h.width:
+            self.fetched, self.pending, self.refused = None, set(), False
             await run(lambda: h.reset(tick))
             await self._fetch(h.first, tick, run, clear=False, what="history_fill")
-            self.complete = True
+            self.fetched = tick
             return
-        previous = h.tick
         await run(lambda: h.advance(tick))
-        lo = max(h.first, min(previous, tick) - OVERLAP)
+        # From the last column fetched, not the history's newest: a failed fetch after the
+        # advance must not leave the columns in between empty.
+        lo = max(h.first, min(self.fetched, tick) - OVERLAP)
         added = await self._fetch(lo, tick, run, clear=True, what="")
+        self.fetched = tick
         if self.refused:
             self.pending.update(added)
         if self.pending:
@@ -125,7 +132,7 @@ class Feed:
             await run(lambda: self.history.load(snap))
         except ValueError:
             return False
-        self.complete = True
+        self.fetched = snap.tick
         return True
 
     async def _fetch(
