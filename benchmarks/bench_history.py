@@ -14,6 +14,7 @@ own and includes what a real augur holds):
   score, publish (the ensemble bootstrapped first on the same window).
 
     .venv/bin/python benchmarks/bench_history.py --series 1000 10000 [--points 864] [--cycles 3]
+        [--modes incremental full] [--detectors ensemble]
 """
 
 from __future__ import annotations
@@ -103,16 +104,24 @@ def timed(phases: dict[str, float], name: str, fn: Callable[..., Any]) -> Callab
     return wrapped
 
 
-async def child(mode: str, url: str, end: float, n: int, points: int, cycles: int) -> None:
+async def child(
+    mode: str, url: str, end: float, n: int, points: int, cycles: int, detectors: list[str]
+) -> None:
     model = TextModel(default_model_dir())  # held, as augur holds it, for the RSS figures
     model_mb = vmhwm_mb()
     query = QueryConfig(
-        name="bench", expr="bench_metric", lookback=STEP * (points - 1), step=STEP, max_series=n
+        name="bench",
+        expr="bench_metric",
+        lookback=STEP * (points - 1),
+        step=STEP,
+        max_series=n,
+        detectors=detectors,
     )
     cfg = PrometheusConfig(url=url, timeout=600)
     executor = ThreadPoolExecutor(2)
     board = ScoreBoard()
     out: dict[str, Any] = {"mode": mode, "series": n, "points": points, "model_mb": model_mb}
+    out["detectors"] = detectors
     async with make_session(cfg) as session:
         client = PrometheusClient.from_config(cfg, session, executor=executor)
         clock = [end - cycles * STEP]
@@ -218,12 +227,23 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=864)
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["incremental", "full"])
+    parser.add_argument("--detectors", nargs="+", default=["ensemble"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--end", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(args.child, args.url, args.end, args.series[0], args.points, args.cycles))
+        asyncio.run(
+            child(
+                args.child,
+                args.url,
+                args.end,
+                args.series[0],
+                args.points,
+                args.cycles,
+                args.detectors,
+            )
+        )
         return
     for n in args.series:
         end = float(int(time.time() / STEP) * STEP) - STEP
@@ -253,7 +273,7 @@ def main() -> None:
                 for mode in args.modes:
                     argv = [sys.executable, __file__, "--child", mode, "--url", prom.url]
                     argv += ["--end", str(end), "--series", str(n), "--points", str(args.points)]
-                    argv += ["--cycles", str(args.cycles)]
+                    argv += ["--cycles", str(args.cycles), "--detectors", *args.detectors]
                     print(f"  load average before: {os.getloadavg()[0]:.2f}")
                     done = subprocess.run(argv, check=True, capture_output=True, text=True)
                     print("  " + done.stdout.strip().splitlines()[-1], flush=True)
