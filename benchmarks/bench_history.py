@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import math
 import os
@@ -69,12 +70,18 @@ def write_samples(path: Path, n_series: int, n_points: int, end: float) -> int:
     return n_series * n_points
 
 
-def vmhwm_mb() -> float:
-    """Peak resident memory of this process since the last `reset_peak`, in MB."""
+def vmhwm_mb(field: str = "VmHWM") -> float:
+    """Peak resident memory of this process since the last `reset_peak` (or, with
+    field="VmRSS", the current one), in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def malloc_trim() -> None:
+    """Give the C heap's free pages back to the system (glibc)."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def reset_peak() -> None:
@@ -144,6 +151,9 @@ async def child(
             await feed.update(clock[0], poller._run_for(runner))
             out["fill_s"] = time.perf_counter() - t0
             out["fill_peak_mb"] = vmhwm_mb()
+            out["after_fill_mb"] = vmhwm_mb("VmRSS")
+            malloc_trim()
+            out["after_fill_trimmed_mb"] = vmhwm_mb("VmRSS")
             out["history_mb"] = feed.history.nbytes / 1e6
             with tempfile.TemporaryDirectory() as tmp:  # a restart's snapshot: size and time
                 store = StateStore(Path(tmp) / "state.db")
@@ -163,6 +173,7 @@ async def child(
             for _ in range(warmup):
                 runner.score(window)
             del window
+            malloc_trim()  # the steady state's own peak, not the warm-up's freed heap
             client.range_matrix = timed(phases, "fetch", client.range_matrix)  # type: ignore[method-assign]
             feed.history.write = timed(phases, "write", feed.history.write)  # type: ignore[method-assign]
             feed.history.window = timed(phases, "window", feed.history.window)  # type: ignore[method-assign]
@@ -190,6 +201,7 @@ async def child(
             for _ in range(warmup):
                 runner.score(window)
             del window
+            malloc_trim()
             reset_peak()
             totals = []
             for _ in range(2):
