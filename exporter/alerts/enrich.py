@@ -392,3 +392,4 @@ class AlertEnricher:
             },
             settle_at=rel.settle_at(f, self.config, now),
         )
+
