@@ -1,4 +1,6 @@
-"""The scoring loop: every poll interval, fetch each query's window, score it, publish it.
+"""The scoring loop: every poll interval, bring each query's window up to date, score it,
+publish it. The window is the query's in-memory history (`feed.py` fetches only what is new
+into it; `history.py` holds it), snapshotted with the detectors' state.
 
 One cycle runs all queries concurrently (the Prometheus client bounds the concurrency).
 Aligning and scoring are CPU work and run in a bounded executor under a timeout, never on
