@@ -92,6 +92,13 @@ class SelfMetrics:
             ["query"],
             registry=registry,
         )
+        self.history_bytes = Gauge(
+            "augur_history_bytes",
+            "Memory held by the query's in-memory look-back (series x steps, float64), which "
+            "spares each poll a fetch of the whole look-back.",
+            ["query"],
+            registry=registry,
+        )
         self.series_dropped = Counter(
             "augur_series_dropped",
             "Series left unscored because the query returned more than max_series.",

@@ -31,7 +31,7 @@ from exporter.self_metrics import SelfMetrics
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 STEP = 15.0
-END = 1_700_000_000.0
+END = 1_700_000_010.0  # a multiple of STEP: augur asks Prometheus for a step-aligned grid
 POINTS = 120
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

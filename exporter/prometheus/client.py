@@ -172,9 +172,10 @@ class PrometheusClient:
         *,
         max_series: int | None = None,
         eval_timeout: float | None = None,
+        keep: decode.Keep | None = None,
     ) -> Matrix:
-        """`query_range`, keeping at most `max_series` series: those past it in the answer are
-        stepped over before they are decoded and counted in the result's `dropped`.
+        """`query_range`, keeping at most `max_series` series of those `keep` accepts (all when
+        None): the others are stepped over undecoded; those past the cap count in `dropped`.
 
         `eval_timeout` is Prometheus's own evaluation timeout for the query (its `timeout`
         parameter): Prometheus stops evaluating it then, whatever the client does.
@@ -184,21 +185,15 @@ class PrometheusClient:
             points = 1  # not splittable: let Prometheus say what is wrong with the arguments
         else:
             points = (end_ms - start_ms) // step_ms + 1
+        args = (max_series, eval_timeout, keep)
         if points <= self._max_points:
-            return await self._range(expr, start_ms, end_ms, step_ms, max_series, eval_timeout)
+            return await self._range(expr, start_ms, end_ms, step_ms, *args)
         span = self._max_points * step_ms
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(
-                        self._range(
-                            expr,
-                            lo,
-                            min(lo + span - step_ms, end_ms),
-                            step_ms,
-                            max_series,
-                            eval_timeout,
-                        )
+                        self._range(expr, lo, min(lo + span - step_ms, end_ms), step_ms, *args)
                     )
                     for lo in range(start_ms, end_ms + 1, span)
                 ]
@@ -249,6 +244,7 @@ class PrometheusClient:
         step_ms: int,
         max_series: int | None,
         eval_timeout: float | None = None,
+        keep: decode.Keep | None = None,
     ) -> Matrix:
         form = [
             ("query", expr),
@@ -261,7 +257,7 @@ class PrometheusClient:
         data = await self._call(
             "/api/v1/query_range",
             form,
-            decoder=functools.partial(decode.matrix, max_series=max_series),
+            decoder=functools.partial(decode.matrix, max_series=max_series, keep=keep),
             what=_describe_query(expr),
         )
         out = Matrix(data["result"])

@@ -11,12 +11,15 @@ unexpected key order) goes through `json.loads` unchanged.
 `matrix` reads a `query_range` answer for the scoring loop: it checks the shape (a matrix of
 label sets and sample pairs, whatever parser read it), keeps the first of duplicate label
 sets, and stops building series past `max_series`: those are stepped over as text, never
-parsed into arrays, and counted in the answer's `data["droppedSeries"]`.
+parsed into arrays, and counted in the answer's `data["droppedSeries"]`. A `keep` predicate on
+the label set (a shard's, or the series a history still lacks) skips the others the same way,
+uncounted: they are not this caller's to keep.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,8 @@ DROPPED = "droppedSeries"
 """The key of a decoded matrix answer's `data` counting the series past `max_series`."""
 
 Body = bytes | bytearray
+Keep = Callable[[Mapping[str, str]], bool]
+"""Whether a series (by its label set) belongs in the decoded answer."""
 
 
 class ShapeError(ValueError):
@@ -46,8 +51,9 @@ def loads(body: Body) -> Any:
     return json.loads(text)
 
 
-def matrix(body: Body, max_series: int | None = None) -> Any:
-    """Parse a `query_range` answer: a checked matrix of at most `max_series` series.
+def matrix(body: Body, max_series: int | None = None, keep: Keep | None = None) -> Any:
+    """Parse a `query_range` answer: a checked matrix of at most `max_series` series, only
+    those `keep` accepts (all when None).
 
     An error answer is returned as it is; a successful one that is not a matrix raises
     `ShapeError` saying what it is instead.
@@ -55,16 +61,16 @@ def matrix(body: Body, max_series: int | None = None) -> Any:
     text = body.decode("utf-8")
     if text.startswith(_HEAD):
         try:
-            return _matrix(text, max_series)
+            return _matrix(text, max_series, keep)
         except (ValueError, IndexError):
             pass
     doc = json.loads(text)
     if isinstance(doc, dict) and doc.get("status") == "success":
-        _check(doc, max_series)
+        _check(doc, max_series, keep)
     return doc
 
 
-def _matrix(text: str, max_series: int | None) -> Any:
+def _matrix(text: str, max_series: int | None, keep: Keep | None = None) -> Any:
     pos = len(_HEAD)
     result: list[dict[str, Any]] = []
     seen: set[frozenset[tuple[str, str]]] = set()
@@ -85,7 +91,9 @@ def _matrix(text: str, max_series: int | None) -> Any:
         key = _key(metric)
         if key not in seen:
             seen.add(key)
-            if max_series is None or len(result) < max_series:
+            if keep is not None and not keep(metric):
+                pass  # another shard's, or one the caller has: its samples stay text
+            elif max_series is None or len(result) < max_series:
                 result.append({"metric": metric, "values": _pairs(text[start:end])})
             else:
                 dropped += 1  # stepped over: its samples never become an array
@@ -115,7 +123,7 @@ def _pairs(block: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     return np.array(flat, dtype=np.float64).reshape(-1, 2)
 
 
-def _check(doc: dict[str, Any], max_series: int | None) -> None:
+def _check(doc: dict[str, Any], max_series: int | None, keep: Keep | None = None) -> None:
     """Check that a successful answer is a matrix; its `values` become `(points, 2)` arrays."""
     data = doc.get("data")
     if not isinstance(data, dict):
@@ -136,6 +144,8 @@ def _check(doc: dict[str, Any], max_series: int | None) -> None:
         if key in seen:
             continue
         seen.add(key)
+        if keep is not None and not keep(item["metric"]):
+            continue
         if max_series is not None and len(result) >= max_series:
             dropped += 1
             continue

@@ -1,4 +1,6 @@
-"""The scoring loop: every poll interval, fetch each query's window, score it, publish it.
+"""The scoring loop: every poll interval, bring each query's window up to date, score it,
+publish it. The window is the query's in-memory history (`feed.py` fetches only what is new
+into it; `history.py` holds it), snapshotted with the detectors' state.
 
 One cycle runs all queries concurrently (the Prometheus client bounds the concurrency).
 Aligning and scoring are CPU work and run in a bounded executor under a timeout, never on
@@ -15,21 +17,20 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from exporter.config.durations import format_duration
 from exporter.config.queries import QueryConfig
-from exporter.detectors import (
-    Stateful,
-)
+from exporter.detectors import Stateful
 from exporter.detectors.base import parts
-from exporter.prometheus.client import Matrix, PrometheusClient, PrometheusError
+from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.prometheus.health import UpstreamHealth
-from exporter.scoring.align import align, select
 from exporter.scoring.board import ScoreBoard
+from exporter.scoring.feed import Feed, Owns, Run
+from exporter.scoring.history import History
 from exporter.scoring.runner import QueryRunner
 from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
@@ -66,11 +67,13 @@ class Poller:
         clock: Callable[[], float] = time.time,
         store: StateStore | None = None,
         snapshot_interval: float = 300.0,
-        owns: Callable[[Mapping[str, str]], bool] | None = None,
+        owns: Owns | None = None,
     ) -> None:
-        self.owns = owns
-        """This replica's share of the series (`Shard.owns`); None scores them all."""
         self.runners = [QueryRunner.build(q) for q in queries]
+        # Series whose labels `owns` rejects (another shard's) are never decoded nor kept.
+        self.feeds = {
+            r.config.name: Feed(client, r.config, History.of(r.config), owns) for r in self.runners
+        }
         self.store = store
         self.snapshot_interval = snapshot_interval
         self._stopping = asyncio.Event()
@@ -195,6 +198,12 @@ class Poller:
                 continue
             restored += 1
             log.info("state_restored", extra={"query": runner.config.name, "detector": name})
+        for runner in self.runners:
+            feed = self.feeds[runner.config.name]
+            snap = await self._io(self.store.load_history, runner.config.name, feed.settings())
+            if snap is not None and await feed.restore(snap, self.clock(), self._run_for(runner)):
+                restored += 1
+                log.info("history_restored", extra={"query": feed.query.name, "tick": snap.tick})
         return restored
 
     async def snapshot(self) -> int:
@@ -222,7 +231,30 @@ class Poller:
                 )
                 continue
             written += 1
+        for runner in self.runners:
+            written += await self._save_history(runner, self.store)
         return written
+
+    async def _save_history(self, runner: QueryRunner, store: StateStore) -> int:
+        """Snapshot the query's history (float32 bytes); 1 if written."""
+        feed = self.feeds[runner.config.name]
+        try:
+            await self._settle(runner, self.cpu_timeout)
+            t0 = time.perf_counter()
+            snap = await self._cpu(runner, feed.history.dump) if feed.complete else None
+            if snap is None:
+                return 0
+            size = await self._io(store.save_history, feed.query.name, feed.settings(), snap)
+        except Exception as exc:  # as for the detectors': worth a line, never a crash
+            log.warning(
+                "history_snapshot_failed", extra={"query": feed.query.name, "error": str(exc)}
+            )
+            return 0
+        log.debug(
+            "history_saved",
+            extra={"query": feed.query.name, "bytes": size, "seconds": time.perf_counter() - t0},
+        )
+        return 1
 
     def close(self) -> None:
         """Release what the detectors hold outside the process (e.g. a pool of fit workers)."""
@@ -289,35 +321,18 @@ class Poller:
     async def _poll_query(self, runner: QueryRunner) -> int:
         q = runner.config
         await self._settle(runner, 0.0)  # a call left from an earlier cycle: skip this one
-        end = self.clock()
-        start = end - q.lookback
+        feed = self.feeds[q.name]
         try:
-            matrix = await self.client.range_matrix(
-                q.expr, start, end, q.step, max_series=q.max_series
-            )
+            await feed.update(self.clock(), self._run_for(runner))
         except PrometheusError as exc:
             self.health.failed(exc)
             raise
         self.health.answered()
-        if self.owns is not None:  # another replica scores the rest (exporter/scoring/shard.py)
-            matrix = await self._cpu(runner, _owned, matrix, self.owns)
-        window = await self._cpu(runner, align, matrix, start, end, q.step)
-        dropped = matrix.dropped + max(0, len(window.keys) - q.max_series)
-        if len(window.keys) > q.max_series:
-            window = select(window, range(q.max_series))
-        if dropped:
-            self.metrics.series_dropped.labels(q.name).inc(dropped)
-            if not runner.dropped_logged:
-                runner.dropped_logged = True
-                log.warning(
-                    "series_dropped",
-                    extra={
-                        "query": q.name,
-                        "series": len(window.keys) + dropped,
-                        "max_series": q.max_series,
-                        "hint": "narrow the query or raise max_series; logged once",
-                    },
-                )
+        self.metrics.history_bytes.labels(q.name).set(feed.history.nbytes)
+        window = await self._cpu(runner, feed.history.window)
+        if feed.dropped:
+            self.metrics.series_dropped.labels(q.name).inc(feed.dropped)
+            feed.warn_dropped(len(window.keys))
         if not window.keys:
             self.board.publish(q.name, (), {})
             return 0
@@ -359,6 +374,14 @@ class Poller:
         # On timeout the thread runs on; `in_flight` keeps the next call out until it returns.
         return await asyncio.wait_for(asyncio.wrap_future(future), self.cpu_timeout)
 
+    def _run_for(self, runner: QueryRunner) -> Run:
+        """`_cpu` for one query's history calls (the feed's writes)."""
+
+        def run(fn: Callable[[], T]) -> Awaitable[T]:
+            return self._cpu(runner, fn)
+
+        return run
+
     async def _io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a short blocking call (SQLite) in the executor."""
         loop = asyncio.get_running_loop()
@@ -367,12 +390,6 @@ class Poller:
 
 class Busy(Exception):
     """The query's previous CPU call is still running in its thread (it timed out)."""
-
-
-def _owned(matrix: Matrix, owns: Callable[[Mapping[str, str]], bool]) -> Matrix:
-    """The series of `matrix` this replica scores; a hash per series, so off the loop."""
-    matrix[:] = [series for series in matrix if owns(series["metric"])]
-    return matrix
 
 
 def _describe(exc: BaseException) -> str:

@@ -37,7 +37,6 @@ class QueryRunner:
     config: QueryConfig
     detectors: dict[str, Detector]
     incidents: dict[str, IncidentBook]
-    dropped_logged: bool = False
     failing: int = 0  # polls failed in a row, so a failure streak is logged once
     in_flight: Future[Any] | None = None  # the last CPU call; it may outlive its timeout
 

@@ -11,6 +11,9 @@ the executor. The snapshots are disposable: a damaged file (at open or found by 
 moved aside with one error line and `augur_storage_corruptions_total{store="state"}`, and
 the detectors start cold (they learn again from Prometheus). Only a volume that refuses the
 file at start stops augur, with an error that says so (`exporter.sqlite_files.unwritable`).
+
+And one row per query in `history`: its look-back as float32 bytes, so a restart fetches only
+the gap since the snapshot instead of the whole look-back.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from exporter.scoring.history import Snapshot
 from exporter.self_metrics import StorageMetrics
 from exporter.sqlite_files import check, is_damage, open_or_replace, replace_damaged
 
@@ -47,6 +51,17 @@ CREATE TABLE IF NOT EXISTS detector_state (
     PRIMARY KEY (query, detector)
 )
 """
+HISTORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    query       TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    saved_at    REAL NOT NULL,
+    tick        INTEGER NOT NULL,
+    keys        TEXT NOT NULL,
+    last        BLOB NOT NULL,
+    "values"    BLOB NOT NULL
+)
+"""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -57,6 +72,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         if db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]:
             check(db, SCHEMA_VERSION)
         db.execute(SCHEMA)
+        db.execute(HISTORY_SCHEMA)  # added later, in the same schema version: only a new table
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.close()
@@ -171,6 +187,37 @@ class StateStore:
             return None
         return state
 
+    def save_history(self, query: str, settings: str, snap: Snapshot) -> int:
+        """Write a query's history snapshot, replacing the previous one; returns its bytes."""
+        keys = json.dumps(snap.keys, separators=(",", ":"))
+
+        def save() -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (query, settings, time.time(), snap.tick, keys, snap.last, snap.values),
+            )
+
+        self._call(save, save)
+        return snap.nbytes + len(keys)
+
+    def load_history(self, query: str, settings: str) -> Snapshot | None:
+        """The query's history snapshot if it was taken with the same `settings`."""
+        row = self._call(
+            lambda: self._db.execute(
+                'SELECT fingerprint, tick, keys, last, "values" FROM history WHERE query = ?',
+                (query,),
+            ).fetchone(),
+            lambda: None,
+        )
+        if row is None or row[0] != settings:
+            return None
+        try:
+            keys = [tuple(tuple(pair) for pair in key) for key in json.loads(row[2])]
+        except (ValueError, TypeError) as exc:
+            log.warning("history_discarded", extra={"query": query, "reason": str(exc)})
+            return None
+        return Snapshot(int(row[1]), keys, bytes(row[3]), bytes(row[4]))
+
     def forget_others(self, keep: set[tuple[str, str]]) -> int:
         """Delete snapshots of queries/detectors no longer configured; returns how many."""
 
@@ -180,7 +227,12 @@ class StateStore:
             self._db.executemany(
                 "DELETE FROM detector_state WHERE query = ? AND detector = ?", stale
             )
-            return len(stale)
+            queries = {q for q, _ in keep}
+            gone = [
+                (q,) for (q,) in self._db.execute("SELECT query FROM history") if q not in queries
+            ]
+            self._db.executemany("DELETE FROM history WHERE query = ?", gone)
+            return len(stale) + len(gone)
 
         return self._call(forget, lambda: 0)
 
