@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from exporter.alerts.chain import FOLLOWS_ANNOTATION, follows
+from exporter.alerts.chain import FOLLOWS_ANNOTATION, Predecessors
 from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.outbox import Awaiting, Outbox, Unsettled
 from exporter.alerts.payloads import (
@@ -265,14 +265,18 @@ class EnrichmentWorker:
         earlier = await self.outbox.firing_between(
             format_time(begin), format_time(end), CHAIN_CANDIDATES
         )
+        if not earlier:
+            return enrichments
+        # Hundreds of small JSON documents: read once per batch, off the event loop.
+        index = await asyncio.get_running_loop().run_in_executor(None, Predecessors, earlier)
         now, out = self._clock(), dict(enrichments)
         for i, alert in alerts:
             e = enrichments[i]
-            if not earlier or "augur_entities" not in e.annotations:
+            if not index or "augur_entities" not in e.annotations:
                 continue
             zh = is_chinese(" ".join(alert.annotations.values()))
             entities = e.annotations["augur_entities"]
-            line = follows(alert, entities, earlier, window=self.chain_window, now=now, zh=zh)
+            line = index.follows(alert, entities, window=self.chain_window, now=now, zh=zh)
             if line:
                 out[i] = replace(e, annotations={**e.annotations, FOLLOWS_ANNOTATION: line})
         return out
