@@ -135,10 +135,17 @@ class Seasonal:
 
     def _input(self, window: Window, rows: IntArray, code: int) -> tuple[Window, FloatArray]:
         """The sub-window of `rows` the variant `code` scores, and the profile removed."""
-        values = np.asarray(window.values, dtype=np.float64)[rows]
-        keys = [window.keys[i] for i in rows]
-        if code == 0:
-            return Window(values, window.timestamps, keys, window.step), np.zeros_like(values)
+        values = np.asarray(window.values, dtype=np.float64)
+        # `rows` are sorted and distinct (flatnonzero): all of them is the window itself, and
+        # the common case of one variant for every series must not copy a 10k x 864 matrix.
+        if len(rows) < values.shape[0]:
+            values = values[rows]
+            keys = [window.keys[i] for i in rows]
+        else:
+            keys = list(window.keys)
+        if code == 0:  # nothing removed: a read-only zero profile that takes no memory
+            zero = np.broadcast_to(np.float64(0.0), values.shape)
+            return Window(values, window.timestamps, keys, window.step), zero
         ts = np.asarray(window.timestamps, dtype=np.float64)
         profile = _profile(values, window, self.periods[code - 1], ts)
         with np.errstate(invalid="ignore"):
