@@ -69,6 +69,48 @@ def _history() -> list[Sample]:
     ]
 
 
+def _band(
+    metric: str,
+    labels: dict[str, str],
+    cross: float,
+    values: tuple[float, float],
+    band: tuple[float, float, float],
+    detector: str = "zscore",
+) -> list[Sample]:
+    """augur's value and band of a series: `values[0]` until `cross`, then `values[1]`."""
+    expected, lower, upper = band
+    out = []
+    for t in range(NOW - 3600, NOW - 60, STEP):
+        series = {**labels, "metric": metric, "detector": detector}
+        value = values[1] if t >= cross else values[0]
+        out += [
+            Sample("augur_observed_value", series, t, value),
+            Sample("augur_expected_value", series, t, expected),
+            Sample("augur_expected_lower", series, t, lower),
+            Sample("augur_expected_upper", series, t, upper),
+        ]
+    return out
+
+
+def _bands() -> list[Sample]:
+    return [
+        # The alert's own series, by two detectors: zscore's narrow band is the one quoted.
+        *_band(LATENCY, {**APP1, "query": "latency"}, T0 - 60, (0.3, 1.2), (0.3, 0.2, 0.4)),
+        *_band(LATENCY, {**APP1, "query": "latency"}, T0 - 60, (0.3, 1.2), (0.3, 0.1, 1.0), "ewma"),
+        # The same metric on another host, far outside its band: not this alert's series.
+        *_band(
+            LATENCY, {"instance": "app-2:8080", "query": "latency"}, T0 - 600, (1, 90), (1, 0, 2)
+        ),
+        *_band(
+            "demo_http_errors_ratio",
+            {**APP1, "query": "errors"},
+            T0 + 120,
+            (0.01, 0.2),
+            (0.01, 0.005, 0.015),
+        ),
+    ]
+
+
 def _alert(labels: dict[str, str], summary: str, expr: str = "") -> WebhookAlert:
     url = f"http://127.0.0.1:9090/graph?g0.expr={quote(expr)}" if expr else ""
     return WebhookAlert(
@@ -166,6 +208,31 @@ async def test_augurs_own_alert_names_its_series_and_what_crossed_before_it(
     ]
     assert "node_disk_io_time_seconds_total" in lines[0] and LATENCY in lines[1]
     assert "demo_http_errors_ratio" in lines[2] and "(peak 20.00)" in lines[2]
+
+
+async def test_the_summary_says_the_alerting_series_against_its_expected_band(
+    prometheus_factory: Callable[..., Process],
+    enricher_for: Callable[..., Awaitable[AlertEnricher]],
+) -> None:
+    """augur's value and band of the alert's own series, at its onset, in both languages."""
+    prom = prometheus_factory(samples=[*_history(), *_bands()])
+    enricher = await enricher_for(prom.url, deadline=5.0)
+    labels = {"alertname": "AugurAnomaly", "query": "errors", "metric": "demo_http_errors_ratio"}
+    own_en = _alert({**labels, **APP1}, "demo_http_errors_ratio is anomalous on app-1:8080")
+    own_zh = _alert({**labels, **APP1}, "app-1:8080 上的 demo_http_errors_ratio 异常")
+    rule = _alert({"alertname": "HighLatency", **APP1}, "Checkout latency is high", LATENCY_EXPR)
+    en, zh, by_rule = (
+        e.annotations["augur_summary"] for e in await enricher.enrich([own_en, own_zh, rule])
+    )
+    # augur's own alert: the value that crossed, against its band; no "incident stage 1".
+    assert "; 20 %, 20× its expected 1 % (band 0.5 %–1.5 %); likely cause: " in en, en
+    assert "stage" not in en
+    assert "；20 %，是预期 1 % 的 20 倍（正常区间 0.5 %–1.5 %）；可能原因：" in zh, zh
+    # A rule's alert: what the rule read, then its series' band (the narrower detector's,
+    # on this host: the same metric elsewhere is 90 s).
+    assert (
+        f"{LATENCY} 1.2 s, 4× its expected 300 ms (band 200 ms–400 ms); likely cause: " in by_rule
+    ), by_rule
 
 
 async def test_a_series_crossing_with_or_after_the_alert_is_not_its_cause(

@@ -20,6 +20,7 @@ import pytest
 from model_files import MODEL_DIR
 
 from exporter.alerts.alertmanager import compose
+from exporter.alerts.band import Band
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.facts import Facts
 from exporter.alerts.measured import band, measured, shape
@@ -176,12 +177,49 @@ def test_the_summary_stays_about_one_line() -> None:
 
 
 def test_a_value_against_its_band() -> None:
-    assert band(410, 120, 95, 150, False) == "410, 3.4× above its expected 120 (band 95–150)"
+    assert band(410, 120, 95, 150, False) == "410, 3.4× its expected 120 (band 95–150)"
     assert band(410, 120, 95, 150, True) == "410，是预期 120 的 3.4 倍（正常区间 95–150）"
     assert band(160, 120, 95, 150, False) == "160, above its expected 120 (band 95–150)"
     assert band(60, 120, 95, 150, False) == "60, 50 % below its expected 120 (band 95–150)"
     assert band(60, 120, 95, 150, True) == "60，比预期 120 低 50 %（正常区间 95–150）"
     assert band(100, 120, 95, 150, False) == "100, within its band 95–150"
+
+
+def test_an_augur_alert_says_its_value_against_the_band_not_just_its_stage() -> None:
+    incident = "max without (detector) (augur_anomaly_incident) >= 1"
+    drop = Band(21.0, 130.0, 90.0, 170.0, START, "demo_http_requests_per_second")
+    f = facts(incident, 1, summary_text="search: requests is anomalous")
+    f.band = drop
+    assert summary(f, NOW) == (
+        "Alert: search: requests is anomalous; 21, 84 % below its expected 130 (band 90–170)."
+    )
+    f = facts(incident, 1, summary_text="search 请求量异常", zh=True)
+    f.band = drop
+    assert summary(f, NOW) == "告警：search 请求量异常；21，比预期 130 低 84 %（正常区间 90–170）。"
+    # Once it has risen, the stage is news too.
+    f = facts(incident, 2, summary_text="search: requests is anomalous")
+    f.band = drop
+    assert summary(f, NOW).endswith("(band 90–170); augur incident stage 2.")
+    # Resolved: nothing about the present, the band neither.
+    f = facts(incident, 1, summary_text="x", status="resolved", ends=START + 600)
+    f.band = drop
+    assert "band" not in summary(f, NOW) and "recovered at" in summary(f, NOW)
+
+
+def test_a_rule_alert_names_the_series_its_band_is_of_in_the_series_unit() -> None:
+    rule = "demo_disk_used_ratio > 0.9"
+    f = facts(rule, 0.97, summary_text="Disk almost full")
+    f.band = Band(0.97, 0.6, 0.55, 0.65, START, "demo_disk_used_ratio")
+    assert summary(f, NOW) == (
+        "Alert: Disk almost full; at 97 %, above the 90 % threshold; demo_disk_used_ratio 97 %, 1.6× "
+        "its expected 60 % (band 55 %–65 %)."
+    )
+    f = facts(rule, 0.97, summary_text="磁盘快满了", zh=True)
+    f.band = Band(0.97, 0.6, 0.55, 0.65, START, "demo_disk_used_ratio")
+    assert summary(f, NOW) == (
+        "告警：磁盘快满了；当前 97 %，高于阈值 90 %；demo_disk_used_ratio 为 97 %，"
+        "是预期 60 % 的 1.6 倍（正常区间 55 %–65 %）。"
+    )
 
 
 # --- a predict_linear rule read from a real Prometheus ---------------------------------------

@@ -189,7 +189,7 @@ _WORDS = {
         "异常分数 {}（1 即预期区间边缘）",
     ),
     "band_times": (
-        "{v}, {times}× above its expected {e} (band {lo}–{hi})",
+        "{v}, {times}× its expected {e} (band {lo}–{hi})",
         "{v}，是预期 {e} 的 {times} 倍（正常区间 {lo}–{hi}）",
     ),
     "band_above": (
@@ -317,9 +317,12 @@ def measured(s: Shape, r: Reading, zh: bool) -> str:
     return text
 
 
-def band(value: float, expected: float, lower: float, upper: float, zh: bool) -> str:
-    """A value against the band augur expected: `3.4× above its expected 120 (band 95–150)`."""
-    s = Shape()
+def band(
+    value: float, expected: float, lower: float, upper: float, zh: bool, s: Shape | None = None
+) -> str:
+    """A value against the band augur expected: `3.4× its expected 120 (band 95–150)`,
+    in the unit of shape `s` (a metric's name read by `shape`: `_seconds`, `_ratio`, …)."""
+    s = s or Shape()
     v, e, lo, hi = (amount(x, s, zh) for x in (value, expected, lower, upper))
     if lower <= value <= upper:
         return _w("band_within", zh).format(v=v, lo=lo, hi=hi)
