@@ -9,6 +9,7 @@ arrives later (a score served live and scraped), and the update reaches Alertman
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -235,6 +236,33 @@ async def test_the_summary_says_the_alerting_series_against_its_expected_band(
     ), by_rule
 
 
+async def test_the_settle_look_rewrites_the_summary_with_the_first_reading_in_chinese(
+    prometheus_factory: Callable[..., Process],
+    enricher_for: Callable[..., Awaitable[AlertEnricher]],
+) -> None:
+    """The second look names the cause in the summary; the rule's reading is the first
+    enrichment's (Prometheus has no raw latency series here: run again, it would be gone)."""
+    prom = prometheus_factory(samples=[*_history(), *_bands()])
+    enricher = await enricher_for(prom.url, deadline=5.0)
+    rule = _alert({"alertname": "HighLatency", **APP1}, "结账服务延迟过高", LATENCY_EXPR)
+    before = (
+        f"none: no series of app-1 scored >= 1 between {_clock(T0 - 900)} and {_clock(T0)}\n"
+        f"rule expression: 1.2 at {_clock(T0)} (0.3 at {_clock(T0 - 900)})"
+    )
+    (notes,) = await enricher.resettle([(rule, before)])
+    said = notes["augur_summary"]
+    assert said.startswith("结账服务延迟过高（app-1）；"), said  # it says 延迟 itself
+    assert f"当前 1.2 秒（{_clock(T0 - 900)} 时为 300 毫秒），高于阈值 500 毫秒；" in said, said
+    assert "为 1.2 秒，是预期 300 毫秒 的 4 倍（正常区间 200 毫秒–400 毫秒）；" in said, said
+    assert "；可能原因：node_disk_io_time_seconds_total 自 " in said, said
+    assert notes["augur_related"].splitlines()[-1] == before.splitlines()[-1]
+    # A reading that was unavailable stays said to be; the summary is still rewritten.
+    gone = "rule expression unavailable: Prometheus is unreachable"
+    (notes,) = await enricher.resettle([(rule, f"none: x\n{gone}")])
+    assert "规则值未知（首次富化时未能读取）" in notes["augur_summary"], notes["augur_summary"]
+    assert notes["augur_related"].endswith(gone)
+
+
 async def test_a_series_crossing_with_or_after_the_alert_is_not_its_cause(
     prometheus_factory: Callable[..., Process],
     enricher_for: Callable[..., Awaitable[AlertEnricher]],
@@ -259,11 +287,16 @@ class LiveScore:
 
     def __init__(self) -> None:
         self.value = 0.3
+        self.disk = 0.2
         self.url = ""
 
     async def metrics(self, request: web.Request) -> web.Response:
         labels = 'metric="demo_http_request_duration_seconds",query="latency",service="checkout"'
-        body = f"augur_anomaly_score{{{labels}}} {self.value}\n"
+        disk = 'metric="node_disk_io_time_seconds_total",query="disk",service="checkout"'
+        body = (
+            f"augur_anomaly_score{{{labels}}} {self.value}\n"
+            f"augur_anomaly_score{{{disk}}} {self.disk}\n"
+        )
         return web.Response(text=body, content_type="text/plain")
 
 
@@ -296,7 +329,7 @@ async def test_an_alert_enriched_before_its_settle_time_is_re_enriched_once_and_
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         client = PrometheusClient(session, prom.url, retries=1, max_concurrency=8)
         # Long enough for the score to be served and scraped in between, whatever the machine.
-        settle = 20.0
+        settle = 30.0
         cfg = EnrichConfig(deadline=5.0, related_step=1.0, related_settle=settle)
         enricher = AlertEnricher(model, client, cfg, executor=executor)
         calls: list[int] = []
@@ -326,22 +359,35 @@ async def test_an_alert_enriched_before_its_settle_time_is_re_enriched_once_and_
             assert first["annotations"]["augur_related"].startswith("none: no series of checkout")
             (row,) = await augur.outbox.rows()
             assert row["settle_at"] == pytest.approx(start + settle, abs=1.0)
-            # The evidence arrives after the first post: augur's score of the series crosses.
+            first_summary = first["annotations"]["augur_summary"]
+            assert "cause" not in first_summary
+            # The evidence arrives after the first post: the service's disk crosses, then
+            # (a few related steps later) augur's score of the alert's own series.
+            live_score.disk = 4.0
+
+            async def scraped(n: int) -> bool:
+                return len((await client.query("augur_anomaly_score >= 1")).result) == n
+
+            await eventually(lambda: scraped(1), within=settle / 4)
+            await asyncio.sleep(3 * cfg.related_step)
             live_score.value = 7.5
-
-            async def scraped() -> bool:
-                return bool((await client.query("augur_anomaly_score >= 1")).result)
-
-            await eventually(scraped, within=settle / 2)
+            await eventually(lambda: scraped(2), within=settle / 4)
 
             async def updated() -> str:
                 (alert,) = await enriched_in(session, am)
                 text: str = alert["annotations"]["augur_related"]
-                return text if text.startswith("this alert's series") else ""
+                return text if "this alert's series" in text else ""
 
             text = await eventually(updated, within=60)
-            assert text.startswith(f"this alert's series: {LATENCY}{{")
-            assert 'service="checkout"' in text and "(peak 7.50)" in text
+            assert text.startswith("likely cause: node_disk_io_time_seconds_total{")
+            assert f"this alert's series: {LATENCY}{{" in text and "(peak 7.50)" in text
+            # The summary is rewritten too, and names the cause; the same labels make it an
+            # update of the one alert Alertmanager has (enriched_in found exactly one).
+            (alert,) = await enriched_in(session, am)
+            said = alert["annotations"]["augur_summary"]
+            assert said != first_summary and said.startswith(first_summary.rstrip("."))
+            assert "; likely cause: node_disk_io_time_seconds_total anomalous (score 4.0)" in said
+            assert alert["labels"] == first["labels"]
             (row,) = await augur.outbox.rows()
             assert row["settle_at"] is None and calls == [1]
         finally:

@@ -194,21 +194,33 @@ class AlertEnricher:
         return out
 
     async def resettle(self, alerts: Sequence[tuple[WebhookAlert, str]]) -> list[dict[str, str]]:
-        """The related annotations again for (alert, its `augur_related`); {} when unknown."""
+        """The related annotations and the summary again for (alert, its `augur_related`); {}
+        when the related series are still unknown.
+
+        The summary is rewritten so that it names a cause found only now; its category is the
+        text model's again (cached: the same text gets the same verdict), the rule's reading
+        the first enrichment's. Without a category it is left as first written.
+        """
         todo = [self._facts(alert) for alert, _ in alerts]
-        for f in todo:
-            f.expr = ""  # augur's scores only: the rule's reading stays as first written
-        await self._ask_prometheus(todo)
+        for f, (_, before) in zip(todo, alerts, strict=True):
+            # augur's scores only: the rule's reading stays as first written
+            f.expr_not_run = "read at the first enrichment"
+            f.reading = rel.first_reading(before, f, self.config)
+        await asyncio.gather(self._understand(todo), self._ask_prometheus(todo))
         now = self.clock()
-        return [
-            {}
-            if f.related is None or "related" in f.missing
-            else {
+        out: list[dict[str, str]] = []
+        for f, (_, before) in zip(todo, alerts, strict=True):
+            if f.related is None or "related" in f.missing:
+                out.append({})
+                continue
+            notes = {
                 "augur_related": rel.keep_reading(rel.related_text(f, self.config, now), before),
                 "augur_cause": rel.cause_text(f, now),
             }
-            for f, (_, before) in zip(todo, alerts, strict=True)
-        ]
+            if f.understood is not None:
+                notes["augur_summary"] = bound(summary(f, now), ANNOTATION_CHARS)
+            out.append(notes)
+        return out
 
     def _facts(self, alert: WebhookAlert) -> Facts:
         notes = alert.annotations
