@@ -183,6 +183,13 @@ def test_a_value_against_its_band() -> None:
     assert band(60, 120, 95, 150, False) == "60, 50 % below its expected 120 (band 95–150)"
     assert band(60, 120, 95, 150, True) == "60，比预期 120 低 50 %（正常区间 95–150）"
     assert band(100, 120, 95, 150, False) == "100, within its band 95–150"
+    per_second = shape("rate(http_requests_total[5m])")
+    assert band(412, 130, 90, 170, False, per_second) == (
+        "412/s, 3.2× its expected 130/s (band 90/s–170/s)"
+    )
+    assert band(0.25, 0.8, 0.6, 1.0, True, shape("x_seconds")) == (
+        "250 毫秒，比预期 800 毫秒 低 69 %（正常区间 600 毫秒–1 秒）"
+    )
 
 
 def test_an_augur_alert_says_its_value_against_the_band_not_just_its_stage() -> None:
@@ -191,15 +198,18 @@ def test_an_augur_alert_says_its_value_against_the_band_not_just_its_stage() -> 
     f = facts(incident, 1, summary_text="search: requests is anomalous")
     f.band = drop
     assert summary(f, NOW) == (
-        "Alert: search: requests is anomalous; 21, 84 % below its expected 130 (band 90–170)."
+        "Alert: search: requests is anomalous; 21/s, 84 % below its expected 130/s "
+        "(band 90/s–170/s)."
     )
     f = facts(incident, 1, summary_text="search 请求量异常", zh=True)
     f.band = drop
-    assert summary(f, NOW) == "告警：search 请求量异常；21，比预期 130 低 84 %（正常区间 90–170）。"
+    assert summary(f, NOW) == (
+        "告警：search 请求量异常；21/秒，比预期 130/秒 低 84 %（正常区间 90/秒–170/秒）。"
+    )
     # Once it has risen, the stage is news too.
     f = facts(incident, 2, summary_text="search: requests is anomalous")
     f.band = drop
-    assert summary(f, NOW).endswith("(band 90–170); augur incident stage 2.")
+    assert summary(f, NOW).endswith("(band 90/s–170/s); augur incident stage 2.")
     # Resolved: nothing about the present, the band neither.
     f = facts(incident, 1, summary_text="x", status="resolved", ends=START + 600)
     f.band = drop

@@ -324,6 +324,8 @@ def band(
     in the unit of shape `s` (a metric's name read by `shape`: `_seconds`, `_ratio`, …)."""
     s = s or Shape()
     v, e, lo, hi = (amount(x, s, zh) for x in (value, expected, lower, upper))
+    if s.kind == "rate":
+        v, e, lo, hi = (_w("per_second", zh).format(x) for x in (v, e, lo, hi))
     if lower <= value <= upper:
         return _w("band_within", zh).format(v=v, lo=lo, hi=hi)
     if value > upper:

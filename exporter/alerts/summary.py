@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from exporter.alerts.facts import Facts, Reason
@@ -148,7 +149,10 @@ def _band_clause(f: Facts, with_name: bool) -> str:
     """The alerting series' value against its expected band, or ""."""
     if (b := f.band) is None:
         return ""
-    text = band(b.value, b.expected, b.lower, b.upper, f.zh, shape(b.metric))
+    unit = shape(b.metric)
+    if b.metric.endswith("_per_second"):  # a recording rule's or exporter's rate, by name
+        unit = replace(unit, kind="rate")
+    text = band(b.value, b.expected, b.lower, b.upper, f.zh, unit)
     return _PHRASES[f.zh]["series_band"].format(b.metric, text) if with_name else text
 
 
