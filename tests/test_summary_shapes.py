@@ -183,6 +183,10 @@ def test_a_value_against_its_band() -> None:
     assert band(60, 120, 95, 150, False) == "60, 50 % below its expected 120 (band 95–150)"
     assert band(60, 120, 95, 150, True) == "60，比预期 120 低 50 %（正常区间 95–150）"
     assert band(100, 120, 95, 150, False) == "100, within its band 95–150"
+    share = shape("demo_cpu_usage_ratio")  # a band edge below 0 % is in percent too
+    assert band(0.772, 0.276, -0.0122, 0.49, False, share) == (
+        "77.2 %, 2.8× its expected 27.6 % (band -1.22 %–49 %)"
+    )
     per_second = shape("rate(http_requests_total[5m])")
     assert band(412, 130, 90, 170, False, per_second) == (
         "412/s, 3.2× its expected 130/s (band 90/s–170/s)"

@@ -323,7 +323,11 @@ def band(
     """A value against the band augur expected: `3.4× its expected 120 (band 95–150)`,
     in the unit of shape `s` (a metric's name read by `shape`: `_seconds`, `_ratio`, …)."""
     s = s or Shape()
-    v, e, lo, hi = (amount(x, s, zh) for x in (value, expected, lower, upper))
+    scale = 1.0
+    if s.ratio and not s.percent and all(-0.005 <= x <= 1.005 for x in (value, expected)):
+        # a share: the band's edges in percent too, even where they pass 0 or 100 %
+        s, scale = replace(s, ratio=False, percent=True), 100.0
+    v, e, lo, hi = (amount(x * scale, s, zh) for x in (value, expected, lower, upper))
     if s.kind == "rate":
         v, e, lo, hi = (_w("per_second", zh).format(x) for x in (v, e, lo, hi))
     if lower <= value <= upper:
