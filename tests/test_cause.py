@@ -261,6 +261,10 @@ async def test_the_settle_look_rewrites_the_summary_with_the_first_reading_in_ch
     (notes,) = await enricher.resettle([(rule, f"none: x\n{gone}")])
     assert "规则值未知（首次富化时未能读取）" in notes["augur_summary"], notes["augur_summary"]
     assert notes["augur_related"].endswith(gone)
+    # Posted first under another category (a model since reloaded): the summary stays as it was.
+    other = _alert({**rule.labels, "category": "cpu"}, "结账服务延迟过高", LATENCY_EXPR)
+    (notes,) = await enricher.resettle([(other, before)])
+    assert "augur_summary" not in notes and "可能原因" in notes["augur_cause"]
 
 
 async def test_a_series_crossing_with_or_after_the_alert_is_not_its_cause(

@@ -199,7 +199,8 @@ class AlertEnricher:
 
         The summary is rewritten so that it names a cause found only now; its category is the
         text model's again (cached: the same text gets the same verdict), the rule's reading
-        the first enrichment's. Without a category it is left as first written.
+        the first enrichment's. Without a category, or with another than the `category` label
+        posted first, it is left as first written.
         """
         todo = [self._facts(alert) for alert, _ in alerts]
         for f, (_, before) in zip(todo, alerts, strict=True):
@@ -217,7 +218,10 @@ class AlertEnricher:
                 "augur_related": rel.keep_reading(rel.related_text(f, self.config, now), before),
                 "augur_cause": rel.cause_text(f, now),
             }
-            if f.understood is not None:
+            first = f.alert.labels.get(CATEGORY_LABEL)  # as posted first: it stays
+            if f.understood is not None and f.understood[0].category == (
+                first or f.understood[0].category
+            ):
                 notes["augur_summary"] = bound(summary(f, now), ANNOTATION_CHARS)
             out.append(notes)
         return out

@@ -63,7 +63,6 @@ _PHRASES = (
         "related_what": "related series",
         "expression_what": "rule value",
         "category_what": "category and runbook",
-        "band_what": "expected band",
         "series_band": "{} {}",
     },
     {
@@ -81,7 +80,6 @@ _PHRASES = (
         "related_what": "相关序列",
         "expression_what": "规则值",
         "category_what": "分类与手册",
-        "band_what": "预期区间",
         "series_band": "{} 为 {}",
     },
 )
