@@ -187,6 +187,11 @@ def test_a_value_against_its_band() -> None:
     assert band(0.772, 0.276, -0.0122, 0.49, False, share) == (
         "77.2 %, 2.8× its expected 27.6 % (band -1.22 %–49 %)"
     )
+    # An ensemble's mean outside the band its members agree on: the band alone is said.
+    assert band(0.733, 0.579, 0.61, 0.614, False, share) == (
+        "73.3 %, above its expected band 61 %–61.4 %"
+    )
+    assert band(0.5, 0.7, 0.6, 0.62, True, share) == "50 %，低于预期区间 60 %–62 %"
     per_second = shape("rate(http_requests_total[5m])")
     assert band(412, 130, 90, 170, False, per_second) == (
         "412/s, 3.2× its expected 130/s (band 90/s–170/s)"

@@ -200,6 +200,8 @@ _WORDS = {
         "{v}, {pct} % below its expected {e} (band {lo}–{hi})",
         "{v}，比预期 {e} 低 {pct} %（正常区间 {lo}–{hi}）",
     ),
+    "band_edge_above": ("{v}, above its expected band {lo}–{hi}", "{v}，高于预期区间 {lo}–{hi}"),
+    "band_edge_below": ("{v}, below its expected band {lo}–{hi}", "{v}，低于预期区间 {lo}–{hi}"),
     "band_within": ("{v}, within its band {lo}–{hi}", "{v}，在正常区间 {lo}–{hi} 内"),
 }
 _TIME_UNITS = (
@@ -332,6 +334,12 @@ def band(
         v, e, lo, hi = (_w("per_second", zh).format(x) for x in (v, e, lo, hi))
     if lower <= value <= upper:
         return _w("band_within", zh).format(v=v, lo=lo, hi=hi)
+    if not lower <= expected <= upper:
+        # An ensemble's band is where its members agree and its expected value their mean,
+        # which can lie outside it: then the band alone is said, not a size against the mean.
+        return _w("band_edge_above" if value > upper else "band_edge_below", zh).format(
+            v=v, lo=lo, hi=hi
+        )
     if value > upper:
         if expected > 0 and value / expected >= 1.5:
             times = f"{value / expected:.2g}"
