@@ -9,6 +9,7 @@ arrives later (a score served live and scraped), and the update reaches Alertman
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,48 @@ def _history() -> list[Sample]:
         *_score(LATENCY, {"instance": "app-2:8080", "query": "latency"}, T0 - 600, 9.0),
         # Another host, another metric: not a candidate at all.
         *_score("node_load1", {"instance": "db-9:9100", "query": "load"}, T0 - 700, 8.0),
+    ]
+
+
+def _band(
+    metric: str,
+    labels: dict[str, str],
+    cross: float,
+    values: tuple[float, float],
+    band: tuple[float, float, float],
+    detector: str = "zscore",
+) -> list[Sample]:
+    """augur's value and band of a series: `values[0]` until `cross`, then `values[1]`."""
+    expected, lower, upper = band
+    out = []
+    for t in range(NOW - 3600, NOW - 60, STEP):
+        series = {**labels, "metric": metric, "detector": detector}
+        value = values[1] if t >= cross else values[0]
+        out += [
+            Sample("augur_observed_value", series, t, value),
+            Sample("augur_expected_value", series, t, expected),
+            Sample("augur_expected_lower", series, t, lower),
+            Sample("augur_expected_upper", series, t, upper),
+        ]
+    return out
+
+
+def _bands() -> list[Sample]:
+    return [
+        # The alert's own series, by two detectors: zscore's narrow band is the one quoted.
+        *_band(LATENCY, {**APP1, "query": "latency"}, T0 - 60, (0.3, 1.2), (0.3, 0.2, 0.4)),
+        *_band(LATENCY, {**APP1, "query": "latency"}, T0 - 60, (0.3, 1.2), (0.3, 0.1, 1.0), "ewma"),
+        # The same metric on another host, far outside its band: not this alert's series.
+        *_band(
+            LATENCY, {"instance": "app-2:8080", "query": "latency"}, T0 - 600, (1, 90), (1, 0, 2)
+        ),
+        *_band(
+            "demo_http_errors_ratio",
+            {**APP1, "query": "errors"},
+            T0 + 120,
+            (0.01, 0.2),
+            (0.01, 0.005, 0.015),
+        ),
     ]
 
 
@@ -168,6 +211,62 @@ async def test_augurs_own_alert_names_its_series_and_what_crossed_before_it(
     assert "demo_http_errors_ratio" in lines[2] and "(peak 20.00)" in lines[2]
 
 
+async def test_the_summary_says_the_alerting_series_against_its_expected_band(
+    prometheus_factory: Callable[..., Process],
+    enricher_for: Callable[..., Awaitable[AlertEnricher]],
+) -> None:
+    """augur's value and band of the alert's own series, at its onset, in both languages."""
+    prom = prometheus_factory(samples=[*_history(), *_bands()])
+    enricher = await enricher_for(prom.url, deadline=5.0)
+    labels = {"alertname": "AugurAnomaly", "query": "errors", "metric": "demo_http_errors_ratio"}
+    own_en = _alert({**labels, **APP1}, "demo_http_errors_ratio is anomalous on app-1:8080")
+    own_zh = _alert({**labels, **APP1}, "app-1:8080 上的 demo_http_errors_ratio 异常")
+    rule = _alert({"alertname": "HighLatency", **APP1}, "Checkout latency is high", LATENCY_EXPR)
+    en, zh, by_rule = (
+        e.annotations["augur_summary"] for e in await enricher.enrich([own_en, own_zh, rule])
+    )
+    # augur's own alert: the value that crossed, against its band; no "incident stage 1".
+    assert "; 20 %, 20× its expected 1 % (band 0.5 %–1.5 %); likely cause: " in en, en
+    assert "stage" not in en
+    assert "；20 %，是预期 1 % 的 20 倍（正常区间 0.5 %–1.5 %）；可能原因：" in zh, zh
+    # A rule's alert: what the rule read, then its series' band (the narrower detector's,
+    # on this host: the same metric elsewhere is 90 s).
+    assert (
+        f"{LATENCY} 1.2 s, 4× its expected 300 ms (band 200 ms–400 ms); likely cause: " in by_rule
+    ), by_rule
+
+
+async def test_the_settle_look_rewrites_the_summary_with_the_first_reading_in_chinese(
+    prometheus_factory: Callable[..., Process],
+    enricher_for: Callable[..., Awaitable[AlertEnricher]],
+) -> None:
+    """The second look names the cause in the summary; the rule's reading is the first
+    enrichment's (Prometheus has no raw latency series here: run again, it would be gone)."""
+    prom = prometheus_factory(samples=[*_history(), *_bands()])
+    enricher = await enricher_for(prom.url, deadline=5.0)
+    rule = _alert({"alertname": "HighLatency", **APP1}, "结账服务延迟过高", LATENCY_EXPR)
+    before = (
+        f"none: no series of app-1 scored >= 1 between {_clock(T0 - 900)} and {_clock(T0)}\n"
+        f"rule expression: 1.2 at {_clock(T0)} (0.3 at {_clock(T0 - 900)})"
+    )
+    (notes,) = await enricher.resettle([(rule, before)])
+    said = notes["augur_summary"]
+    assert said.startswith("结账服务延迟过高（app-1）；"), said  # it says 延迟 itself
+    assert f"当前 1.2 秒（{_clock(T0 - 900)} 时为 300 毫秒），高于阈值 500 毫秒；" in said, said
+    assert "为 1.2 秒，是预期 300 毫秒 的 4 倍（正常区间 200 毫秒–400 毫秒）；" in said, said
+    assert "；可能原因：node_disk_io_time_seconds_total 自 " in said, said
+    assert notes["augur_related"].splitlines()[-1] == before.splitlines()[-1]
+    # A reading that was unavailable stays said to be; the summary is still rewritten.
+    gone = "rule expression unavailable: Prometheus is unreachable"
+    (notes,) = await enricher.resettle([(rule, f"none: x\n{gone}")])
+    assert "规则值未知（首次富化时未能读取）" in notes["augur_summary"], notes["augur_summary"]
+    assert notes["augur_related"].endswith(gone)
+    # Posted first under another category (a model since reloaded): the summary stays as it was.
+    other = _alert({**rule.labels, "category": "cpu"}, "结账服务延迟过高", LATENCY_EXPR)
+    (notes,) = await enricher.resettle([(other, before)])
+    assert "augur_summary" not in notes and "可能原因" in notes["augur_cause"]
+
+
 async def test_a_series_crossing_with_or_after_the_alert_is_not_its_cause(
     prometheus_factory: Callable[..., Process],
     enricher_for: Callable[..., Awaitable[AlertEnricher]],
@@ -192,11 +291,16 @@ class LiveScore:
 
     def __init__(self) -> None:
         self.value = 0.3
+        self.disk = 0.2
         self.url = ""
 
     async def metrics(self, request: web.Request) -> web.Response:
         labels = 'metric="demo_http_request_duration_seconds",query="latency",service="checkout"'
-        body = f"augur_anomaly_score{{{labels}}} {self.value}\n"
+        disk = 'metric="node_disk_io_time_seconds_total",query="disk",service="checkout"'
+        body = (
+            f"augur_anomaly_score{{{labels}}} {self.value}\n"
+            f"augur_anomaly_score{{{disk}}} {self.disk}\n"
+        )
         return web.Response(text=body, content_type="text/plain")
 
 
@@ -229,7 +333,7 @@ async def test_an_alert_enriched_before_its_settle_time_is_re_enriched_once_and_
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         client = PrometheusClient(session, prom.url, retries=1, max_concurrency=8)
         # Long enough for the score to be served and scraped in between, whatever the machine.
-        settle = 20.0
+        settle = 30.0
         cfg = EnrichConfig(deadline=5.0, related_step=1.0, related_settle=settle)
         enricher = AlertEnricher(model, client, cfg, executor=executor)
         calls: list[int] = []
@@ -259,22 +363,35 @@ async def test_an_alert_enriched_before_its_settle_time_is_re_enriched_once_and_
             assert first["annotations"]["augur_related"].startswith("none: no series of checkout")
             (row,) = await augur.outbox.rows()
             assert row["settle_at"] == pytest.approx(start + settle, abs=1.0)
-            # The evidence arrives after the first post: augur's score of the series crosses.
+            first_summary = first["annotations"]["augur_summary"]
+            assert "cause" not in first_summary
+            # The evidence arrives after the first post: the service's disk crosses, then
+            # (a few related steps later) augur's score of the alert's own series.
+            live_score.disk = 4.0
+
+            async def scraped(n: int) -> bool:
+                return len((await client.query("augur_anomaly_score >= 1")).result) == n
+
+            await eventually(lambda: scraped(1), within=settle / 4)
+            await asyncio.sleep(3 * cfg.related_step)
             live_score.value = 7.5
-
-            async def scraped() -> bool:
-                return bool((await client.query("augur_anomaly_score >= 1")).result)
-
-            await eventually(scraped, within=settle / 2)
+            await eventually(lambda: scraped(2), within=settle / 4)
 
             async def updated() -> str:
                 (alert,) = await enriched_in(session, am)
                 text: str = alert["annotations"]["augur_related"]
-                return text if text.startswith("this alert's series") else ""
+                return text if "this alert's series" in text else ""
 
             text = await eventually(updated, within=60)
-            assert text.startswith(f"this alert's series: {LATENCY}{{")
-            assert 'service="checkout"' in text and "(peak 7.50)" in text
+            assert text.startswith("likely cause: node_disk_io_time_seconds_total{")
+            assert f"this alert's series: {LATENCY}{{" in text and "(peak 7.50)" in text
+            # The summary is rewritten too, and names the cause; the same labels make it an
+            # update of the one alert Alertmanager has (enriched_in found exactly one).
+            (alert,) = await enriched_in(session, am)
+            said = alert["annotations"]["augur_summary"]
+            assert said != first_summary and said.startswith(first_summary.rstrip("."))
+            assert "; likely cause: node_disk_io_time_seconds_total anomalous (score 4.0)" in said
+            assert alert["labels"] == first["labels"]
             (row,) = await augur.outbox.rows()
             assert row["settle_at"] is None and calls == [1]
         finally:

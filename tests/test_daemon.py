@@ -182,6 +182,12 @@ async def test_scores_only_the_anomalous_series(running: tuple[Augur, Process]) 
                 families, "augur_expected_upper", query="requests", detector=detector, service=svc
             )
             assert lower < expected < upper
+            observed = value(
+                families, "augur_observed_value", query="requests", detector=detector, service=svc
+            )
+            # The anomalous services' newest value is outside the band augur drew around it.
+            side = {"spike": observed > upper, "drop": observed < lower}
+            assert side.get(ANOMALOUS.get(svc, ""), lower <= observed <= upper), (svc, observed)
     # The series' own labels are kept, __name__ becomes `metric`.
     labels = next(lb for lb, _ in families["augur_anomaly_score"] if lb["query"] == "requests")
     assert labels["metric"] == "augur_test_requests" and labels["job"] == "api"

@@ -35,7 +35,7 @@ from exporter.demo.config import (
     queries,
 )
 from exporter.demo.procs import INSTALL_HINT, MissingBinaryError, find_binary
-from exporter.demo.receiver import format_alert
+from exporter.demo.receiver import DemoReceiver, format_alert
 from exporter.demo.receiver import serve as serve_receiver
 from exporter.demo.stack import add_arguments
 from exporter.demo.stack import run as run_demo_fn
@@ -347,6 +347,24 @@ def test_demo_alerts_say_in_plain_words_what_is_wrong(tmp_path: Path) -> None:
     promtool_test(tmp_path, yaml.safe_load(RULES_YAML), tests)
 
 
+def test_the_receiver_prints_an_alert_again_only_when_augur_changed_what_it_says(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    receiver = DemoReceiver(tmp_path / "alerts.jsonl", out)
+    receiver.receive([ENRICHED])
+    receiver.receive([ENRICHED])  # Alertmanager's repeat: not printed again
+    assert out.getvalue().count("FIRING") == 1 and "UPDATED" not in out.getvalue()
+    named = {**NOTES, "augur_summary": NOTES["augur_summary"][:-1] + "; likely cause: disk."}
+    receiver.receive([{**ENRICHED, "annotations": named}])  # the settle-time look's re-post
+    receiver.receive([{**ENRICHED, "annotations": named}])
+    assert out.getvalue().count("UPDATED") == 1
+    assert "likely cause: disk." in out.getvalue().split("UPDATED")[1]
+    receiver.receive([RESOLVED])
+    assert out.getvalue().count("RESOLVED") == 1
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 5  # every one logged
+
+
 NOTES = {
     "augur_category": "latency",
     "augur_confidence": "0.98",
@@ -395,6 +413,8 @@ def test_an_enriched_alert_prints_as_a_compact_block() -> None:
         "  follows   AugurAnomaly on checkout (03:01 UTC)",
         "  runbook   Latency high: slow responses",
     ]
+    updated = format_alert({**ENRICHED, "annotations": chained}, arrived, updated=True)
+    assert updated.startswith("03:02:07  UPDATED   AugurAnomaly  service=search ")
     block = format_alert({**ENRICHED, "annotations": missing}, arrived).splitlines()
     assert block[3:] == [
         "  related   unavailable: Prometheus is unreachable",

@@ -60,9 +60,10 @@ async def test_the_demos_chain_names_the_disk_as_the_cause(
     for part in parts:
         q = query_of(demo, part.selector)
         values = demo.values[part.selector]
-        score = score_series(
+        est = score_series(
             Setup(q.name, q, "ensemble"), InputSeries(part.selector, stamps, demo.times, values)
-        ).score[0]
+        )
+        score = est.score[0]
         labels = {
             "job": "augur",
             "instance": WORKLOAD_TARGET["instance"],
@@ -77,6 +78,18 @@ async def test_the_demos_chain_names_the_disk_as_the_cause(
             for t, v, ok in zip(demo.times, score, live, strict=True)
             if ok and np.isfinite(v)
         ]
+        # What augur exports beside the score: the value it scored, inside its band.
+        for name, row in (
+            ("augur_observed_value", values),
+            ("augur_expected_value", est.expected[0]),
+            ("augur_expected_lower", est.lower[0]),
+            ("augur_expected_upper", est.upper[0]),
+        ):
+            samples += [
+                Sample(name, labels, float(t), float(v))
+                for t, v, s, ok in zip(demo.times, row, score, live, strict=True)
+                if ok and np.isfinite(s)
+            ]
         crossed = demo.times[live & (score >= 1) & (demo.times >= at)]
         onset[part.metric] = float(crossed[0])
     disk, latency, errors = (p.metric for p in parts)
@@ -117,3 +130,9 @@ async def test_the_demos_chain_names_the_disk_as_the_cause(
         notes = e.annotations
         assert notes.get("augur_cause", "").startswith(f"likely cause: {disk}{{"), notes
         assert "this alert's series" in notes["augur_related"], notes
+        # The summary says how far outside its band the series went, and names the cause.
+        said = notes["augur_summary"]
+        assert "its expected" in said and "(band " in said and "stage" not in said, said
+        assert f"; likely cause: {disk} anomalous (score " in said, said
+    latency_band, errors_band = (e.annotations["augur_summary"] for e in out[:2])
+    assert "× its expected" in latency_band and "× its expected" in errors_band  # both surged

@@ -46,6 +46,23 @@ def test_publish_skips_unscorable_series_and_expires_vanished_ones() -> None:
     assert [labels["instance"] for labels, _ in board.rows()] == ["b:9100"]
 
 
+def test_observed_value_is_exported_beside_its_band_and_only_when_scored() -> None:
+    registry = CollectorRegistry()
+    board = ScoreBoard()
+    registry.register(ScoreCollector(board))
+    scores = estimate(0.5, float("nan"))
+    board.publish("q", [KEY_A, KEY_B], {"zscore": scores}, observed=np.array([412.0, 7.0]))
+    text = generate_latest(registry).decode()
+    labels = '{detector="zscore",instance="a:9100",job="node",metric="up",query="q"}'
+    assert f"augur_observed_value{labels} 412.0" in text
+    assert f"augur_expected_value{labels} 10.5" in text
+    # b got no score this cycle: neither its band nor its value is exported.
+    assert 'instance="b:9100"' not in text
+    # Without the window's values (a caller that has none) the value is NaN, not a guess.
+    board.publish("q", [KEY_A], {"zscore": scores})
+    assert f"augur_observed_value{labels} NaN" in generate_latest(registry).decode()
+
+
 def test_failed_cycles_age_the_series_too() -> None:
     board = ScoreBoard(expire_after=2)
     board.publish("q", [KEY_A], {"zscore": estimate(0.5)})
@@ -69,13 +86,19 @@ def test_exposition_passes_promtool() -> None:
     registry.register(ScoreCollector(board))
     metrics = SelfMetrics(registry)
     metrics.init_query("q")
-    board.publish("q", [KEY_A, KEY_B], {"zscore": estimate(0.5, 1.5), "ewma": estimate(0.1, 0.2)})
+    board.publish(
+        "q",
+        [KEY_A, KEY_B],
+        {"zscore": estimate(0.5, 1.5), "ewma": estimate(0.1, 0.2)},
+        observed=np.array([3.0, 4.0]),
+    )
     text = generate_latest(registry)
     assert (
         b'augur_anomaly_score{detector="zscore",instance="b:9100",job="node",metric="up",query="q"} 1.5'
         in text
     )
     assert b'augur_poll_failures_total{query="q"} 0.0' in text
+    assert b"# HELP augur_observed_value Value of the series' newest point" in text
     check = subprocess.run(
         [find_binary("promtool"), "check", "metrics"], input=text, capture_output=True
     )

@@ -20,6 +20,7 @@ import pytest
 from model_files import MODEL_DIR
 
 from exporter.alerts.alertmanager import compose
+from exporter.alerts.band import Band
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.facts import Facts
 from exporter.alerts.measured import band, measured, shape
@@ -176,12 +177,68 @@ def test_the_summary_stays_about_one_line() -> None:
 
 
 def test_a_value_against_its_band() -> None:
-    assert band(410, 120, 95, 150, False) == "410, 3.4× above its expected 120 (band 95–150)"
+    assert band(410, 120, 95, 150, False) == "410, 3.4× its expected 120 (band 95–150)"
     assert band(410, 120, 95, 150, True) == "410，是预期 120 的 3.4 倍（正常区间 95–150）"
     assert band(160, 120, 95, 150, False) == "160, above its expected 120 (band 95–150)"
     assert band(60, 120, 95, 150, False) == "60, 50 % below its expected 120 (band 95–150)"
     assert band(60, 120, 95, 150, True) == "60，比预期 120 低 50 %（正常区间 95–150）"
     assert band(100, 120, 95, 150, False) == "100, within its band 95–150"
+    share = shape("demo_cpu_usage_ratio")  # a band edge below 0 % is in percent too
+    assert band(0.772, 0.276, -0.0122, 0.49, False, share) == (
+        "77.2 %, 2.8× its expected 27.6 % (band -1.22 %–49 %)"
+    )
+    # An ensemble's mean outside the band its members agree on: the band alone is said.
+    assert band(0.733, 0.579, 0.61, 0.614, False, share) == (
+        "73.3 %, above its expected band 61 %–61.4 %"
+    )
+    assert band(0.5, 0.7, 0.6, 0.62, True, share) == "50 %，低于预期区间 60 %–62 %"
+    per_second = shape("rate(http_requests_total[5m])")
+    assert band(412, 130, 90, 170, False, per_second) == (
+        "412/s, 3.2× its expected 130/s (band 90/s–170/s)"
+    )
+    assert band(0.25, 0.8, 0.6, 1.0, True, shape("x_seconds")) == (
+        "250 毫秒，比预期 800 毫秒 低 69 %（正常区间 600 毫秒–1 秒）"
+    )
+
+
+def test_an_augur_alert_says_its_value_against_the_band_not_just_its_stage() -> None:
+    incident = "max without (detector) (augur_anomaly_incident) >= 1"
+    drop = Band(21.0, 130.0, 90.0, 170.0, START, "demo_http_requests_per_second")
+    f = facts(incident, 1, summary_text="search: requests is anomalous")
+    f.band = drop
+    assert summary(f, NOW) == (
+        "Alert: search: requests is anomalous; 21/s, 84 % below its expected 130/s "
+        "(band 90/s–170/s)."
+    )
+    f = facts(incident, 1, summary_text="search 请求量异常", zh=True)
+    f.band = drop
+    assert summary(f, NOW) == (
+        "告警：search 请求量异常；21/秒，比预期 130/秒 低 84 %（正常区间 90/秒–170/秒）。"
+    )
+    # Once it has risen, the stage is news too.
+    f = facts(incident, 2, summary_text="search: requests is anomalous")
+    f.band = drop
+    assert summary(f, NOW).endswith("(band 90/s–170/s); augur incident stage 2.")
+    # Resolved: nothing about the present, the band neither.
+    f = facts(incident, 1, summary_text="x", status="resolved", ends=START + 600)
+    f.band = drop
+    assert "band" not in summary(f, NOW) and "recovered at" in summary(f, NOW)
+
+
+def test_a_rule_alert_names_the_series_its_band_is_of_in_the_series_unit() -> None:
+    rule = "demo_disk_used_ratio > 0.9"
+    f = facts(rule, 0.97, summary_text="Disk almost full")
+    f.band = Band(0.97, 0.6, 0.55, 0.65, START, "demo_disk_used_ratio")
+    assert summary(f, NOW) == (
+        "Alert: Disk almost full; at 97 %, above the 90 % threshold; demo_disk_used_ratio 97 %, 1.6× "
+        "its expected 60 % (band 55 %–65 %)."
+    )
+    f = facts(rule, 0.97, summary_text="磁盘快满了", zh=True)
+    f.band = Band(0.97, 0.6, 0.55, 0.65, START, "demo_disk_used_ratio")
+    assert summary(f, NOW) == (
+        "告警：磁盘快满了；当前 97 %，高于阈值 90 %；demo_disk_used_ratio 为 97 %，"
+        "是预期 60 % 的 1.6 倍（正常区间 55 %–65 %）。"
+    )
 
 
 # --- a predict_linear rule read from a real Prometheus ---------------------------------------

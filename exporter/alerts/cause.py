@@ -38,11 +38,14 @@ _LABELS = {
 }
 
 
-def candidate_selector(entities: Entities, metrics: Collection[str]) -> str:
+def candidate_selector(
+    entities: Entities, metrics: Collection[str], names: Sequence[str] = (SCORE,), also: str = ""
+) -> str:
     """PromQL for augur's scores of series sharing the alert's places or the rule's metrics.
 
     Scraped without honor_labels, a series' own `instance` or `pod` is `exported_instance` or
-    `exported_pod`, so both spellings are asked for.
+    `exported_pod`, so both spellings are asked for. `names` asks for other families of augur's
+    series instead (its bands), `also` is one more matcher every alternative must meet.
     """
     alternatives = {
         kind: "|".join(rx(v) for v in values)
@@ -64,7 +67,12 @@ def candidate_selector(entities: Entities, metrics: Collection[str]) -> str:
     if "machine" in alternatives:
         port = json.dumps(f"(?:{alternatives['machine']})(?::[0-9]+)?", ensure_ascii=False)
         matchers += [f"instance=~{port}", f"exported_instance=~{port}"]
-    return " or ".join(f"{SCORE}{{{m}}}" for m in matchers)
+    head = names[0] if len(names) == 1 else ""
+    if not head:
+        matchers = [f'__name__=~"{"|".join(names)}",{m}' for m in matchers]
+    if also:
+        matchers = [f"{m},{also}" for m in matchers]
+    return " or ".join(f"{head}{{{m}}}" for m in matchers)
 
 
 def share(labels: Mapping[str, str], entities: Entities, metrics: Collection[str]) -> int | None:

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from exporter.alerts import enrich_queries as queries
 from exporter.alerts import related_text as rel
-from exporter.alerts.cause import candidate_selector, rank_causes
 from exporter.alerts.facts import Facts, Understood, failure, prometheus_reason
 from exporter.alerts.payloads import (
     CATEGORY_LABEL,
@@ -46,11 +46,10 @@ from exporter.alerts.payloads import (
     bound,
     minimal_enrichment,
 )
-from exporter.alerts.related import expr_reading
 from exporter.alerts.runbook import runbook_text, runbook_url
 from exporter.alerts.summary import summary
 from exporter.config.alerts import EnrichConfig
-from exporter.prometheus.client import MatrixSeries, PrometheusClient
+from exporter.prometheus.client import PrometheusClient
 from exporter.text.encoder import Classification, normalize_alert_text
 from exporter.text.entities import extract, is_chinese
 from exporter.text.knowledge import KnowledgeBase
@@ -195,21 +194,37 @@ class AlertEnricher:
         return out
 
     async def resettle(self, alerts: Sequence[tuple[WebhookAlert, str]]) -> list[dict[str, str]]:
-        """The related annotations again for (alert, its `augur_related`); {} when unknown."""
+        """The related annotations and the summary again for (alert, its `augur_related`); {}
+        when the related series are still unknown.
+
+        The summary is rewritten so that it names a cause found only now; its category is the
+        text model's again (cached: the same text gets the same verdict), the rule's reading
+        the first enrichment's. Without a category, or with another than the `category` label
+        posted first, it is left as first written.
+        """
         todo = [self._facts(alert) for alert, _ in alerts]
-        for f in todo:
-            f.expr = ""  # augur's scores only: the rule's reading stays as first written
-        await self._ask_prometheus(todo)
+        for f, (_, before) in zip(todo, alerts, strict=True):
+            # augur's scores only: the rule's reading stays as first written
+            f.expr_not_run = "read at the first enrichment"
+            f.reading = rel.first_reading(before, f, self.config)
+        await asyncio.gather(self._understand(todo), self._ask_prometheus(todo))
         now = self.clock()
-        return [
-            {}
-            if f.related is None or "related" in f.missing
-            else {
+        out: list[dict[str, str]] = []
+        for f, (_, before) in zip(todo, alerts, strict=True):
+            if f.related is None or "related" in f.missing:
+                out.append({})
+                continue
+            notes = {
                 "augur_related": rel.keep_reading(rel.related_text(f, self.config, now), before),
                 "augur_cause": rel.cause_text(f, now),
             }
-            for f, (_, before) in zip(todo, alerts, strict=True)
-        ]
+            first = f.alert.labels.get(CATEGORY_LABEL)  # as posted first: it stays
+            if f.understood is not None and f.understood[0].category == (
+                first or f.understood[0].category
+            ):
+                notes["augur_summary"] = bound(summary(f, now), ANNOTATION_CHARS)
+            out.append(notes)
+        return out
 
     def _facts(self, alert: WebhookAlert) -> Facts:
         notes = alert.annotations
@@ -276,10 +291,10 @@ class AlertEnricher:
 
     async def _ask_prometheus(self, facts: Sequence[Facts]) -> None:
         cfg = self.config
-        plan: list[tuple[Facts, str, tuple[str, float, float, float]]] = []
+        plan: list[tuple[Facts, str, queries.Key]] = []
         for f in facts:
             try:
-                plan += self._plan(f)
+                plan += [(f, what, key) for what, key in queries.plan(f, cfg, self.clock())]
             except Exception as exc:
                 f.missing["related"] = (failure("planning", exc), "无法查询 Prometheus")
         expressions = {key for _, what, key in plan if what == "expression"}
@@ -305,51 +320,21 @@ class AlertEnricher:
             await asyncio.gather(*calls.values(), return_exceptions=True)
         for f, what, key in plan:
             task = calls[key]
+            if what in queries.OPTIONAL and (task.cancelled() or task.exception() is not None):
+                continue  # an addition to the summary: without it the summary is as before
             if task.cancelled() or task.exception() is not None:
                 error = None if task.cancelled() else task.exception()
                 f.missing[what] = prometheus_reason(error, cfg.deadline)
                 continue
             try:
-                self._read_answer(f, what, task.result())
+                queries.read(f, what, task.result(), cfg)
             except Exception as exc:  # a malformed answer spoils only this alert's part
+                if what in queries.OPTIONAL:
+                    continue
                 f.missing[what] = (
                     failure("reading Prometheus's answer", exc),
                     "无法读取 Prometheus 的响应",
                 )
-
-    def _plan(self, f: Facts) -> list[tuple[Facts, str, tuple[str, float, float, float]]]:
-        cfg, plan = self.config, []
-        if selector := candidate_selector(f.entities, f.rule_metrics):
-            query = f"max without (detector) ({selector}) >= {cfg.related_min_score:g}"
-            plan.append(
-                (f, "related", (query, *rel.related_window(f, cfg, self.clock()), cfg.related_step))
-            )
-        if f.expr and not f.expr_not_run:
-            # Two points, at the start and `related_before` earlier: a rule over long
-            # ranges costs Prometheus a full evaluation per point.
-            start, before = f.alert.startsAt.timestamp(), cfg.related_before or 1.0
-            plan.append((f, "expression", (f.expr, start - before, start, before)))
-        return plan
-
-    def _read_answer(self, f: Facts, what: str, result: list[MatrixSeries]) -> None:
-        if what == "related":
-            f.related = rank_causes(
-                result,
-                f.alert.labels,
-                f.entities,
-                f.rule_metrics,
-                threshold=self.config.related_min_score,
-                step=self.config.related_step,
-                starts_at=f.alert.startsAt.timestamp(),
-            )
-        elif len(result) > self.config.max_expr_series:
-            f.missing[what] = (
-                f"the rule expression gave {len(result)} series, more than "
-                f"enrich.max_expr_series ({self.config.max_expr_series})",
-                f"规则表达式返回 {len(result)} 个序列，超过上限",
-            )
-        else:
-            f.reading = expr_reading(result, f.alert.labels)
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -392,4 +377,3 @@ class AlertEnricher:
             },
             settle_at=rel.settle_at(f, self.config, now),
         )
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.alerts.band import Band
 from exporter.alerts.payloads import WebhookAlert, bound
 from exporter.alerts.related import Reading, Related
 from exporter.prometheus.client import PrometheusError
@@ -52,6 +53,8 @@ class Facts:
     understood: Understood | None = None
     related: list[Related] | None = None
     reading: Reading | None = None
+    band: Band | None = None
+    """The alerting series' value against the band augur expected, when augur scores it."""
     missing: dict[str, Reason] = field(default_factory=dict)
     expr_not_run: str = ""
     """Why the rule's expression is shown but not run in Prometheus (the g0.expr policy)."""

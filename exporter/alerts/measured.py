@@ -189,7 +189,7 @@ _WORDS = {
         "异常分数 {}（1 即预期区间边缘）",
     ),
     "band_times": (
-        "{v}, {times}× above its expected {e} (band {lo}–{hi})",
+        "{v}, {times}× its expected {e} (band {lo}–{hi})",
         "{v}，是预期 {e} 的 {times} 倍（正常区间 {lo}–{hi}）",
     ),
     "band_above": (
@@ -200,6 +200,8 @@ _WORDS = {
         "{v}, {pct} % below its expected {e} (band {lo}–{hi})",
         "{v}，比预期 {e} 低 {pct} %（正常区间 {lo}–{hi}）",
     ),
+    "band_edge_above": ("{v}, above its expected band {lo}–{hi}", "{v}，高于预期区间 {lo}–{hi}"),
+    "band_edge_below": ("{v}, below its expected band {lo}–{hi}", "{v}，低于预期区间 {lo}–{hi}"),
     "band_within": ("{v}, within its band {lo}–{hi}", "{v}，在正常区间 {lo}–{hi} 内"),
 }
 _TIME_UNITS = (
@@ -317,12 +319,27 @@ def measured(s: Shape, r: Reading, zh: bool) -> str:
     return text
 
 
-def band(value: float, expected: float, lower: float, upper: float, zh: bool) -> str:
-    """A value against the band augur expected: `3.4× above its expected 120 (band 95–150)`."""
-    s = Shape()
-    v, e, lo, hi = (amount(x, s, zh) for x in (value, expected, lower, upper))
+def band(
+    value: float, expected: float, lower: float, upper: float, zh: bool, s: Shape | None = None
+) -> str:
+    """A value against the band augur expected: `3.4× its expected 120 (band 95–150)`,
+    in the unit of shape `s` (a metric's name read by `shape`: `_seconds`, `_ratio`, …)."""
+    s = s or Shape()
+    scale = 1.0
+    if s.ratio and not s.percent and all(-0.005 <= x <= 1.005 for x in (value, expected)):
+        # a share: the band's edges in percent too, even where they pass 0 or 100 %
+        s, scale = replace(s, ratio=False, percent=True), 100.0
+    v, e, lo, hi = (amount(x * scale, s, zh) for x in (value, expected, lower, upper))
+    if s.kind == "rate":
+        v, e, lo, hi = (_w("per_second", zh).format(x) for x in (v, e, lo, hi))
     if lower <= value <= upper:
         return _w("band_within", zh).format(v=v, lo=lo, hi=hi)
+    if not lower <= expected <= upper:
+        # An ensemble's band is where its members agree and its expected value their mean,
+        # which can lie outside it: then the band alone is said, not a size against the mean.
+        return _w("band_edge_above" if value > upper else "band_edge_below", zh).format(
+            v=v, lo=lo, hi=hi
+        )
     if value > upper:
         if expected > 0 and value / expected >= 1.5:
             times = f"{value / expected:.2g}"

@@ -1,12 +1,13 @@
 """The outbox's look-backs: alerts enriched before their settle time, earlier firing alerts.
 
 An alert enriched sooner than `enrich.related_settle` after its start is stored with a
-`settle_at`; once that has passed, the worker asks `unsettled` for it, re-enriches only its
-related part and stores that with `store_settled`, which clears `settle_at` whatever came of it
-(so each alert is looked at once more, never twice) and, when an annotation changed, bumps the
-alert's version and makes it due to every replica, which takes the re-post of the same labels
-as an update of its annotations. `firing_between` gives `chain.py` the firing enriched alerts
-that started in a time range, for the first links of a chain.
+`settle_at`; once that has passed, the worker asks `unsettled` for it, re-enriches its related
+part and its summary (which names a cause found only now) and stores them with
+`store_settled`, which clears `settle_at` whatever came of it (so each alert is looked at once
+more, never twice) and, when an annotation changed, bumps the alert's version and makes it due
+to every replica, which takes the re-post of the same labels as an update of its annotations.
+`firing_between` gives `chain.py` the firing enriched alerts that started in a time range, for
+the first links of a chain.
 """
 
 from __future__ import annotations

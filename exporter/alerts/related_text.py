@@ -5,22 +5,26 @@
 same second (augur polls every `poll.interval`, and its scores reach Prometheus a scrape later),
 so what is known at the first enrichment may lack the series that crossed just before or after
 the alert: until `enrich.related_settle` after the alert's start the enrichment says when it
-settles, and the worker re-enriches this part once then.
+settles, and the worker re-enriches this part and the summary once then.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 
 from exporter.alerts.cause import related_line
 from exporter.alerts.facts import Facts
 from exporter.alerts.payloads import bound
+from exporter.alerts.related import Reading
 from exporter.alerts.summary import format_clock, format_number
 from exporter.config.alerts import EnrichConfig
 
-RELATED_ANNOTATIONS = ("augur_related", "augur_cause")
-"""The annotations a re-enrichment of the related part may change."""
+RELATED_ANNOTATIONS = ("augur_related", "augur_cause", "augur_summary")
+"""The annotations a re-enrichment of the related part may change (the summary names the
+cause too)."""
+_READING = re.compile(r"rule expression: (\S+) at [^(]*?(?: \((\S+) at [^)]*\))?")
 
 
 def format_instant(ts: float, now: float) -> str:
@@ -86,3 +90,23 @@ def keep_reading(new: str, before: str) -> str:
     kept = [line for line in before.splitlines() if line.startswith("rule expression")]
     lines = [line for line in new.splitlines() if not line.startswith("rule expression")]
     return "\n".join([*lines, *kept])
+
+
+def first_reading(before: str, f: Facts, cfg: EnrichConfig) -> Reading | None:
+    """The rule expression's reading as a first enrichment's `augur_related` gave it.
+
+    The settle-time look does not run the rule's PromQL again (its reading at the alert's start
+    does not change, and whoever may run it was decided when it arrived), so the summary it
+    rewrites says what the rule read from these lines: the alert's start and `related_before`
+    earlier, to the three digits shown. A reading that could not be had is said to be missing.
+    """
+    for line in before.splitlines():
+        if line.startswith("rule expression unavailable"):
+            f.missing["expression"] = (line.split(": ", 1)[-1], "首次富化时未能读取")
+        elif match := _READING.fullmatch(line):
+            start = f.alert.startsAt.timestamp()
+            value = float(match[1])
+            if match[2] is None:
+                return Reading(value, start, value, start)
+            return Reading(value, start, float(match[2]), start - (cfg.related_before or 1.0))
+    return None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from exporter.alerts.facts import Facts, Reason
-from exporter.alerts.measured import duration, measured, shape
+from exporter.alerts.measured import band, duration, measured, shape
 from exporter.alerts.payloads import WebhookAlert
 from exporter.text.entities import Entities, is_chinese
 
@@ -62,6 +63,7 @@ _PHRASES = (
         "related_what": "related series",
         "expression_what": "rule value",
         "category_what": "category and runbook",
+        "series_band": "{} {}",
     },
     {
         "head": "{}：{}",
@@ -78,6 +80,7 @@ _PHRASES = (
         "related_what": "相关序列",
         "expression_what": "规则值",
         "category_what": "分类与手册",
+        "series_band": "{} 为 {}",
     },
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
@@ -140,6 +143,34 @@ def _related_clause(f: Facts, now: float) -> str:
     return text + (p["more"].format(more) if more else "")
 
 
+def _band_clause(f: Facts, with_name: bool) -> str:
+    """The alerting series' value against its expected band, or ""."""
+    if (b := f.band) is None:
+        return ""
+    unit = shape(b.metric)
+    if b.metric.endswith("_per_second"):  # a recording rule's or exporter's rate, by name
+        unit = replace(unit, kind="rate")
+    text = band(b.value, b.expected, b.lower, b.upper, f.zh, unit)
+    return _PHRASES[f.zh]["series_band"].format(b.metric, text) if with_name else text
+
+
+def _measured_clauses(f: Facts, lead: str) -> list[str]:
+    """What the rule read, and where augur scores the alerting series, its value and band.
+
+    For augur's own alerts the band says it all: "augur incident stage 1" only adds a stage
+    once it has risen. A rule's alert names the series the band is of.
+    """
+    s, r = shape(f.expr), f.reading
+    augurs = s.kind in ("incident", "score") or (not f.expr and "query" in f.alert.labels)
+    clause = _band_clause(f, with_name=not augurs)
+    said = r is None or _says(lead, r.value)
+    if augurs and clause and not (s.kind == "incident" and r and r.value >= 2):
+        said = True
+    rule = [] if said or r is None else [measured(s, r, f.zh)]
+    both = [clause, *rule] if augurs else [*rule, clause]
+    return [c for c in both if c]
+
+
 def summary(f: Facts, now: float) -> str:
     """One sentence in the alert's own language, built from the facts gathered for it."""
     p, e, lead, where = _PHRASES[f.zh], f.entities, _lead(f.alert), _where(f.entities)
@@ -153,8 +184,8 @@ def summary(f: Facts, now: float) -> str:
         parts.append(f"{place} {share}".strip())
     if f.alert.status == "resolved":
         parts.append(_recovered(f, now))
-    elif (r := f.reading) and not _says(lead, r.value):
-        parts.append(measured(shape(f.expr), r, f.zh))
+    else:
+        parts += _measured_clauses(f, lead)
     if related := _related_clause(f, now):
         parts.append(related)
     by_reason: dict[Reason, list[str]] = {}

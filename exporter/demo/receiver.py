@@ -1,16 +1,22 @@
 """The demo's stand-in for a team's receiver: prints each enriched alert as it arrives.
 
 The demo's Alertmanager routes what augur posted back (label `augur_enriched="true"`) here.
-Each alert is printed once per state (firing, then resolved) as a compact block, and every
-alert received is appended to a JSON lines log, one object as Alertmanager sent it plus the
-time it arrived (`received`). A firing alert, and later its resolution, read::
+Each alert is printed once per state (firing, then resolved) as a compact block, and once more
+as UPDATED when augur re-posts it with a new summary or related series (its settle-time second
+look, when the evidence arrived after the first post). Every alert received is appended to a
+JSON lines log, one object as Alertmanager sent it plus the time it arrived (`received`). A
+firing alert, its update and its resolution read::
 
-    03:24:56  FIRING    AugurAnomaly  instance=app-2 metric=demo_cpu_usage_ratio
-      category  cpu (confidence 0.57)
-      summary   demo_cpu_usage_ratio on app-2 is anomalous: score 3.1; rule value 3.07.
-      related   none: no series of app-2 scored >= 1 between 03:23 UTC and 03:25 UTC
-      runbook   High CPU usage on a host or container
-    03:25:56  RESOLVED  AugurAnomaly  instance=app-2 metric=demo_cpu_usage_ratio  (cpu, after 1m)
+    03:24:56  FIRING    AugurAnomaly  service=checkout metric=demo_http_errors_per_second
+      category  errors (confidence 0.91)
+      summary   demo_http_errors_per_second of service checkout is anomalous; 2.8/s,
+                2.4× its expected 1.19/s (band 0.784/s–1.28/s).   [one line when printed]
+      related   none: no series of checkout scored >= 1 between 03:10 UTC and 03:25 UTC
+      runbook   High error rate of a service
+    03:27:57  UPDATED   AugurAnomaly  service=checkout metric=demo_http_errors_per_second
+      …
+      cause     demo_disk_io_utilization_ratio{service="checkout"} anomalous since …
+    03:31:56  RESOLVED  AugurAnomaly  service=checkout …  (errors, after 7m)
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ RECENT = 50
 """How many blocks `GET /` shows."""
 _WIDTH = 160
 _NOT_SERIES = ("none:", "unavailable:", "rule expression")
+_SAID = ("augur_summary", "augur_related", "augur_cause")
+"""The annotations augur's settle-time look may change: a change is printed as UPDATED."""
 
 
 def _time(value: object) -> datetime | None:
@@ -59,14 +67,17 @@ def _related(text: str) -> str:
     return _cut(series[0], _WIDTH - len(more)) + more
 
 
-def format_alert(alert: Mapping[str, Any], arrived: float) -> str:
-    """The block printed for one enriched alert; a resolved alert gets its first line only."""
+def format_alert(alert: Mapping[str, Any], arrived: float, *, updated: bool = False) -> str:
+    """The block printed for one enriched alert; a resolved alert gets its first line only.
+
+    `updated`: a firing alert printed before, now with new annotations from augur."""
     labels: Mapping[str, str] = alert.get("labels") or {}
     notes: Mapping[str, str] = alert.get("annotations") or {}
     status = str(alert.get("status", "firing"))
     keys = " ".join(f"{k}={labels[k]}" for k in KEY_LABELS if k in labels)
     head = time.strftime("%H:%M:%S", time.localtime(arrived))
-    head += f"  {status.upper():<8}  {labels.get('alertname', '?')}  {keys}".rstrip()
+    shown = "updated" if updated and status == "firing" else status
+    head += f"  {shown.upper():<8}  {labels.get('alertname', '?')}  {keys}".rstrip()
     category = notes.get("augur_category") or labels.get("category") or "?"
     if status == "resolved":
         start, end = _time(alert.get("startsAt")), _time(alert.get("endsAt"))
@@ -101,8 +112,9 @@ class DemoReceiver:
         self.out = out
         self.url = ""
         self.recent: deque[str] = deque(maxlen=RECENT)
-        # Alertmanager repeats firing alerts; a block is printed once per incident and state.
-        self._printed: set[tuple[str, str, object]] = set()
+        # Alertmanager repeats firing alerts; a block is printed once per incident and state,
+        # and again when augur changed what it says (what was printed is kept to compare).
+        self._printed: dict[tuple[str, str, object], tuple[str, ...]] = {}
         log_path.touch()
 
     def receive(self, alerts: list[Any]) -> None:
@@ -114,10 +126,13 @@ class DemoReceiver:
                 log.write(json.dumps({**alert, "received": arrived}, ensure_ascii=False) + "\n")
         for alert in alerts:
             key = (str(alert.get("fingerprint")), str(alert.get("startsAt")), alert.get("status"))
-            if key in self._printed:
+            notes = alert.get("annotations") or {}
+            said = tuple(str(notes.get(k, "")) for k in _SAID)
+            if self._printed.get(key) == said:
                 continue
-            self._printed.add(key)
-            block = format_alert(alert, arrived)
+            updated = key in self._printed
+            self._printed[key] = said
+            block = format_alert(alert, arrived, updated=updated)
             self.recent.append(block)
             print(block, file=self.out, flush=True)
 

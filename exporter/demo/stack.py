@@ -35,7 +35,8 @@ import aiohttp
 import yaml
 
 from exporter import logs
-from exporter.config.alerts import ModelConfig
+from exporter.config.alerts import EnrichConfig, ModelConfig
+from exporter.config.durations import format_duration
 from exporter.demo.config import (
     ENRICHED_LOG,
     FIRST_ANOMALY_AFTER,
@@ -329,6 +330,7 @@ def _banner(info: Mapping[str, Any]) -> str:
     at = time.strftime("%H:%M:%S", time.localtime(first["at"]))
     wait = max(0.0, first["at"] - time.time())
     period, filled, up = info["period"] / 60, info["backfill_seconds"], info["startup_seconds"]
+    settle = format_duration(EnrichConfig().related_settle)  # the demo keeps the default
     return f"""
 augur demo is running (stop it with Ctrl-C)
 
@@ -352,6 +354,9 @@ What to look at
   * One disturbance is a causal chain: a disk burst on checkout's host (app-1), then checkout's
     latency 30 s later, then its errors. Their enriched alerts name the disk as the "cause"
     (the first series of their place to turn anomalous) and "follow" the earlier alerts.
+    Summaries say how far outside its expected band the series went (augur_observed_value
+    against augur_expected_*); an alert enriched before the evidence arrived is looked at
+    once more {settle} after its start and printed again as UPDATED if that changed it.
   * Alertmanager sends each alert to augur, which enriches it (category, entities, related
     anomalies, runbook, a one-sentence summary) and posts it back with augur_enriched="true";
     that label routes it to the demo's receiver. Each enriched alert is printed below as it

@@ -36,6 +36,7 @@ _FAMILIES = (
     ("augur_expected_value", "Value the detector expected for the series."),
     ("augur_expected_lower", "Lower edge of the detector's normal band."),
     ("augur_expected_upper", "Upper edge of the detector's normal band."),
+    ("augur_observed_value", "Value of the series' newest point, the one that was scored."),
 )
 _INCIDENT = (
     "Incident of the series: 0 none, 1 open (opened at a score >= 1), +1 each time it got worse "
@@ -71,7 +72,8 @@ def export_labels(key: SeriesKey, keep: Sequence[str] | None = None) -> dict[str
 @dataclass
 class _Row:
     labels: dict[str, str]
-    values: tuple[float, float, float, float]
+    values: tuple[float, float, float, float, float]
+    """score, expected, lower, upper, observed"""
     cycle: int
     stage: int = 0
     started: float = float("nan")
@@ -101,13 +103,18 @@ class ScoreBoard:
         estimates: Mapping[str, Estimate],
         keep: Sequence[str] | None = None,
         incidents: Mapping[str, Stages] | None = None,
+        observed: npt.NDArray[np.float64] | None = None,
     ) -> int:
         """Record one successful cycle of `query`; returns how many series got a score.
 
-        Series whose score is NaN (too little history, no newest point) are left out. When
-        `keep` makes two series' exported labels equal, the higher score wins.
+        `observed[i]` is series i's newest value (the window's last column), exported beside
+        its band; NaN without it. Series whose score is NaN (too little history, no newest
+        point) are left out. When `keep` makes two series' exported labels equal, the higher
+        score wins.
         """
         incidents = incidents or {}
+        if observed is None:
+            observed = np.full(len(keys), np.nan)
         cycle = self._advance(query)
         rows = self._rows.setdefault(query, {})
         exported = [export_labels(k, keep) for k in keys]
@@ -133,6 +140,7 @@ class ScoreBoard:
                         float(est.expected[i]),
                         float(est.lower[i]),
                         float(est.upper[i]),
+                        float(observed[i]),
                     ),
                     cycle=cycle,
                     stage=int(stages.stage[i]) if stages else 0,
@@ -182,8 +190,10 @@ class ScoreBoard:
         """How many (detector, series) verdicts of `query` are currently exported."""
         return len(self._rows.get(query, {}))
 
-    def rows(self) -> Iterator[tuple[dict[str, str], tuple[float, float, float, float]]]:
-        """Every exported verdict as (labels, (score, expected, lower, upper))."""
+    def rows(
+        self,
+    ) -> Iterator[tuple[dict[str, str], tuple[float, float, float, float, float]]]:
+        """Every exported verdict as (labels, (score, expected, lower, upper, observed))."""
         for rows in self._rows.values():
             for row in rows.values():
                 yield row.labels, row.values
@@ -228,6 +238,7 @@ class ScoreCollector(Collector):
         # TYPE augur_anomaly_score gauge
         augur_anomaly_score{query="latency",detector="zscore",metric="http_p99",job="api"} 0.42
         augur_expected_value{query="latency",detector="zscore",metric="http_p99",job="api"} 0.21
+        augur_observed_value{query="latency",detector="zscore",metric="http_p99",job="api"} 0.38
         augur_anomaly_incident{query="latency",detector="zscore",metric="http_p99",job="api"} 1
         augur_anomaly_incident_start_timestamp_seconds{query="latency",...} 1.7648e+09
         augur_forecast_value{query="disk",horizon="4h",metric="disk_used_ratio",device="sda"} 0.93
@@ -237,7 +248,7 @@ class ScoreCollector(Collector):
         self.board = board
 
     def collect(self) -> Iterable[Metric]:
-        """Build the four families from the board's current rows."""
+        """Build the families from the board's current rows."""
         families = [Metric(name, f"{doc} {_EVALUATED}", "gauge") for name, doc in _FAMILIES]
         for labels, values in self.board.rows():
             for family, value in zip(families, values, strict=True):

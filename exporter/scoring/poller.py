@@ -341,7 +341,9 @@ class Poller:
         for name, stages in incidents.items():
             self.metrics.incidents_opened.labels(q.name, name).inc(stages.opened)
             self.metrics.incidents_escalated.labels(q.name, name).inc(stages.escalated)
-        scored = self.board.publish(q.name, window.keys, estimates, q.labels, incidents)
+        scored = self.board.publish(
+            q.name, window.keys, estimates, q.labels, incidents, window.values[:, -1]
+        )
         forecasts = await self._cpu(runner, runner.forecast, window)
         if forecasts is not None:
             self.board.publish_forecasts(
