@@ -213,7 +213,7 @@ def test_scoring_unseasonal_series_does_not_copy_the_window() -> None:
 
     rng = np.random.default_rng(3)
     values = 100.0 + rng.normal(0.0, 1.0, (2000, 864))
-    stamps = 1.7e9 + 300.0 * np.arange(864)
+    stamps = 1.7e9 + 300.0 * np.arange(864, dtype=np.float64)
     win = Window(values, stamps, [(("i", str(i)),) for i in range(2000)], 300.0)
     wrapped = seasonal.wrap(robust_z(), "auto", 300.0)
     wrapped.score(win)  # first call: choices and variants set up
