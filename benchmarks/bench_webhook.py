@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -46,7 +47,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pyinstrument import Profiler
 from webhook_texts import STORM_RULES, alert_text  # the sibling module, run from this folder
 
 from exporter.alerts.loop import AlertLoop
@@ -90,6 +90,15 @@ class FixedWorkEnricherDouble:
                 )
             )
         return out
+
+
+def load_profiler(**settings: Any) -> Any:
+    """pyinstrument's `Profiler`: a tool for benchmarks only, not a dependency of augur."""
+    try:
+        module = importlib.import_module("pyinstrument")
+    except ImportError:
+        raise SystemExit("profiling needs pyinstrument: pip install pyinstrument") from None
+    return module.Profiler(**settings)
 
 
 def group(seq: int, size: int, texts: str = "") -> dict[str, Any]:
@@ -318,7 +327,7 @@ async def serve_and_measure(
     )
     print(f"\nenricher: {mode}")
     rows = []
-    profiler = Profiler(async_mode="disabled", interval=0.001) if args.profile else None
+    profiler = load_profiler(async_mode="disabled", interval=0.001) if args.profile else None
     if profiler is not None:
         profiler.start()
     try:

@@ -22,8 +22,11 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from bench_webhook import group, scores_history  # the sibling benchmark, run from this folder
-from pyinstrument import Profiler
+from bench_webhook import (  # the sibling benchmark, run from this folder
+    group,
+    load_profiler,
+    scores_history,
+)
 
 from exporter.alerts.enrich import AlertEnricher
 from exporter.alerts.payloads import WebhookPayload
@@ -50,7 +53,7 @@ class InlineExecutor(Executor):
         return future
 
 
-async def profile(args: argparse.Namespace, prom_url: str) -> Profiler:
+async def profile(args: argparse.Namespace, prom_url: str) -> Any:
     bodies = [json.dumps(group(seq, 8, args.texts)) for seq in range(args.alerts // 8)]
     model = ReloadableModel(ModelConfig().dir, cache_size=args.cache_size)
     async with make_session(PrometheusConfig(url=prom_url)) as session:
@@ -58,7 +61,7 @@ async def profile(args: argparse.Namespace, prom_url: str) -> Profiler:
         enricher = AlertEnricher(model, client, executor=InlineExecutor())
         await enricher.start()
         await enricher.enrich(WebhookPayload.model_validate_json(bodies[0]).alerts[:2])  # warm
-        profiler = Profiler(async_mode="enabled", interval=0.0005)
+        profiler = load_profiler(async_mode="enabled", interval=0.0005)
         started = time.perf_counter()
         profiler.start()
         count = 0
