@@ -6,10 +6,18 @@ the window equal to what the model says a full fetch of the look-back would retu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar, cast
+
 import numpy as np
 import pytest
 
+from exporter.config.queries import QueryConfig
+from exporter.prometheus.client import PrometheusClient
+from exporter.scoring.feed import Feed
 from exporter.scoring.history import History, key_of
+
+T = TypeVar("T")
 
 STEP = 60.0
 
@@ -62,7 +70,13 @@ def test_random_polls_match_a_full_fetch(seed: int) -> None:
         for name in names:
             kept = {t: v for t, v in model.get(name, {}).items() if t < lo}
             model[name] = kept | fetched.get(name, {})
-        history.write(answer(fetched), lo, tick, clear=True, add=100)
+        # As the feed refetches a long gap: in chunks, the newest first.
+        size = int(rng.choice([tick - lo + 1, 1, 3, 7]))
+        for hi in range(tick, lo - 1, -size):
+            part = {
+                n: {t: v for t, v in p.items() if hi - size < t <= hi} for n, p in fetched.items()
+            }
+            history.write(answer(part), max(lo, hi - size + 1), hi, clear=True, add=100)
         window = history.window()
         want = expected(model, history.first, tick)
         assert [dict(k)["instance"] for k in window.keys] == list(want)
@@ -89,3 +103,31 @@ def test_max_series_and_snapshot_round_trip() -> None:
     assert restored.window().keys == window.keys
     with pytest.raises(ValueError, match="another shape"):
         History(STEP, 5, max_series=2).load(snap)
+
+
+async def test_a_restore_refetches_what_a_failed_fetch_left_and_drops_other_shards() -> None:
+    """The snapshot of a history whose last fetch failed after the grid advanced: its newest
+    columns are empty, so the restored feed fetches again from the newest sample it holds, not
+    from the snapshot's grid (the gap would stay NaN). Series the shard no longer owns go."""
+    query = QueryConfig.model_validate({"name": "q", "expr": "up", "step": "1m", "lookback": "20m"})
+    history = History.of(query)
+    tick = 1000
+    history.reset(tick)
+    full = {t: 1.0 for t in range(history.first, tick + 1)}
+    history.write(answer({"a": full, "b": full}), history.first, tick, clear=False, add=10)
+    history.advance(tick + 3)  # the poll at tick + 3 advanced the grid, then its fetch failed
+    snap = history.dump()
+    assert snap is not None and snap.tick == tick + 3
+
+    async def run(fn: Callable[[], T]) -> T:
+        return fn()
+
+    feed = Feed(
+        cast(PrometheusClient, None),
+        query,
+        History.of(query),
+        owns=lambda labels: labels["instance"] == "a",
+    )
+    assert await feed.restore(snap, (tick + 4) * STEP, run)
+    assert feed.fetched == tick
+    assert [dict(k)["instance"] for k in feed.history.window().keys] == ["a"]

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+import numpy as np
+
 from exporter.config.queries import QueryConfig
 from exporter.detectors.base import SeriesKey
 from exporter.prometheus.client import PrometheusClient
@@ -146,7 +148,14 @@ class Feed:
             await run(lambda: self.history.load(snap))
         except ValueError:
             return False
-        self.fetched = snap.tick
+        # Series another shard owns now (the shard count changed since the snapshot).
+        if self.owns is not None:
+            owns = self.owns
+            await run(lambda: self.history.retain(lambda key: owns(dict(key))))
+        # The snapshot may have been taken after a failed fetch had advanced the grid: its
+        # newest columns are then empty, and they are fetched again from the newest sample.
+        last = np.frombuffer(snap.last, dtype=np.int64)
+        self.fetched = min(snap.tick, int(last.max())) if last.size else snap.tick
         return True
 
     async def _fetch(

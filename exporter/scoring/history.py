@@ -22,7 +22,7 @@ the same was over 1 GB).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +152,10 @@ class History:
         if clear:
             self._clear_columns(lo, hi)
             # Rows whose newest sample was in the cleared columns: set again by what is written.
-            recent = np.flatnonzero(self._last[:n] >= lo)
+            # Not the rows whose newest is past `hi`: a refetch in chunks writes the newest
+            # chunk first, and clearing an older one must not forget what a newer one wrote.
+            last = self._last[:n]
+            recent = np.flatnonzero((last >= lo) & (last <= hi))
             self._last[recent] = lo - 1
         rows: list[int] = []
         arrays: list[FloatArray] = []
@@ -232,6 +235,15 @@ class History:
             return 0
         self._keep_rows(np.flatnonzero(~gone))
         return int(gone.sum())
+
+    def retain(self, keep: Callable[[SeriesKey], bool]) -> int:
+        """Drop the rows whose key `keep` rejects (a restored snapshot of another shard's
+        series); returns how many went."""
+        kept = [i for i, key in enumerate(self.keys) if keep(key)]
+        gone = len(self.keys) - len(kept)
+        if gone:
+            self._keep_rows(np.asarray(kept, dtype=np.intp))
+        return gone
 
     def _keep_rows(self, rows: IntArray) -> None:
         n = len(rows)
