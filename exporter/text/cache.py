@@ -47,8 +47,12 @@ MASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("ipv4", re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b")),
-    # the number of a numbered name: `host-12`, `node_7`, `web-3:9100`
-    ("ordinal", re.compile(r"(?<=[A-Za-z][-_])\d+(?::\d{1,5})?\b")),
+    # the number of a numbered name: `host-12`, `node_7`, `web-3` of `web-3:9100` (its port
+    # kept); not of a lower-case word that makes the number a code (`_NOT_ORDINALS`)
+    (
+        "ordinal",
+        re.compile(r"\b(?P<name>[a-z][a-z0-9]*(?:[-_][a-z][a-z0-9]*)*)[-_](?P<value>\d+)\b"),
+    ),
     # every other run of digits, decimals included: `93.5%` and `7%` alike
     ("number", re.compile(r"\d+(?:[.,]\d+)*")),
 )
@@ -58,10 +62,26 @@ MASKED = frozenset(("uuid", "pod", "hex", "ipv6", "host", "ipv4", "ordinal"))
 `NotReady for 854 minutes` and `for 32 minutes` differs often enough to matter (model card)."""
 
 
+_NOT_ORDINALS = frozenset(
+    "code status http exit raid error errors port level sev severity tier p v version type "
+    "class priority rc signal".split()
+)
+"""Words whose number says what happened (`exit_code_137`, `raid-1`, `p-99`), not which one."""
+
+
+def _ordinal(match: re.Match[str]) -> str:
+    name = match["name"]
+    if re.split(r"[-_]", name)[-1] in _NOT_ORDINALS:
+        return match[0]
+    return f"{name}{match[0][len(name)]}<ordinal>"
+
+
 def template_key(text: str, kinds: frozenset[str] = MASKED) -> str:
     """`text` with its names and numbers masked: texts of one rule's storm share this key."""
     for kind, pattern in MASKS:
-        if kind in kinds:
+        if kind == "ordinal" and kind in kinds:
+            text = pattern.sub(_ordinal, text)
+        elif kind in kinds:
             text = pattern.sub(f"<{kind}>", text)
     return text
 
