@@ -204,9 +204,13 @@ class Feed:
                     },
                 )
 
+        # The newest chunk alone first: the series it admits (within `max_series`) are those a
+        # full fetch keeps, and the older chunks, in flight together, then only fill their rows
+        # (each decides with the room left when it starts).
+        await chunk(*spans[0])
         try:
             async with asyncio.TaskGroup() as group:
-                for a, b in spans:
+                for a, b in spans[1:]:
                     group.create_task(chunk(a, b))
         except ExceptionGroup as failed:
             # The group cancelled the other chunks; the poller handles one plain error.
