@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import math
 import os
@@ -42,6 +41,7 @@ from exporter.config.prometheus import PrometheusConfig
 from exporter.config.queries import QueryConfig
 from exporter.demo.procs import find_binary, start_prometheus
 from exporter.detectors.ensemble import BOOTSTRAP_POINTS
+from exporter.heap import release_freed_memory
 from exporter.prometheus.client import PrometheusClient, make_session
 from exporter.scoring.align import align
 from exporter.scoring.board import ScoreBoard
@@ -77,11 +77,6 @@ def vmhwm_mb(field: str = "VmHWM") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def malloc_trim() -> None:
-    """Give the C heap's free pages back to the system (glibc)."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def reset_peak() -> None:
@@ -152,7 +147,7 @@ async def child(
             out["fill_s"] = time.perf_counter() - t0
             out["fill_peak_mb"] = vmhwm_mb()
             out["after_fill_mb"] = vmhwm_mb("VmRSS")
-            malloc_trim()
+            release_freed_memory()
             out["after_fill_trimmed_mb"] = vmhwm_mb("VmRSS")
             out["history_mb"] = feed.history.nbytes / 1e6
             with tempfile.TemporaryDirectory() as tmp:  # a restart's snapshot: size and time
@@ -173,7 +168,7 @@ async def child(
             for _ in range(warmup):
                 runner.score(window)
             del window
-            malloc_trim()  # the steady state's own peak, not the warm-up's freed heap
+            release_freed_memory()  # the steady state's own peak, not the warm-up's freed heap
             client.range_matrix = timed(phases, "fetch", client.range_matrix)  # type: ignore[method-assign]
             feed.history.write = timed(phases, "write", feed.history.write)  # type: ignore[method-assign]
             feed.history.window = timed(phases, "window", feed.history.window)  # type: ignore[method-assign]
@@ -201,7 +196,7 @@ async def child(
             for _ in range(warmup):
                 runner.score(window)
             del window
-            malloc_trim()
+            release_freed_memory()
             reset_peak()
             totals = []
             for _ in range(2):

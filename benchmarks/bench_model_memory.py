@@ -55,7 +55,7 @@ def measure(name: str, calls: int) -> dict[str, Any]:
     before = rss_mb()[0]
     import onnxruntime as ort
 
-    from exporter.text import encoder
+    from exporter import heap
     from exporter.text.encoder import TextModel, normalize_alert_text
 
     overrides = dict(VARIANTS[name])
@@ -70,7 +70,7 @@ def measure(name: str, calls: int) -> dict[str, Any]:
             ort.OrtArenaCfg(0, -1, -1, -1),
         )
     if name == "no_malloc_trim":  # the model as loaded before release_freed_memory() was added
-        encoder.release_freed_memory = lambda: None
+        heap.release_freed_memory = lambda: None
     started = time.perf_counter()
     model = TextModel(REPO / "models" / "onnx", threads=1, session_options=overrides)
     load_seconds = time.perf_counter() - started

@@ -22,7 +22,6 @@ churn, for columns that are empty. Series of another shard (`owns`) are never de
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +32,7 @@ import numpy as np
 
 from exporter.config.queries import QueryConfig
 from exporter.detectors.base import SeriesKey
+from exporter.heap import release_freed_memory
 from exporter.prometheus.client import PrometheusClient
 from exporter.prometheus.decode import Keep
 from exporter.scoring.history import History, Snapshot, key_of, tick_at
@@ -56,18 +56,6 @@ class Run(Protocol):
     """Runs a call on the history off the event loop (the poller's bounded executor)."""
 
     def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
-
-
-def release_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`).
-
-    A fill's chunks are freed as they are written, but glibc keeps the pages: without this,
-    the process would hold the fill's peak RSS for good. Elsewhere (musl) it does nothing.
-    """
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -104,7 +92,7 @@ class Feed:
             await run(lambda: h.reset(tick))
             await self._fetch(h.first, tick, run, clear=False, what="history_fill")
             self.fetched = tick
-            await run(release_heap)
+            await run(release_freed_memory)
             return
         await run(lambda: h.advance(tick))
         # From the last column fetched, not the history's newest: a failed fetch after the

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import re
@@ -15,6 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from exporter import heap
 
 MANIFEST = "manifest.json"
 QUERY_PREFIX = "query: "  # E5 was trained with this prefix for classification and similarity
@@ -77,19 +77,6 @@ def open_session(
         providers=["CPUExecutionProvider"],
         disabled_optimizers=list(DISABLED_OPTIMIZERS),
     )
-
-
-def release_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; else nothing).
-
-    Loading leaves ~17 MB that the tokenizer's JSON parse and onnxruntime's graph optimisation
-    freed but glibc keeps: trimming once after a load lowers the model's RSS by that much at no
-    cost per call (docs/benchmarks.md, "The text model's memory").
-    """
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
-        pass
 
 
 class ModelError(Exception):
@@ -222,7 +209,7 @@ class TextModel:
 
         self._session = open_session(encoder, threads, session_options)
         self._head = self._load_head(head)
-        release_freed_memory()
+        heap.release_freed_memory()
 
     def _load_head(self, path: Path) -> _Head:
         try:
