@@ -220,3 +220,67 @@ async def test_the_model_answers_while_the_scoring_threads_are_all_busy(
     finally:
         release.set()
         await runner.cleanup()
+
+
+async def test_a_storm_of_one_rule_is_answered_from_the_template_cache(
+    prometheus_factory: Callable[..., Process], tmp_path: Path
+) -> None:
+    """`augur run` serves the model through its template cache (`model.cache_size`): the same
+    rule firing for three pods is read by the model once and answered alike for all three."""
+    prom = prometheus_factory()
+    port = free_port()
+    config = Config.model_validate(
+        {
+            "prometheus": {"url": prom.url},
+            "poll": {"interval": "1m"},
+            "state": {"path": str(tmp_path / "augur.db")},
+            "queries": [{"name": "up", "expr": "up"}],
+            "alertmanager": {"urls": ["http://127.0.0.1:1"]},  # never reached: not asked here
+        }
+    )
+    app = build_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pods = (
+        "checkout-api-7d9f8b6c5-x2k4p",
+        "checkout-api-7d9f8b6c5-q8zrt",
+        "checkout-api-7d9f8b6c5-mm4kz",
+    )
+    try:
+        body = notification(
+            *(
+                {
+                    "labels": {"alertname": "KubePodCrashLooping", "pod": pod},
+                    "annotations": {
+                        "summary": f"Pod payments/{pod} is crash looping",
+                        "description": f"Pod payments/{pod} restarted 5 times in 10 minutes.",
+                    },
+                    "startsAt": iso(time.time() - 60),
+                }
+                for pod in pods
+            )
+        )
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/webhook", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+            outbox = app[ALERTS].outbox
+            deadline = time.monotonic() + 30
+            while await outbox.awaiting_count():
+                assert time.monotonic() < deadline, "the alerts were not enriched"
+                await asyncio.sleep(0.05)
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                exposition = await resp.text()
+        samples = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in exposition.splitlines()
+            if line.startswith("augur_model_cache_")
+        }
+        assert samples["augur_model_cache_misses_total"] == 1, samples
+        assert samples["augur_model_cache_hits_total"] == 2, samples
+        categories = {
+            json.loads(row["enrichment"])["augur_category"] for row in await outbox.rows()
+        }
+        assert categories == {"availability"}, categories
+    finally:
+        await runner.cleanup()
