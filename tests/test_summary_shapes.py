@@ -196,6 +196,14 @@ def test_a_value_against_its_band() -> None:
     assert band(412, 130, 90, 170, False, per_second) == (
         "412/s, 3.2× its expected 130/s (band 90/s–170/s)"
     )
+    # A band narrower than the digits printed reads as its middle and half-width, not a point
+    # ("band 404/s–404/s" was seen in the demo).
+    assert band(563, 404.1, 403.9, 404.3, False, per_second) == (
+        "563/s, above its expected 404/s (band 404/s ± 0.2/s)"
+    )
+    assert band(563, 404.1, 403.9, 404.3, True, per_second) == (
+        "563/秒，高于预期 404/秒（正常区间 404/秒 ± 0.2/秒）"
+    )
     assert band(0.25, 0.8, 0.6, 1.0, True, shape("x_seconds")) == (
         "250 毫秒，比预期 800 毫秒 低 69 %（正常区间 600 毫秒–1 秒）"
     )

@@ -189,20 +189,20 @@ _WORDS = {
         "异常分数 {}（1 即预期区间边缘）",
     ),
     "band_times": (
-        "{v}, {times}× its expected {e} (band {lo}–{hi})",
-        "{v}，是预期 {e} 的 {times} 倍（正常区间 {lo}–{hi}）",
+        "{v}, {times}× its expected {e} (band {band})",
+        "{v}，是预期 {e} 的 {times} 倍（正常区间 {band}）",
     ),
     "band_above": (
-        "{v}, above its expected {e} (band {lo}–{hi})",
-        "{v}，高于预期 {e}（正常区间 {lo}–{hi}）",
+        "{v}, above its expected {e} (band {band})",
+        "{v}，高于预期 {e}（正常区间 {band}）",
     ),
     "band_below": (
-        "{v}, {pct} % below its expected {e} (band {lo}–{hi})",
-        "{v}，比预期 {e} 低 {pct} %（正常区间 {lo}–{hi}）",
+        "{v}, {pct} % below its expected {e} (band {band})",
+        "{v}，比预期 {e} 低 {pct} %（正常区间 {band}）",
     ),
-    "band_edge_above": ("{v}, above its expected band {lo}–{hi}", "{v}，高于预期区间 {lo}–{hi}"),
-    "band_edge_below": ("{v}, below its expected band {lo}–{hi}", "{v}，低于预期区间 {lo}–{hi}"),
-    "band_within": ("{v}, within its band {lo}–{hi}", "{v}，在正常区间 {lo}–{hi} 内"),
+    "band_edge_above": ("{v}, above its expected band {band}", "{v}，高于预期区间 {band}"),
+    "band_edge_below": ("{v}, below its expected band {band}", "{v}，低于预期区间 {band}"),
+    "band_within": ("{v}, within its band {band}", "{v}，在正常区间 {band} 内"),
 }
 _TIME_UNITS = (
     # seconds, English, Chinese
@@ -330,20 +330,27 @@ def band(
         # a share: the band's edges in percent too, even where they pass 0 or 100 %
         s, scale = replace(s, ratio=False, percent=True), 100.0
     v, e, lo, hi = (amount(x * scale, s, zh) for x in (value, expected, lower, upper))
+    if lo == hi and upper > lower:
+        # Narrower than the digits printed ("band 404/s–404/s" read as a point): its middle and
+        # half-width instead, "404/s ± 0.35/s".
+        lo = amount((lower + upper) / 2 * scale, s, zh)
+        hi = amount((upper - lower) / 2 * scale, s, zh)
+        sep = " ± "
+    else:
+        sep = "–"
     if s.kind == "rate":
         v, e, lo, hi = (_w("per_second", zh).format(x) for x in (v, e, lo, hi))
+    k = {"v": v, "e": e, "band": f"{lo}{sep}{hi}"}
     if lower <= value <= upper:
-        return _w("band_within", zh).format(v=v, lo=lo, hi=hi)
+        return _w("band_within", zh).format(**k)
     if not lower <= expected <= upper:
         # An ensemble's band is where its members agree and its expected value their mean,
         # which can lie outside it: then the band alone is said, not a size against the mean.
-        return _w("band_edge_above" if value > upper else "band_edge_below", zh).format(
-            v=v, lo=lo, hi=hi
-        )
+        return _w("band_edge_above" if value > upper else "band_edge_below", zh).format(**k)
     if value > upper:
         if expected > 0 and value / expected >= 1.5:
             times = f"{value / expected:.2g}"
-            return _w("band_times", zh).format(v=v, times=times, e=e, lo=lo, hi=hi)
-        return _w("band_above", zh).format(v=v, e=e, lo=lo, hi=hi)
+            return _w("band_times", zh).format(times=times, **k)
+        return _w("band_above", zh).format(**k)
     pct = f"{(expected - value) / abs(expected) * 100:.0f}" if expected else "100"
-    return _w("band_below", zh).format(v=v, pct=pct, e=e, lo=lo, hi=hi)
+    return _w("band_below", zh).format(pct=pct, **k)
