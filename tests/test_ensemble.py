@@ -284,6 +284,18 @@ def test_band_contains_normal_points_and_not_the_spike() -> None:
     assert (lower <= est.expected[0, 200:AT]).all() and (est.expected[0, 200:AT] <= upper).all()
 
 
+@pytest.mark.parametrize("kind", sorted(anomalies()))
+def test_the_expected_value_is_never_outside_the_band(kind: str) -> None:
+    """The members' mean can lie outside the band where they all agree (after a shift, the
+    fast members follow and the slow ones do not); a summary then read "above its expected
+    404 (band 410-420)". The expected value is kept inside, where a band exists."""
+    est = ensemble().score_all(window(anomalies()[kind]))
+    e, lo, hi = est.expected[0], est.lower[0], est.upper[0]
+    banded = ~np.isnan(lo) & ~np.isnan(hi)
+    assert banded[AT:].all()
+    assert ((lo[banded] <= e[banded]) & (e[banded] <= hi[banded])).all()
+
+
 def test_forecasts_come_from_a_forecasting_member(test_members: None) -> None:
     assert not isinstance(ensemble(), base.Forecaster)
     mixed = ensemble(members=[{"detector": "zscore"}, {"detector": "flat"}])

@@ -412,7 +412,7 @@ class EnsembleDetector:
         return np.maximum(out, 0.0)
 
     def _band(self, combined: FloatArray, level: FloatArray, ests: list[Estimate]) -> Estimate:
-        """The combined score with the members' mean expectation and a band.
+        """The combined score with the members' mean expectation (kept inside) and a band.
 
         Member i reaches 1 at `level_i` times its own half-width, which makes its calibrated
         band; the ensemble's band is their intersection for `max` (where no member fires) and
@@ -430,6 +430,10 @@ class EnsembleDetector:
                 lower, upper = _nan_reduce(lows, np.median), _nan_reduce(highs, np.median)
             empty = lower > upper
         lower, upper = np.where(empty, center, lower), np.where(empty, center, upper)
+        # The members' mean can lie outside the band where they all agree; the expected value
+        # is then its nearest edge, so "above its expected X (band lo–hi)" never has X outside.
+        # (fmin/fmax: a band still calibrating, NaN, leaves the mean as it is.)
+        center = np.fmin(np.fmax(center, lower), upper)
         return Estimate(score=combined, expected=center, lower=lower, upper=upper)
 
 
