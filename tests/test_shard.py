@@ -228,3 +228,15 @@ def test_bad_headers_are_located(env: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load(None, environ={**BASE, **env})
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_a_bad_header_file_value_is_located_at_header_files(tmp_path: Path) -> None:
+    """A header read from a file is checked like one written inline, and reported there."""
+    secret = tmp_path / "tenant"
+    secret.write_text("line one\nline two\n", encoding="utf-8")
+    env = {**BASE, "AUGUR_PROMETHEUS_HEADER_FILES": f"X-Scope-OrgID={secret}"}
+    with pytest.raises(ConfigError) as caught:
+        load(None, environ=env)
+    assert caught.value.problems == [
+        "prometheus.header_files: X-Scope-OrgID: a header value cannot hold a line break or NUL"
+    ]

@@ -91,8 +91,9 @@ class PrometheusConfig(Strict):
     @field_validator("header_files")
     @classmethod
     def _header_files(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        for name in value:
-            check_header(name)
+        for name, path in value.items():
+            # The value is read here too, so a bad one is reported at `header_files`.
+            check_header(name, read_secret(path))
             if name.lower() in {h.lower() for h in info.data.get("headers", {})}:
                 raise ValueError(f"{name} is in headers too; give it once")
         return value
