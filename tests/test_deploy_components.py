@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import crd_schema
 import pytest
 from test_deploy import K8S, SHARDED, SIDECAR, containers, kubectl_build
 
@@ -141,3 +142,25 @@ def test_built_resources_pass_strict_schema_validation(tmp_path: Path) -> None:
         validate.validate(doc, "1.30.0", strict=True)
         checked += 1
     assert checked >= 20
+
+
+def test_custom_resources_pass_their_crd_schemas_strictly() -> None:
+    builds = [K8S, SHARDED, SIDECAR, K8S / "overlays" / "tls"]
+    checked = set()
+    for directory in builds:
+        for doc in kubectl_build(directory):
+            if doc["apiVersion"] == "monitoring.coreos.com/v1":
+                assert crd_schema.validate(doc) == [], (directory, doc["kind"])
+                checked.add(doc["kind"])
+    assert checked == {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def test_the_crd_check_rejects_what_the_api_server_would() -> None:
+    (monitor,) = [d for d in kubectl_build(K8S) if d["kind"] == "ServiceMonitor"]
+    monitor["spec"]["endpoints"][0]["honor_labels"] = True  # the operator spells it honorLabels
+    monitor["spec"]["endpoints"][0]["scheme"] = "ftp"
+    (rule,) = [d for d in kubectl_build(K8S) if d["kind"] == "PrometheusRule"]
+    del rule["spec"]["groups"][0]["name"]
+    rule["spec"]["groups"][0]["rules"][0]["for"] = 5
+    assert len(crd_schema.validate(monitor)) == 2
+    assert len(crd_schema.validate(rule)) == 2
