@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,17 @@ def test_every_alert_links_its_runbook_in_docs_alerts_md() -> None:
         assert anchor == name.lower() and name.lower() in headings, name
         section = text.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
         assert "Meaning" in section and "What to do" in section, f"{name}: runbook incomplete"
-    assert len(bases) == 1 and next(iter(bases)).endswith("/docs/alerts.md")
+    (base,) = bases
+    assert base.endswith("/blob/main/docs/alerts.md")
+    # Once pyproject.toml names the repository, the links must point into it.
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"].get("urls", {})
+    repos = {
+        u.rstrip("/") for u in urls.values() if re.match(r"https://github\.com/[^/]+/[^/]+/?$", u)
+    }
+    for repo in repos:
+        assert base == f"{repo}/blob/main/docs/alerts.md", (
+            "change the runbook base in deploy/prometheus (rules and tests), then render_rules.py"
+        )
 
 
 def test_readme_example_rules_pass_promtool(tmp_path: Path) -> None:
