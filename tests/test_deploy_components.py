@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import schema_check
-from test_deploy import K8S, SHARDED, SIDECAR, containers, kubectl_build
+from test_deploy import K8S, SHARDED, SIDECAR, containers, kubectl_build, load_one
 
 COMPONENTS = K8S / "components"
 # The dashboards component belongs to the dashboards' tests.
@@ -105,6 +105,14 @@ def test_a_config_edit_renames_the_configmap_the_pod_mounts(tmp_path: Path) -> N
     config.write_text(config.read_text(encoding="utf-8").replace("level: info", "level: debug"))
     after, changed = mounted(copy)
     assert changed != text and after != before and after.startswith("augur-")
+
+
+def test_the_sidecar_patch_mounts_the_configmap_the_overlay_builds() -> None:
+    # kubectl patch applies prometheus-patch.yaml outside kustomize: no hash suffix to follow.
+    (cm,) = [d for d in kubectl_build(SIDECAR) if d["kind"] == "ConfigMap"]
+    patch = load_one(SIDECAR / "prometheus-patch.yaml")
+    volumes = patch["spec"]["template"]["spec"]["volumes"]
+    assert [v["configMap"]["name"] for v in volumes if "configMap" in v] == [cm["metadata"]["name"]]
 
 
 def test_every_pod_waits_for_the_model_load_with_a_startup_probe() -> None:
