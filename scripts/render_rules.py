@@ -44,8 +44,9 @@ VMANOMALY_HEADER = """\
 # (VictoriaMetrics Anomaly Detection). vmanomaly's writer, configured as its docs show with
 #   metric_format: {__name__: "$VAR", for: "$QUERY_KEY"}
 # writes `anomaly_score`, `y`, `yhat`, `yhat_lower` and `yhat_upper`, each with the input
-# series' own labels plus `for` = the query's alias (and `model_alias` = the model's alias).
-# These rules record the same from augur's gauges:
+# series' own labels plus `for` = the query's alias, `model_alias` and `scheduler_alias`.
+# These rules record the same from augur's gauges (augur has no schedulers, so no
+# `scheduler_alias`: a selector `scheduler_alias=~".*"` still matches):
 #
 #   augur                                     vmanomaly
 #   augur_anomaly_score{query, detector, ...} anomaly_score{for, model_alias, ...}
