@@ -108,15 +108,27 @@ def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 # --- kustomize layout --------------------------------------------------------------------------
 
 
+def generated_from() -> set[Path]:
+    """Files a kustomization turns into a resource (configMapGenerator), not resources."""
+    found = set()
+    for kustomization in kustomizations():
+        for generator in load_one(kustomization).get("configMapGenerator", []):
+            found |= {
+                (kustomization.parent / f.split("=")[-1]).resolve()
+                for f in generator.get("files", [])
+            }
+    return found
+
+
 def test_every_manifest_parses_into_resources() -> None:
-    files = sorted(K8S.rglob("*.yaml"))
+    files = sorted(p for p in K8S.rglob("*.yaml") if p.resolve() not in generated_from())
     assert len(files) >= 9
     for path in files:
         docs = load_all(path)
         assert docs, f"{path} is empty"
         for doc in docs:
             assert isinstance(doc, dict) and doc.get("kind"), f"{path}: not a resource"
-            if doc["kind"] != "Kustomization":
+            if doc["kind"] not in ("Kustomization", "Component"):
                 assert doc.get("apiVersion") and doc.get("metadata", {}).get("name"), path
 
 
@@ -126,6 +138,9 @@ def test_kustomization_lists_exactly_its_files(kustomization: Path) -> None:
     spec = load_one(kustomization)
     listed = list(spec.get("resources", []))
     listed += [p["path"] for p in spec.get("patches", []) if "path" in p]
+    for generator in spec.get("configMapGenerator", []):
+        listed += [f.split("=")[-1] for f in generator.get("files", [])]
+    listed += [c for c in spec.get("components", [])]
     for ref in listed:
         assert (here / ref).exists(), f"{kustomization}: {ref} does not exist"
     files = {p for p in here.glob("*.yaml") if p.name != "kustomization.yaml"}
@@ -135,17 +150,48 @@ def test_kustomization_lists_exactly_its_files(kustomization: Path) -> None:
 
 def test_base_has_one_resource_per_file_named_for_its_kind() -> None:
     files = sorted(BASE.glob("augur-*.yaml"))
-    kinds = set()
+    kinds = {"ConfigMap"}  # generated from augur.yaml
     for path in files:
         kind = load_one(path)["kind"]
         assert path.name == f"augur-{kind.lower()}.yaml"
         kinds.add(kind)
     assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
     assert {"ServiceMonitor", "PrometheusRule"} <= kinds
-    for path in files:
-        labels = load_one(path)["metadata"]["labels"]
-        assert labels["app.kubernetes.io/name"] == "augur"
-        assert labels["app.kubernetes.io/instance"] == "augur"
+    # The common labels come from components/common, on every resource kustomize builds.
+    for directory in (K8S, SIDECAR, SHARDED, K8S / "overlays" / "tls"):
+        for doc in kubectl_build(directory):
+            labels = doc["metadata"]["labels"]
+            assert labels["app.kubernetes.io/name"] == "augur", doc["kind"]
+            assert labels["app.kubernetes.io/instance"] == "augur", doc["kind"]
+            assert labels["app.kubernetes.io/version"] == version(), doc["kind"]
+
+
+def version() -> str:
+    """augur's version, from pyproject.toml."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    found = re.search(r'^version = "([^"]+)"', text, re.M)
+    assert found
+    return found.group(1)
+
+
+def test_the_version_is_set_in_one_place() -> None:
+    common = load_one(K8S / "components" / "common" / "kustomization.yaml")
+    (pairs,) = [entry["pairs"] for entry in common["labels"]]
+    (image,) = common["images"]
+    assert pairs["app.kubernetes.io/version"] == image["newTag"] == version()
+    # The image of every built pod carries it; the sidecar patch, applied outside kustomize,
+    # spells it out and must agree.
+    for directory in (K8S, SHARDED):
+        for doc in kubectl_build(directory):
+            if doc["kind"] in ("Deployment", "StatefulSet"):
+                assert [c["image"] for c in containers(doc)] == [f"augur:{version()}"]
+    (patched,) = containers(load_one(SIDECAR / "prometheus-patch.yaml"))
+    assert patched["image"] == f"augur:{version()}"
+    for path in K8S.rglob("*.yaml"):
+        if path.parent.name != "common" and path.name != "prometheus-patch.yaml":
+            assert version() not in path.read_text(encoding="utf-8").split("kustomize edit")[0], (
+                path
+            )
 
 
 def test_kubectl_builds_the_base_and_the_sidecar(tmp_path: Path) -> None:
@@ -269,7 +315,11 @@ def test_sidecar_container_matches_the_standalone_one() -> None:
     assert_restricted(container)
     (standalone,) = containers(load_one(BASE / "augur-deployment.yaml"))
     assert container["resources"] == standalone["resources"]
-    assert container["image"] == standalone["image"]
+    assert container["image"] == f"{standalone['image']}:{version()}"
+    # The port opens after the model load: both wait for it the same way.
+    probe = {**standalone["startupProbe"], "httpGet": {**standalone["startupProbe"]["httpGet"]}}
+    probe["httpGet"]["port"] = "augur"
+    assert container["startupProbe"] == probe
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
         "AUGUR_PROMETHEUS_URL": "http://127.0.0.1:9090",
@@ -285,11 +335,11 @@ def test_sidecar_container_matches_the_standalone_one() -> None:
 
 def config_from_configmap(environ: dict[str, str] | None = None) -> Config:
     """The ConfigMap's augur.yaml loaded by augur's own loader (through a temporary file)."""
-    data = load_one(BASE / "augur-configmap.yaml")["data"]
-    assert set(data) == {"augur.yaml"}
+    (generator,) = load_one(BASE / "kustomization.yaml")["configMapGenerator"]
+    assert generator["files"] == ["augur.yaml"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "augur.yaml"
-        path.write_text(data["augur.yaml"], encoding="utf-8")
+        path.write_text((BASE / "augur.yaml").read_text(encoding="utf-8"), encoding="utf-8")
         return load(path, environ=environ or {})
 
 
@@ -408,158 +458,7 @@ def test_sharded_overlay_scrapes_each_replica_once_and_posts_to_any() -> None:
     assert budget["spec"]["maxUnavailable"] == 1
 
 
-# --- alert rules ----------------------------------------------------------------------------
-
-
-def test_rules_pass_promtool_check(tmp_path: Path) -> None:
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump(rules()), encoding="utf-8")
-    out = subprocess.run(
-        [find_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    names = {r["alert"] for g in rules()["groups"] for r in g["rules"]}
-    assert {"AnomalousSeries", "AugurNotPolling", "AugurPollFailing", "AugurDown"} <= names
-
-
-def rendered_annotations(alert: str, labels: dict[str, str], value: str = "") -> dict[str, str]:
-    """The rule's annotations rendered for `labels`, with `value` for the $value templates."""
-    (rule,) = [r for g in rules()["groups"] for r in g["rules"] if r.get("alert") == alert]
-    out = {}
-    for key, template in rule["annotations"].items():
-        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], template)
-        out[key] = re.sub(r"\{\{ \$value[^}]*\}\}", value, text)
-    return out
-
-
-def test_rules_fire_when_they_should(tmp_path: Path) -> None:
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules()), encoding="utf-8")
-    incident = 'augur_anomaly_incident{{query="api",detector="{}",service="{}"}}'
-    checkout = {"query": "api", "service": "checkout"}
-    poll = {"query": "api"}
-    down = {"container": "augur", "job": "augur", "instance": "augur-0:9465"}
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": [
-                # An incident opens at 2m, gets worse at 12m (stage 2), closes at 20m.
-                {
-                    "series": incident.format("ensemble", "checkout"),
-                    "values": "0 0 1x9 2x7 0x10",
-                },
-                # Never an incident: no alert for search.
-                {"series": incident.format("ensemble", "search"), "values": "0x27"},
-            ],
-            "alert_rule_test": [
-                {"eval_time": "1m", "alertname": "AnomalousSeries", "exp_alerts": []},
-                {
-                    "eval_time": "5m",
-                    "alertname": "AnomalousSeries",
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {**checkout, "severity": "warning", "stage": "1"},
-                            "exp_annotations": rendered_annotations(
-                                "AnomalousSeries", checkout, "1"
-                            ),
-                        }
-                    ],
-                },
-                # The escalation is a new alert: the `stage` label changed.
-                {
-                    "eval_time": "15m",
-                    "alertname": "AnomalousSeries",
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {**checkout, "severity": "warning", "stage": "2"},
-                            "exp_annotations": rendered_annotations(
-                                "AnomalousSeries", checkout, "2"
-                            ),
-                        }
-                    ],
-                },
-                # Once augur closes the incident the alert resolves.
-                {"eval_time": "22m", "alertname": "AnomalousSeries", "exp_alerts": []},
-            ],
-        },
-        {
-            "interval": "1m",
-            "input_series": [
-                # Polled every minute until 5m, then never again.
-                {
-                    "series": 'augur_last_poll_timestamp_seconds{query="api"}',
-                    "values": "0+60x5 300x25",
-                },
-                {"series": 'augur_polls_total{query="api"}', "values": "0+1x30"},
-                {"series": 'augur_poll_failures_total{query="api"}', "values": "0+1x30"},
-                {"series": 'augur_polls_total{query="ok"}', "values": "0+1x30"},
-                {"series": 'augur_poll_failures_total{query="ok"}', "values": "0x30"},
-                {
-                    "series": 'up{container="augur",job="augur",instance="augur-0:9465"}',
-                    "values": "1 1 0x10",
-                },
-            ],
-            "alert_rule_test": [
-                {"eval_time": "12m", "alertname": "AugurNotPolling", "exp_alerts": []},
-                {
-                    "eval_time": "20m",
-                    "alertname": "AugurNotPolling",
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {**poll, "severity": "warning"},
-                            "exp_annotations": rendered_annotations("AugurNotPolling", poll),
-                        }
-                    ],
-                },
-                {
-                    "eval_time": "15m",
-                    "alertname": "AugurPollFailing",
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {**poll, "severity": "warning"},
-                            "exp_annotations": rendered_annotations(
-                                "AugurPollFailing", poll, "100%"
-                            ),
-                        }
-                    ],
-                },
-                {"eval_time": "4m", "alertname": "AugurDown", "exp_alerts": []},
-                {
-                    "eval_time": "8m",
-                    "alertname": "AugurDown",
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {**down, "severity": "warning"},
-                            "exp_annotations": rendered_annotations("AugurDown", down),
-                        }
-                    ],
-                },
-            ],
-        },
-        {
-            # augur not scraped at all.
-            "interval": "1m",
-            "input_series": [{"series": 'up{job="node"}', "values": "1x10"}],
-            "alert_rule_test": [
-                {
-                    "eval_time": "6m",
-                    "alertname": "AugurDown",
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {"container": "augur", "severity": "warning"},
-                            "exp_annotations": rendered_annotations("AugurDown", {}),
-                        }
-                    ],
-                }
-            ],
-        },
-    ]
-    path = tmp_path / "tests.yml"
-    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    out = subprocess.run(
-        [find_binary("promtool"), "test", "rules", str(path)], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+# The rules: tests/test_rules.py.
 
 
 # --- the dashboard --------------------------------------------------------------------------
@@ -662,7 +561,9 @@ def test_metric_names_exist_in_the_readme() -> None:
         for rule in group["rules"]:
             for name in metric_names(rule["expr"]):
                 used.add(name)
-                assert name in documented, f"rule {rule['alert']} uses undocumented {name}"
+                assert name in documented, (
+                    f"rule {rule.get('alert', rule.get('record'))} uses {name}"
+                )
     # The dashboard covers the scoring loop's metrics.
     assert {
         "augur_anomaly_score",
