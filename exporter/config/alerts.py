@@ -5,6 +5,7 @@ The webhook's token is read from `webhook.bearer_token_file` when the configurat
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -19,7 +20,32 @@ from exporter.config.secrets import SecretFile, read_secret
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 REPO_MODEL_DIR = _PACKAGE.parent / "models" / "onnx"
-"""The model shipped in the source tree; images and installs set `model.dir` explicitly."""
+"""The model's source: `augur model build` writes it here, and a checkout finds it here."""
+
+MODEL_PACKAGE = "augur_model"
+"""The import name under which augur's wheel installs models/onnx (pyproject.toml)."""
+
+MODEL_HINT = (
+    f"the model comes with augur's wheel (installed as the package {MODEL_PACKAGE}) and with a "
+    "checkout (models/onnx), and `augur model build` rebuilds it: leave model.dir unset to use "
+    "the installed one, or point it (--model-dir, AUGUR_MODEL_DIR) at a folder with its "
+    "manifest.json"
+)
+"""How to get the text model, for the errors that find it missing."""
+
+
+def shipped_model_dir() -> Path:
+    """The model augur came with: the installed `augur_model` package, else the checkout's copy.
+
+    An explicit `model.dir` (file, `AUGUR_MODEL_DIR`, `--model-dir`) is never replaced by this;
+    it is only the default. The package is looked up, not imported: it holds no Python.
+    """
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "manifest.json").is_file():
+            return Path(location)
+    return REPO_MODEL_DIR
+
 
 RUNBOOKS_DIR = _PACKAGE / "runbooks"
 """The starter runbooks shipped with augur, one per category in English and Chinese."""
@@ -96,7 +122,7 @@ class ModelConfig(Strict):
     numbers (a storm of one rule over many pods), `text/cache.py`; 0 turns the cache off.
     """
 
-    dir: Path = REPO_MODEL_DIR
+    dir: Path = Field(default_factory=shipped_model_dir)
     threads: int = Field(1, ge=1, le=16)
     workers: int = Field(2, ge=1, le=16)
     cache_size: int = Field(2048, ge=0, le=1_000_000)

@@ -112,7 +112,8 @@ class Config(Strict):
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     webhook: WebhookConfig = WebhookConfig()
     enrich: EnrichConfig = EnrichConfig()
-    model: ModelConfig = ModelConfig()
+    # A factory: `model.dir` defaults to the installed model, looked up at load, not at import.
+    model: ModelConfig = Field(default_factory=ModelConfig)
     outbox: OutboxConfig = OutboxConfig()
     shard: ShardConfig = ShardConfig()
 
