@@ -1,7 +1,7 @@
 """Where augur finds its text model: an explicit `model.dir` > the installed model > the checkout's.
 
-The installed model is the package `augur_model` that augur's wheel carries (tests/test_wheel.py
-installs the real wheel); here a folder of that name first on sys.path stands in for it.
+A wheel installs the model as the package `augur_model` beside `exporter` in site-packages
+(tests/test_wheel.py installs the real wheel); here a folder laid out the same way stands in.
 """
 
 from __future__ import annotations
@@ -19,34 +19,39 @@ from exporter.text import classify
 
 
 @pytest.fixture
-def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An `augur_model` folder first on sys.path, as an install would put it (empty for now)."""
-    monkeypatch.syspath_prepend(str(tmp_path))
+def site(tmp_path: Path) -> Path:
+    """A site-packages with augur installed in it, and a checkout's models/onnx beside it."""
+    (tmp_path / "exporter").mkdir()
+    (tmp_path / "models" / "onnx").mkdir(parents=True)
+    (tmp_path / "models" / "onnx" / "manifest.json").write_text("{}")
+    (tmp_path / alert_config.MODEL_PACKAGE).mkdir()
+    return tmp_path
+
+
+def test_the_installed_model_comes_before_a_checkouts(site: Path) -> None:
+    (site / "augur_model" / "manifest.json").write_text("{}")
+    assert alert_config.shipped_model_dir(package=site / "exporter") == site / "augur_model"
+
+
+def test_without_an_installed_manifest_the_checkouts_model_is_used(site: Path) -> None:
+    assert alert_config.shipped_model_dir(package=site / "exporter") == site / "models" / "onnx"
+
+
+def test_in_this_checkout_the_default_is_its_own_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not another checkout's or an installed augur's: each worktree runs its own model.
     monkeypatch.delenv("AUGUR_MODEL_DIR", raising=False)
-    package = tmp_path / alert_config.MODEL_PACKAGE
-    package.mkdir()
-    return package
-
-
-def test_an_installed_model_comes_before_the_checkouts(fake_package: Path) -> None:
-    (fake_package / "manifest.json").write_text("{}")
-    assert alert_config.shipped_model_dir() == fake_package
-    assert alert_config.ModelConfig().dir == fake_package
-    assert classify.default_model_dir() == fake_package
-
-
-def test_a_package_without_a_manifest_falls_back_to_the_checkout(fake_package: Path) -> None:
     assert alert_config.shipped_model_dir() == alert_config.REPO_MODEL_DIR == MODEL_DIR
+    assert alert_config.ModelConfig().dir == MODEL_DIR
+    assert classify.default_model_dir() == MODEL_DIR
 
 
-def test_an_explicit_model_dir_beats_the_installed_model(
-    fake_package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_explicit_model_dir_beats_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (fake_package / "manifest.json").write_text("{}")
     mine = tmp_path / "mine"
     config = tmp_path / "augur.yml"
     config.write_text(yaml.safe_dump({"prometheus": {"url": "http://127.0.0.1:1"}}))
-    assert load(config, environ={}).model.dir == fake_package
+    assert load(config, environ={}).model.dir == MODEL_DIR
     assert load(config, environ={"AUGUR_MODEL_DIR": str(mine)}).model.dir == mine
     config.write_text(
         yaml.safe_dump({"prometheus": {"url": "http://127.0.0.1:1"}, "model": {"dir": str(mine)}})

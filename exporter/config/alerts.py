@@ -5,7 +5,6 @@ The webhook's token is read from `webhook.bearer_token_file` when the configurat
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -34,17 +33,18 @@ MODEL_HINT = (
 """How to get the text model, for the errors that find it missing."""
 
 
-def shipped_model_dir() -> Path:
-    """The model augur came with: the installed `augur_model` package, else the checkout's copy.
+def shipped_model_dir(*, package: Path = _PACKAGE) -> Path:
+    """The model that came with the `exporter` package at `package`: installed, else checkout.
 
-    An explicit `model.dir` (file, `AUGUR_MODEL_DIR`, `--model-dir`) is never replaced by this;
-    it is only the default. The package is looked up, not imported: it holds no Python.
+    A wheel installs `augur_model` beside `exporter` in site-packages; a checkout (or an
+    editable install of one) has `models/onnx` beside it. Looking beside the running code, not
+    on sys.path, keeps each checkout on its own model even where another augur is installed.
+    An explicit `model.dir` (file, `AUGUR_MODEL_DIR`, `--model-dir`) is never replaced by this.
     """
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(location) / "manifest.json").is_file():
-            return Path(location)
-    return REPO_MODEL_DIR
+    installed = package.parent / MODEL_PACKAGE
+    if (installed / "manifest.json").is_file():
+        return installed
+    return package.parent / "models" / "onnx"
 
 
 RUNBOOKS_DIR = _PACKAGE / "runbooks"
