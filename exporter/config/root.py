@@ -112,8 +112,7 @@ class Config(Strict):
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     webhook: WebhookConfig = WebhookConfig()
     enrich: EnrichConfig = EnrichConfig()
-    # A factory: `model.dir` defaults to the installed model, looked up at load, not at import.
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = ModelConfig()
     outbox: OutboxConfig = OutboxConfig()
     shard: ShardConfig = ShardConfig()
 
