@@ -4,31 +4,34 @@
 #   docker run --rm -p 9465:9465 -e AUGUR_PROMETHEUS_URL=http://prometheus:9090 augur:0.1.0
 #
 # Runtime dependencies only (`pip install .`): no test tools, and none of the [build] extra
-# (torch, transformers), which is needed only to produce models/onnx, not to run it.
+# (torch, transformers), which is needed only to produce models/onnx, not to run it. The text
+# model comes inside augur's wheel (models/onnx installed as the package `augur_model`), as it
+# does for `pip install`: the image needs no model.dir.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: a virtualenv holding augur and its runtime dependencies ------------------------
+# --- builder: a virtualenv holding augur, its model and its runtime dependencies --------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone: their layer (most of the build time) is
+# reused while only augur's code or its model changes.
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+        > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install -r /tmp/requirements.txt
+COPY README.md LICENSE NOTICE MANIFEST.in ./
 COPY exporter/ exporter/
+COPY models/onnx/ models/onnx/
 # Not editable: the package is copied into the venv, with bytecode compiled at install time
-# (the running container never writes .pyc files).
-RUN /opt/venv/bin/pip install . \
-    && /opt/venv/bin/augur --version
-
-# --- models: the text model, whatever models/onnx holds ------------------------------------
-# A separate stage: copying the (filtered) context and creating the directory also builds from
-# a tree without models/onnx (`COPY models/onnx` would fail there; enrichment then needs its
-# own `model.dir`), and a model change does not invalidate the pip layer above.
-FROM ${PYTHON_IMAGE} AS models
-COPY . /ctx
-RUN mkdir -p /ctx/models/onnx
+# (the running container never writes .pyc files). The classify proves the model came along.
+RUN /opt/venv/bin/pip install --no-deps . \
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/augur --version \
+    && /opt/venv/bin/augur classify "disk full" > /dev/null
 
 # --- runtime --------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -41,7 +44,7 @@ LABEL org.opencontainers.image.title="augur" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.licenses="Apache-2.0 AND MIT" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # OPENBLAS_NUM_THREADS=1: numpy's BLAS would otherwise start one thread per host core (not per
@@ -49,11 +52,9 @@ LABEL org.opencontainers.image.title="augur" \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    OPENBLAS_NUM_THREADS=1 \
-    AUGUR_MODEL_DIR=/opt/augur/models/onnx
+    OPENBLAS_NUM_THREADS=1
 
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=models /ctx/models/onnx /opt/augur/models/onnx
 
 # /etc/augur/augur.yaml is the default config (replaced by a mounted ConfigMap in Kubernetes):
 # it only moves the state file into /var/lib/augur, so `-e AUGUR_PROMETHEUS_URL=...` is all

@@ -35,4 +35,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
   touch "$stamp"
+  echo "augur is .venv/bin/augur; '. .venv/bin/activate' puts it on PATH as plain 'augur'" >&2
 fi

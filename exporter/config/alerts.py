@@ -19,7 +19,33 @@ from exporter.config.secrets import SecretFile, read_secret
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 REPO_MODEL_DIR = _PACKAGE.parent / "models" / "onnx"
-"""The model shipped in the source tree; images and installs set `model.dir` explicitly."""
+"""The model's source: `augur model build` writes it here, and a checkout finds it here."""
+
+MODEL_PACKAGE = "augur_model"
+"""The import name under which augur's wheel installs models/onnx (pyproject.toml)."""
+
+MODEL_HINT = (
+    f"the model comes with augur's wheel (installed as the package {MODEL_PACKAGE}) and with a "
+    "checkout (models/onnx), and `augur model build` rebuilds it: leave model.dir unset to use "
+    "the installed one, or point it (--model-dir, AUGUR_MODEL_DIR) at a folder with its "
+    "manifest.json"
+)
+"""How to get the text model, for the errors that find it missing."""
+
+
+def shipped_model_dir(*, package: Path = _PACKAGE) -> Path:
+    """The model that came with the `exporter` package at `package`: installed, else checkout.
+
+    A wheel installs `augur_model` beside `exporter` in site-packages; a checkout (or an
+    editable install of one) has `models/onnx` beside it. Looking beside the running code, not
+    on sys.path, keeps each checkout on its own model even where another augur is installed.
+    An explicit `model.dir` (file, `AUGUR_MODEL_DIR`, `--model-dir`) is never replaced by this.
+    """
+    installed = package.parent / MODEL_PACKAGE
+    if (installed / "manifest.json").is_file():
+        return installed
+    return package.parent / "models" / "onnx"
+
 
 RUNBOOKS_DIR = _PACKAGE / "runbooks"
 """The starter runbooks shipped with augur, one per category in English and Chinese."""
@@ -96,7 +122,7 @@ class ModelConfig(Strict):
     numbers (a storm of one rule over many pods), `text/cache.py`; 0 turns the cache off.
     """
 
-    dir: Path = REPO_MODEL_DIR
+    dir: Path = Field(default_factory=shipped_model_dir)
     threads: int = Field(1, ge=1, le=16)
     workers: int = Field(2, ge=1, le=16)
     cache_size: int = Field(2048, ge=0, le=1_000_000)

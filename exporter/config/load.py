@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from exporter.config.alerts import MODEL_HINT
 from exporter.config.base import ConfigError, located
 from exporter.config.root import Config
 from exporter.config.secrets import secrets_context
@@ -137,7 +138,7 @@ def check_files(config: Config) -> list[str]:
         if not os.access(manifest, os.R_OK):
             problems.append(
                 f"model.dir: no readable {manifest}; alert enrichment (alertmanager.urls is "
-                "set) needs the text model: point model.dir at models/onnx"
+                f"set) needs the text model; {MODEL_HINT}"
             )
         if not config.enrich.knowledge_dir.is_dir():
             problems.append(f"enrich.knowledge_dir: {config.enrich.knowledge_dir} is not a folder")

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporter.config.alerts import ModelConfig
+from exporter.config.alerts import MODEL_HINT, ModelConfig
 from exporter.config.load import env_name
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ LOW_CONFIDENCE = 0.4  # below this the linear head is unsure (docs/model-card.md
 
 
 def default_model_dir() -> Path:
-    """`AUGUR_MODEL_DIR` if set, else the configuration's default `model.dir`."""
+    """`AUGUR_MODEL_DIR` if set, else the model augur came with (`shipped_model_dir`)."""
     env = os.environ.get(env_name(("model", "dir")))
     return Path(env) if env else ModelConfig().dir
 
@@ -83,6 +83,8 @@ def load_model(args: argparse.Namespace) -> TextModel | None:
         return TextModel(model_dir, threads=max(1, args.threads))
     except ModelError as exc:
         print(f"augur: cannot load the text model: {exc}", file=sys.stderr)
+        if not (model_dir / "manifest.json").is_file():
+            print(f"augur: {MODEL_HINT}", file=sys.stderr)
         return None
 
 
