@@ -197,6 +197,12 @@ def test_every_augur_metric_used_is_documented() -> None:
             assert any(p in expr for p in PENDING_MERGE), f"{name} is not in the README's table"
 
 
+def test_every_metric_in_the_readme_is_on_a_dashboard() -> None:
+    shown = {family(n) for e in all_exprs() + variable_exprs() for n in METRIC_RE.findall(e)}
+    missing = sorted({family(n) for n in readme_metrics()} - shown)
+    assert not missing, f"documented but on no dashboard: {missing}"
+
+
 # --- provisioning ----------------------------------------------------------------------------
 
 

@@ -122,8 +122,10 @@ def timeseries(
     red_line: float | None = None,
     stack: bool = False,
     bars: bool = False,
+    dashed: str = "",
 ) -> Panel:
-    """A graph; `red_line` draws a threshold (the score's 1), `bars` suit per-interval counts."""
+    """A graph; `red_line` draws a threshold (the score's 1), `bars` suit per-interval counts,
+    series whose name matches the regex `dashed` are drawn dashed without fill (a band's edges)."""
     custom: Json = {
         "drawStyle": "bars" if bars else "line",
         "lineWidth": 1,
@@ -141,7 +143,30 @@ def timeseries(
         "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["max", "lastNotNull"]},
         "tooltip": {"mode": "multi", "sort": "desc"},
     }
-    return Panel("timeseries", title, description, unit, list(targets), width, 8, options, defaults)
+    overrides = []
+    if dashed:
+        dash = {"fill": "dash", "dash": [10, 10]}
+        overrides.append(
+            {
+                "matcher": {"id": "byRegexp", "options": dashed},
+                "properties": [
+                    {"id": "custom.lineStyle", "value": dash},
+                    {"id": "custom.fillOpacity", "value": 0},
+                ],
+            }
+        )
+    return Panel(
+        "timeseries",
+        title,
+        description,
+        unit,
+        list(targets),
+        width,
+        8,
+        options,
+        defaults,
+        overrides,
+    )
 
 
 def stat(

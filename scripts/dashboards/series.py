@@ -63,6 +63,7 @@ def build() -> Json:
                 target(of("augur_expected_lower", DETECTOR), "lower ({{detector}})"),
                 target(of("augur_expected_upper", DETECTOR), "upper ({{detector}})"),
                 width=24,
+                dashed="^(lower|upper) .*",
             ),
             timeseries(
                 "Anomaly score",
@@ -96,6 +97,7 @@ def build() -> Json:
                     "in {{horizon}}",
                 ),
                 width=16,
+                dashed="^in .*",
             ),
             stat(
                 "Incident open for",
