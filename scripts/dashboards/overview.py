@@ -96,7 +96,7 @@ def build() -> Json:
             table(
                 "Top 20 scores now",
                 "The 20 highest-scoring series over the last interval, one row per detector. "
-                "Click a score to open the series on the Series dashboard.",
+                "Click a score to open the Series dashboard on its query.",
                 "none",
                 target(f"sort_desc(topk(20, {score(Q)}))", instant=True),
                 width=24,
