@@ -7,12 +7,10 @@ the README's metric table, the kustomizations with the real kubectl when it is i
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,23 +20,17 @@ import yaml
 from exporter.config.base import ConfigError
 from exporter.config.load import load
 from exporter.config.root import Config
-from exporter.demo.procs import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
 SIDECAR = K8S / "overlays" / "sidecar"
 SHARDED = K8S / "overlays" / "sharded"
-DASHBOARD = ROOT / "dashboards" / "grafana" / "augur.json"
 README = ROOT / "README.md"
 
 # Patches for workloads kustomize does not build here (the user's Prometheus): applied with
 # `kubectl patch`, so no kustomization lists them.
 EXTERNAL_PATCHES = {SIDECAR / "prometheus-patch.yaml"}
-
-# Metrics that later issues add. Until the README's table lists one, only a collapsed row of
-# the dashboard may show it; once it is listed, remove it from here.
-PLANNED: set[str] = set()
 
 METRIC_RE = re.compile(r"\baugur_[a-zA-Z0-9_]+")
 
@@ -74,25 +66,6 @@ def readme_metrics() -> set[str]:
 def metric_names(expr: str) -> set[str]:
     """augur metric names in a PromQL expression, histogram series named by their family."""
     return {re.sub(r"_(bucket|sum|count)$", "", n) for n in METRIC_RE.findall(expr)}
-
-
-def dashboard() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return data
-
-
-def panels(
-    items: list[dict[str, Any]], collapsed: bool = False
-) -> Iterator[tuple[dict[str, Any], bool]]:
-    """Every panel, rows' panels included, with whether it sits in a collapsed row."""
-    for panel in items:
-        yield panel, collapsed
-        if panel.get("type") == "row":
-            yield from panels(panel.get("panels", []), bool(panel.get("collapsed")))
-
-
-def data_panels() -> list[tuple[dict[str, Any], bool]]:
-    return [(p, c) for p, c in panels(dashboard()["panels"]) if p.get("type") != "row"]
 
 
 def rules() -> dict[str, Any]:
@@ -461,119 +434,13 @@ def test_sharded_overlay_scrapes_each_replica_once_and_posts_to_any() -> None:
 # The rules: tests/test_rules.py.
 
 
-# --- the dashboard --------------------------------------------------------------------------
-
-
-def test_dashboard_identity_and_variables() -> None:
-    board = dashboard()
-    assert board["uid"] == "augur-overview"
-    assert board["schemaVersion"] == 39
-    assert board.get("id") is None  # provisioned: Grafana assigns the numeric id
-    variables = board["templating"]["list"]
-    first = variables[0]
-    assert (first["type"], first["name"], first["query"]) == (
-        "datasource",
-        "datasource",
-        "prometheus",
-    )
-    names = [v["name"] for v in variables]
-    assert names[:3] == ["datasource", "query", "detector"]
-    for var in variables:
-        if var["type"] == "query":
-            assert var["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-
-
-def test_every_panel_uses_the_datasource_variable_and_has_a_unit_and_description() -> None:
-    found = data_panels()
-    assert len(found) >= 12
-    ids = [p["id"] for p, _ in panels(dashboard()["panels"])]
-    assert len(ids) == len(set(ids)), "panel ids must be unique"
-    for panel, _ in found:
-        title = panel["title"]
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
-        assert panel["targets"], title
-        for target in panel["targets"]:
-            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
-        assert panel["fieldConfig"]["defaults"].get("unit"), f"{title}: no unit"
-        assert panel.get("description", "").strip(), f"{title}: no description"
-    assert any(p["type"] == "row" and p["collapsed"] for p, _ in panels(dashboard()["panels"]))
-
-
-def range_functions(expr: str) -> Iterator[str]:
-    """The text of every rate(), irate() and increase() call in expr, parentheses balanced."""
-    for match in re.finditer(r"(?<![a-zA-Z0-9_])(?:rate|irate|increase)\(", expr):
-        depth = 0
-        for end in range(match.end() - 1, len(expr)):
-            depth += {"(": 1, ")": -1}.get(expr[end], 0)
-            if depth == 0:
-                yield expr[match.start() : end + 1]
-                break
-
-
-def dashboard_exprs() -> list[tuple[str, bool]]:
-    return [(t["expr"], collapsed) for p, collapsed in data_panels() for t in p["targets"]]
-
-
-def test_every_rate_uses_rate_interval() -> None:
-    calls = [call for expr, _ in dashboard_exprs() for call in range_functions(expr)]
-    assert len(calls) >= 10
-    for call in calls:
-        assert re.search(r"\[\$__rate_interval\]\)$", call), call
-    assert list(range_functions("sum(rate(x[5m])) + increase(y[$__rate_interval])")) == [
-        "rate(x[5m])",
-        "increase(y[$__rate_interval])",
-    ]
-
-
-def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
-    substitutions = {
-        "$__rate_interval": "1m",
-        "$query": "api",
-        "$detector": "zscore",
-        "$series": 'service="checkout"',
-    }
-    records = []
-    for i, (expr, _) in enumerate(dashboard_exprs()):
-        for variable, value in substitutions.items():
-            expr = expr.replace(variable, value)
-        assert "$" not in expr, expr
-        records.append({"record": f"dashboard:query_{i}:check", "expr": expr})
-    path = tmp_path / "dashboard.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
-    out = subprocess.run(
-        [find_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
 def test_metric_names_exist_in_the_readme() -> None:
+    """Every augur metric the rules use is in the README's table (the dashboards' are checked
+    in tests/test_dashboards.py)."""
     documented = readme_metrics()
-    assert not documented & PLANNED, "now documented: remove these from PLANNED"
-    used: set[str] = set()
-    for expr, collapsed in dashboard_exprs():
-        for name in metric_names(expr):
-            used.add(name)
-            if name in PLANNED:
-                assert collapsed, f"{name} is not in the README yet: show it in a collapsed row"
-            else:
-                assert name in documented, f"dashboard uses {name}, not in the README's table"
     for group in rules()["groups"]:
         for rule in group["rules"]:
             for name in metric_names(rule["expr"]):
-                used.add(name)
                 assert name in documented, (
                     f"rule {rule.get('alert', rule.get('record'))} uses {name}"
                 )
-    # The dashboard covers the scoring loop's metrics.
-    assert {
-        "augur_anomaly_score",
-        "augur_expected_value",
-        "augur_expected_lower",
-        "augur_expected_upper",
-        "augur_series_scored",
-        "augur_series_dropped_total",
-        "augur_poll_duration_seconds",
-        "augur_poll_failures_total",
-        "augur_last_poll_timestamp_seconds",
-        "augur_prometheus_retries_total",
-    } <= used
