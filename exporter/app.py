@@ -162,7 +162,8 @@ async def _prometheus_ctx(app: web.Application) -> AsyncIterator[None]:
         config.prometheus,
         session,
         executor=app[EXECUTOR],
-        on_retry=lambda endpoint: metrics.prometheus_retries.labels(endpoint).inc(),
+        on_retry=metrics.prometheus_retried,
+        on_request=metrics.prometheus_requested,
     )
     app[CLIENT] = client
     yield
