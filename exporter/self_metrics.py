@@ -121,6 +121,20 @@ class SelfMetrics:
             ["query"],
             registry=registry,
         )
+        self.series_warming_up = Gauge(
+            "augur_series_warming_up",
+            "Series of the query seen in its last successful poll but not scored yet because "
+            "their detectors are still collecting warm-up points.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_warmup_remaining = Gauge(
+            "augur_series_warmup_remaining_seconds",
+            "Estimated seconds until the last warming-up series of the query gets its first "
+            "score (0 when none is warming up, NaN when its detectors cannot tell).",
+            ["query"],
+            registry=registry,
+        )
         self.history_bytes = Gauge(
             "augur_history_bytes",
             "Memory held by the query's in-memory look-back (series x steps, float64), which "
