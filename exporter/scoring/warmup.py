@@ -1,13 +1,14 @@
 """Warm-up: which series of a query are not scored yet only because their detectors are still
 collecting points, and how long until the last of them gets its first score.
 
-A detector scores a series once it has enough history: `min_points` non-missing past points
-on the query's grid for the level detectors (a `span` more for `rolling`, a period more for a
-fixed seasonality), and for the ensemble, after a member scores, `warmup` calibration scores
-of that member. The ensemble learns one calibration score per poll (a new series replays its
-window's history at once), so that part of the wait is counted in poll intervals, the rest
-in steps. With the defaults a series without history (a new node_exporter) waits 10 steps of
-5 minutes, then 100 polls of a minute: about 2 h 30 min.
+A detector scores a series once it has enough history on the query's grid. How much is the
+detector's own business (`min_points`, the points a `relearn` sets aside, a `refresh` anchored
+on the grid, a rolling `span`), so it is not modelled here: the detector replays a probe
+series starting where the warming one starts (`score_all`, which scores each column as the
+newest) and says where its first score falls. The ensemble then needs `warmup` calibration
+scores of a member, learnt one per poll (a new series replays its window's history at once),
+so that part of the wait is counted in poll intervals, read from the ensemble's own counts.
+With the defaults (5 m step, 1 m polls) a series with no history waits 3 h: 180 polls.
 
 After each successful poll the runner `observe`s the verdicts (on the scoring thread, where
 the detectors' state may be read) and the poller `publish`es the figures: the gauges
@@ -29,11 +30,10 @@ import numpy as np
 
 from exporter.config.durations import format_duration
 from exporter.config.queries import QueryConfig
-from exporter.detectors import Detector, Estimate, FloatArray, Window
+from exporter.detectors import Detector, Estimate, FloatArray, Stateful, StreamScorer, Window
+from exporter.detectors.base import BoolArray, IntArray
 from exporter.detectors.ensemble import EnsembleDetector
-from exporter.detectors.rolling import RollingParams
 from exporter.detectors.seasonal import Seasonal
-from exporter.detectors.zscore import ZScoreParams
 from exporter.self_metrics import SelfMetrics
 
 log = logging.getLogger("augur.poller")
@@ -56,70 +56,124 @@ class Wait:
         return np.asarray(order[min(self.needed, len(order)) - 1], dtype=np.float64)
 
 
+PROBES = 8
+"""Distinct histories probed per detector and poll; series with others take the nearest."""
+
+
+def first_scores(detector: Detector, timestamps: FloatArray, step: float) -> BoolArray | None:
+    """Where a series that starts at `timestamps[0]` and has a point at every step would be
+    scored, by the detector itself (its `score_all`, which scores each column as the newest);
+    None for a detector that cannot replay (it keeps state) or a plug-in that cannot say.
+
+    The detector's own answer, not a model of it: a `refresh` anchored on the time grid, the
+    points a `relearn` sets aside, a `span` are all in it.
+    """
+    if not isinstance(detector, StreamScorer) or isinstance(detector, Stateful):
+        return None
+    values = 1.0 + 0.1 * np.sin(np.arange(len(timestamps), dtype=np.float64))
+    probe = Window(values[None, :], timestamps, [()], step)
+    with np.errstate(all="ignore"):
+        score = detector.score_all(probe).score
+    return np.asarray(np.isfinite(score[0]))
+
+
+def _future(window: Window, start: int) -> FloatArray:
+    """The grid from column `start` of `window` on, as long as the window is wide."""
+    width = len(window.timestamps)
+    return np.asarray(window.timestamps[start] + window.step * np.arange(width), dtype=np.float64)
+
+
 def points_needed(detector: Detector, step: float) -> int | None:
-    """Non-missing past points a new series needs before `detector` can score it; None when
-    the detector does not say (a plug-in without `min_points`)."""
+    """Past points a series needs before `detector` scores it, from its settings, for the
+    detectors that cannot replay (a fixed seasonality, ARIMA); None when it does not say."""
     if isinstance(detector, Seasonal):
         if detector.auto:  # a young series is scored raw; a pattern is looked for later
             return points_needed(detector.variants[0], step)
         inner = points_needed(detector.variants[1], step)
         # The profile of a fixed period needs one period before the first residual.
         return None if inner is None else inner + round(detector.periods[0] / step)
-    if isinstance(detector, EnsembleDetector):
-        needs = [points_needed(m, step) for m in detector.members]
-        known = [n for n in needs if n is not None]
-        return min(known) + detector.params.warmup if known else None
-    params = getattr(detector, "params", None)
-    min_points = getattr(params, "min_points", None)
-    if not isinstance(min_points, int):
-        return None
-    if isinstance(params, ZScoreParams):
-        return min_points + params.differences
-    if isinstance(params, RollingParams):
-        return min_points + math.ceil(params.span / step)
-    return min_points
+    min_points = getattr(getattr(detector, "params", None), "min_points", None)
+    return min_points if isinstance(min_points, int) else None
 
 
-def wait(detector: Detector, window: Window, rows: np.ndarray, have: FloatArray) -> Wait:
+def _points(detector: Detector, window: Window, rows: IntArray, have: FloatArray) -> FloatArray:
+    """Steps until `detector` scores each series of `rows` (inf: cannot tell)."""
+    out = np.full(len(rows), np.inf)
+    width = len(window.timestamps)
+    haves = np.unique(have)
+    for h in haves[:PROBES]:
+        mask = first_scores(detector, _future(window, width - 1 - int(h)), window.step)
+        if mask is None:
+            need = points_needed(detector, window.step)
+            if need is not None:
+                out[have == h] = max(0.0, need - h)
+            continue
+        found = np.flatnonzero(mask[int(h) :])
+        out[have == h] = found[0] if found.size else np.inf
+    if len(haves) > PROBES:  # the rest as the longest history probed, a bound from below
+        last = haves[PROBES - 1]
+        rest = have > last
+        out[rest] = np.maximum(out[have == last][0] - (have[rest] - last), 0.0)
+    return out
+
+
+def _replayed(member: Detector, window: Window, have: FloatArray, tail: int) -> FloatArray:
+    """The scores of `member` the ensemble's bootstrap will count for series with `have`
+    past points: those of its last `tail` columns; the first PROBES histories are replayed
+    by the member, the others counted from the nearest (the same need, another phase)."""
+    out = np.zeros(len(have))
+    width = len(window.timestamps)
+    first = math.inf
+    for n, h in enumerate(np.unique(have)):
+        if n < PROBES:
+            mask = first_scores(member, _future(window, width - 1 - int(h)), window.step)
+            if mask is None:
+                continue
+            found = np.flatnonzero(mask)
+            first = found[0] if found.size else math.inf
+            out[have == h] = mask[max(0, int(h) - tail) : int(h)].sum()
+        elif math.isfinite(first):
+            out[have == h] = min(max(h - first, 0), tail)
+    return out
+
+
+def wait(detector: Detector, window: Window, rows: IntArray, have: FloatArray) -> Wait:
     """What `detector` still needs for the series `rows` of `window`, which have `have`
     non-missing past points each. Reads the detector's state: call it where it scores."""
-    if isinstance(detector, Seasonal):
-        if detector.auto:
-            return wait(detector.variants[0], window, rows, have)
-    elif isinstance(detector, EnsembleDetector):
+    if isinstance(detector, Seasonal) and detector.auto:
+        return wait(detector.variants[0], window, rows, have)
+    if isinstance(detector, EnsembleDetector):
         return _ensemble_wait(detector, window, rows, have)
-    need = points_needed(detector, window.step)
-    points = np.full(len(rows), np.inf) if need is None else np.maximum(need - have, 0.0)
-    return Wait(points[None, :], np.zeros((1, len(rows))))
+    return Wait(_points(detector, window, rows, have)[None, :], np.zeros((1, len(rows))))
 
 
 def _ensemble_wait(
-    detector: EnsembleDetector, window: Window, rows: np.ndarray, have: FloatArray
+    detector: EnsembleDetector, window: Window, rows: IntArray, have: FloatArray
 ) -> Wait:
-    """Per member: the points until it scores, then the polls until its calibration has
+    """Per member: the steps until it scores, then the polls until its calibration has
     `warmup` scores (the ensemble's own per-series counts; a series still waiting for its
     bootstrap is counted as the replay will count it)."""
-    p, step = detector.params, window.step
+    p, width = detector.params, len(window.timestamps)
     # The calibration state, read where the ensemble keeps it (rows by series key): the
     # warm-up is a view of that state, not a second model of it.
     index, counts, pending = detector._rows, detector._count, detector._pending
     state = np.array([index.get(window.keys[i], -1) for i in rows], dtype=np.intp)
     known = state >= 0
+    waiting = np.ones(len(rows), dtype=bool)
+    waiting[known] = pending[state[known]]
+    tail = min(p.bootstrap, width - 1)
     points, polls = [], []
     for k, member in enumerate(detector.members):
-        need = points_needed(member, step)
-        if need is None:
-            points.append(np.full(len(rows), np.inf))
-            polls.append(np.zeros(len(rows)))
-            continue
+        steps = _points(member, window, rows, have)
         count = np.zeros(len(rows))
         count[known] = counts[state[known], k]
-        waiting = np.zeros(len(rows), dtype=bool)
-        waiting[known] = pending[state[known]]
-        replay = np.clip(have - need, 0, min(p.bootstrap, window.values.shape[1] - 1))
-        count = np.where(waiting | ~known, replay, count)
-        points.append(np.maximum(need - have, 0.0))
-        polls.append(np.maximum(p.warmup - count, 0.0))
+        if waiting.any():
+            count[waiting] = _replayed(member, window, have[waiting], tail)
+        points.append(steps)
+        # A poll's newest column is calibrated after it is judged: a member that scores
+        # already needs one poll more than the counts missing; one still waiting for points
+        # counts its first score on the poll it gets there.
+        polls.append(np.where(count < p.warmup, p.warmup - count + (steps == 0), 0.0))
     needed = p.votes if p.combine == "vote" else 1
     return Wait(np.array(points), np.array(polls), min(needed, len(detector.members)))
 
