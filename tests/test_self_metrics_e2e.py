@@ -111,7 +111,9 @@ async def test_process_python_and_prometheus_latency_series_of_a_real_augur_run(
             ]
             return got if all(done) else None
 
-        got = await eventually(polled, within=120)
+        found = await eventually(polled, within=120)
+        assert found is not None
+        got = found
         # The process and the interpreter, as every Python exporter exposes them.
         assert (value(got, "process_resident_memory_bytes") or 0) > 10e6
         assert value(got, "process_cpu_seconds_total") is not None
@@ -182,7 +184,9 @@ async def test_alertmanager_upstream_is_0_from_the_first_scrape_until_it_answers
             got = await scrape(url + "/metrics")
             return got if value(got, "augur_upstream_up", upstream="alertmanager") == 1 else None
 
-        got = await eventually(up, within=60)
+        answered = await eventually(up, within=60)
+        assert answered is not None
+        got = answered
         assert (
             value(got, "augur_upstream_last_success_timestamp_seconds", upstream="alertmanager")
             or 0

@@ -219,6 +219,8 @@ class QueryStatus:
     remaining: float = 0.0
     """Seconds until the last warming series gets its first score (NaN: cannot tell)."""
     last_poll: float | None = None
+    polls: int = 0
+    """Successful polls published."""
     announced: bool = False
     """Whether the start's warm-up was logged and not yet said to be over."""
     pending: Observation | None = None
@@ -230,6 +232,7 @@ class QueryStatus:
         seen = self.pending or Observation(0, 0)
         self.pending = None
         self.seen, self.scored, self.warming, self.last_poll = seen.seen, scored, seen.warming, now
+        self.polls += 1
         self.remaining = 0.0
         if seen.warming:
             each = np.min([w.seconds(self.query.step, interval) for w in seen.waits], axis=0)
