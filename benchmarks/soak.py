@@ -276,7 +276,7 @@ async def measure(
     bad: Counter[str] = Counter()
     for line in (workdir / "augur.log").read_text(encoding="utf-8", errors="replace").splitlines():
         found_level = re.search(r"\blevel=(\w+)", line)
-        found_event = re.search(r"\bevent=(\S+)", line)
+        found_event = re.search(r"\bmsg=(\S+)", line)
         name = found_level.group(1) if found_level else "unparsed"
         levels[name] += 1
         if name in ("warning", "error", "critical", "unparsed"):

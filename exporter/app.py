@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter import __version__
 from exporter.alerts.loop import AlertLoop, AlertLoopError
 from exporter.alerts.webhook import disabled
 from exporter.config.durations import format_duration
@@ -39,6 +36,7 @@ from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
 from exporter.sqlite_files import unwritable
 from exporter.web.auth import auth_middleware
+from exporter.web.landing import landing
 from exporter.web.limits import body_deadline
 from exporter.web.runbooks import add_routes as add_runbook_routes
 from exporter.web.server import WebServer, make_runner, start_site
@@ -162,7 +160,8 @@ async def _prometheus_ctx(app: web.Application) -> AsyncIterator[None]:
         config.prometheus,
         session,
         executor=app[EXECUTOR],
-        on_retry=lambda endpoint: metrics.prometheus_retries.labels(endpoint).inc(),
+        on_retry=metrics.prometheus_retried,
+        on_request=metrics.prometheus_requested,
     )
     app[CLIENT] = client
     yield
@@ -240,45 +239,6 @@ async def _mark_not_ready(app: web.Application) -> None:
     app[HEALTH].shutting_down = True
 
 
-_LANDING = """<!doctype html>
-<html><head><meta charset="utf-8"><title>augur</title></head>
-<body>
-<h1>augur {version}</h1>
-<p>Anomaly scores and forecasts for the series of {prometheus}.</p>
-<ul>
-<li><a href="metrics">Metrics</a></li>
-<li><a href="-/ready">Readiness</a> and <a href="-/healthy">health</a></li>
-<li><a href="runbooks/">Runbooks</a></li>
-</ul>
-<p>Queries scored every {interval}: {queries}</p>
-</body></html>
-"""
-
-
-def _without_userinfo(url: str) -> str:
-    # The configuration refuses credentials in the URL; the page is shown to anyone allowed
-    # to see it, so it never relies on that alone.
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-async def landing(request: web.Request) -> web.Response:
-    """A landing page linking /metrics, as every Prometheus exporter has."""
-    config = request.app[CONFIG]
-    names = ", ".join(html.escape(q.name) for q in config.effective_queries())
-    body = _LANDING.format(
-        version=html.escape(__version__),
-        prometheus=html.escape(_without_userinfo(config.prometheus.url)),
-        interval=format_duration(config.poll.interval),
-        queries=names,
-    )
-    return web.Response(text=body, content_type="text/html")
-
-
 async def metrics(request: web.Request) -> web.Response:
     """The Prometheus exposition of scores and self-metrics (OpenMetrics if asked for)."""
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -338,7 +298,7 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
         [_web_ctx, _executor_ctx, _state_ctx, _prometheus_ctx, _alerts_ctx, _poller_ctx]
     )
     app.on_shutdown.append(_mark_not_ready)
-    app.router.add_get("/", landing)
+    app.router.add_get("/", landing(CONFIG, POLLER))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

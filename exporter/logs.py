@@ -1,7 +1,13 @@
 """Structured logs on stderr: logfmt for people, one JSON object per line for machines.
 
 Code logs a short event name as the message and context as `extra`:
-``log.warning("poll_failed", extra={"query": name, "error": str(exc)})``.
+``log.warning("poll_failed", extra={"query": name, "error": str(exc)})``. logfmt writes it
+as `msg=poll_failed`, as Prometheus and other Go tools do; JSON as `"event"`.
+
+A record is one line whatever it carries: a traceback is one more field (`exception`), its
+newlines escaped inside a quoted value in logfmt and inside the string in JSON; the line
+separators that JSON leaves raw (U+0085, U+2028, U+2029) are escaped as well, so no
+line-splitting reader cuts a record in two.
 
 Lines are bounded whatever the input was: each value is cut to `MAX_VALUE_CHARS` (with how much
 was cut) and the line to `MAX_LINE_CHARS`. Repeats are bounded too: a warning with the same
@@ -105,38 +111,67 @@ class JSONFormatter(logging.Formatter):
             "event": cut(record.getMessage()),
         }
         entry.update(_context(record))
-        if record.exc_info:
-            entry["exception"] = cut(self.formatException(record.exc_info), MAX_LINE_CHARS // 2)
+        entry.update(_exception(self, record))
         line = json.dumps(entry, default=str, ensure_ascii=False)
         if len(line) > MAX_LINE_CHARS:  # still one valid object, with the start of the rest
             core = {k: entry[k] for k in ("ts", "level", "logger", "event")}
             core["truncated"] = cut(line, MAX_LINE_CHARS // 2)
             line = json.dumps(core, ensure_ascii=False)
-        return line
+        return _one_line(line)
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+"""Characters that end a line for some readers (Python's splitlines) and that json.dumps with
+ensure_ascii=False leaves as they are: escaped, so a record stays one line everywhere."""
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)
 
 
 def _logfmt_value(value: object) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\t'):
-        return json.dumps(text, ensure_ascii=False)
+    # Control characters (a traceback's newlines, a carriage return) only inside quotes,
+    # escaped: a value never starts a line of its own.
+    if not text or not text.isprintable() or any(c in text for c in ' "='):
+        return _one_line(json.dumps(text, ensure_ascii=False))
     return text
 
 
+def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, str]:
+    """The record's traceback and stack, as fields (cut to half a line each)."""
+    out: dict[str, str] = {}
+    if record.exc_info:
+        out["exception"] = cut(formatter.formatException(record.exc_info), MAX_LINE_CHARS // 2)
+    elif record.exc_text:
+        out["exception"] = cut(record.exc_text, MAX_LINE_CHARS // 2)
+    if record.stack_info:
+        out["stack"] = cut(formatter.formatStack(record.stack_info), MAX_LINE_CHARS // 2)
+    return out
+
+
 class LogfmtFormatter(logging.Formatter):
-    """`ts=… level=… logger=… event=… key=value …`, readable in a terminal."""
+    """`ts=… level=… logger=… msg=… key=value …` on one line, readable in a terminal.
+
+    A traceback is the last field, `exception="Traceback …\\n  File …"`.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": cut(record.getMessage()),
+            "msg": cut(record.getMessage()),
         }
         fields.update(_context(record))
-        line = cut(" ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items()), MAX_LINE_CHARS)
-        if record.exc_info:
-            line += "\n" + cut(self.formatException(record.exc_info), MAX_LINE_CHARS // 2)
-        return line
+        # The traceback goes last and is cut first: the line's start says what happened.
+        head = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+        for key, text in _exception(self, record).items():
+            room = MAX_LINE_CHARS - len(head) - len(key) - 4
+            if room < 100:
+                break
+            head += f" {key}={_logfmt_value(cut(text, room))}"
+        return cut(head, MAX_LINE_CHARS)
 
 
 def setup(level: str = "info", fmt: str = "logfmt") -> None:

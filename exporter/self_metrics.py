@@ -1,4 +1,5 @@
-"""augur's own health at /metrics: polls, Prometheus retries, the text model, storage, build.
+"""augur's own health at /metrics: polls, Prometheus calls, the text model, storage, build,
+and the process itself (`process_*`, `python_*`, as every Python exporter has them).
 
 Both loops record here (the scoring loop its polls, the alert loop its model calls), so it
 sits beside them and imports neither.
@@ -7,8 +8,17 @@ sits beside them and imports neither.
 from __future__ import annotations
 
 import platform
+import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from exporter import __version__
 from exporter.text.cache import CacheMetrics
@@ -59,10 +69,29 @@ class StorageMetrics:
         )
 
 
+UPSTREAMS = ("prometheus", "alertmanager")
+"""The `upstream` label's values: where augur reads series, where it posts alerts."""
+
+_PROMETHEUS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
 class SelfMetrics:
-    """augur's own health metrics, registered on the given registry."""
+    """augur's own health metrics, registered on the given registry.
+
+    A sample of the process's own series (prometheus_client's collectors)::
+
+        process_resident_memory_bytes 2.1e+08
+        process_cpu_seconds_total 12.3
+        python_info{implementation="CPython",major="3",minor="12",...} 1.0
+        python_gc_collections_total{generation="0"} 310.0
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # The process's CPU, memory, file descriptors and start time, the interpreter, and
+        # its garbage collector: what a dashboard of augur itself draws.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self.storage = StorageMetrics(registry)
         self.polls = Counter(
             "augur_polls", "Poll cycles attempted per query.", ["query"], registry=registry
@@ -89,6 +118,20 @@ class SelfMetrics:
         self.series_scored = Gauge(
             "augur_series_scored",
             "Series of the query scored in its last successful poll.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_warming_up = Gauge(
+            "augur_series_warming_up",
+            "Series of the query seen in its last successful poll but not scored yet because "
+            "their detectors are still collecting warm-up points.",
+            ["query"],
+            registry=registry,
+        )
+        self.series_warmup_remaining = Gauge(
+            "augur_series_warmup_remaining_seconds",
+            "Estimated seconds until the last warming-up series of the query gets its first "
+            "score (0 when none is warming up, NaN when its detectors cannot tell).",
             ["query"],
             registry=registry,
         )
@@ -128,6 +171,16 @@ class SelfMetrics:
             ["endpoint"],
             registry=registry,
         )
+        self.prometheus_request_duration = Histogram(
+            "augur_prometheus_request_duration_seconds",
+            "Time of each HTTP request augur made to Prometheus (every attempt, failed ones "
+            "included; the answer read, not yet decoded), by API endpoint.",
+            ["endpoint"],
+            buckets=_PROMETHEUS_BUCKETS,
+            registry=registry,
+        )
+        for endpoint in ("/api/v1/query", "/api/v1/query_range"):
+            self.prometheus_request_duration.labels(endpoint)
         self.model_info = Gauge(
             "augur_model_info",
             "The alert-text model in use; always 1.",
@@ -162,7 +215,8 @@ class SelfMetrics:
             ["upstream"],
             registry=registry,
         )
-        # Down until it answers, so the gauge is there from the first scrape.
+        # Down until it answers, so the gauge is there from the first scrape (Alertmanager's
+        # once the alert loop is set up to post to it: `upstream_answered`).
         self.upstream_up.labels("prometheus").set(0)
         for reason in ("connection", "timeout", "http", "bad_response", "too_large", "api_error"):
             self.upstream_failures.labels("prometheus", reason)
@@ -194,6 +248,20 @@ class SelfMetrics:
             registry=registry,
         )
         self.set_shard(0, 1)
+
+    def prometheus_retried(self, endpoint: str) -> None:
+        """A request to Prometheus's `endpoint` is retried (the client's `on_retry`)."""
+        self.prometheus_retries.labels(endpoint).inc()
+
+    def prometheus_requested(self, endpoint: str, seconds: float) -> None:
+        """A request to Prometheus's `endpoint` took `seconds` (the client's `on_request`)."""
+        self.prometheus_request_duration.labels(endpoint).observe(seconds)
+
+    def upstream_answered(self, upstream: str, up: bool) -> None:
+        """Whether `upstream` (one of `UPSTREAMS`) answers now; an answer is its last success."""
+        self.upstream_up.labels(upstream).set(1 if up else 0)
+        if up:
+            self.upstream_last_success.labels(upstream).set(time.time())
 
     def set_shard(self, index: int, count: int) -> None:
         """Say which shard this process is (`augur_shard_info{index="0",count="1"}` alone)."""

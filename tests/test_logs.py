@@ -57,3 +57,69 @@ def test_repeated_warnings_print_once_per_interval_with_the_suppressed_count() -
     assert sum("query=a" in line for line in lines) == 1
     assert sum("query=b" in line for line in lines) == 1
     assert sum("alert_refused" in line for line in lines) == 300
+
+
+def _failing() -> None:
+    raise ValueError('bad "value"\nsecond line')
+
+
+def test_logfmt_names_the_message_msg_as_prometheus_tools_do() -> None:
+    log, out = _logger(LogfmtFormatter(), [0.0])
+    log.info("warming_up", extra={"query": "node_cpu", "series": 12})
+    line = out.getvalue()
+    assert " msg=warming_up query=node_cpu series=12" in line
+    assert "event=" not in line
+
+
+def test_a_traceback_is_one_escaped_record_in_both_formats() -> None:
+    for formatter in (LogfmtFormatter(), JSONFormatter()):
+        log, out = _logger(formatter, [0.0])
+        try:
+            _failing()
+        except ValueError:
+            log.exception("poll_failed", extra={"query": "a\rb"})
+        log.info("next")
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 2, lines  # the traceback did not start lines of its own
+        first = lines[0]
+        if isinstance(formatter, JSONFormatter):
+            entry = json.loads(first)
+            assert entry["event"] == "poll_failed" and entry["query"] == "a\rb"
+            text = entry["exception"]
+        else:
+            assert first.startswith("ts=") and " msg=poll_failed " in first
+            assert ' query="a\\rb" ' in first
+            quoted = first.split(" exception=", 1)[1]
+            assert quoted.startswith('"Traceback') and quoted.endswith('"')
+            text = json.loads(quoted)  # the value is one quoted, escaped string
+        assert text.startswith("Traceback (most recent call last):\n")
+        assert "in _failing" in text
+        assert text.endswith('ValueError: bad "value"\nsecond line')
+
+
+def test_unicode_line_separators_do_not_split_a_record() -> None:
+    for formatter in (LogfmtFormatter(), JSONFormatter()):
+        log, out = _logger(formatter, [0.0])
+        log.warning("alert_refused", extra={"alert": "a\u2028b\u0085c\u2029d 中文"})
+        text = out.getvalue()
+        assert len(text.splitlines()) == 1
+        assert "\\u2028" in text and "中文" in text
+        if isinstance(formatter, JSONFormatter):
+            assert json.loads(text)["alert"] == "a\u2028b\u0085c\u2029d 中文"
+
+
+def test_a_long_traceback_is_cut_and_the_line_stays_bounded() -> None:
+    for formatter in (LogfmtFormatter(), JSONFormatter()):
+        log, out = _logger(formatter, [0.0])
+        try:
+            raise RuntimeError("x" * 100_000)
+        except RuntimeError:
+            log.error("sender_error", exc_info=True, extra={"error": "y" * 3000})
+        text = out.getvalue()
+        assert len(text.splitlines()) == 1
+        assert len(text) < MAX_LINE_CHARS + 100
+        assert "more characters)" in text
+        if isinstance(formatter, JSONFormatter):
+            json.loads(text)
+        else:
+            assert " exception=" in text

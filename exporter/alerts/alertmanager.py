@@ -6,6 +6,12 @@ its own backoff: one replica being down delays nobody else. A firing alert is re
 augur runs and lets it resolve by itself soon after augur stops; a resolved one is posted
 once with its end time. Alerts not seen in a notification for `resolve_timeout` are resolved
 by a housekeeping loop, which also purges finished entries and updates `augur_outbox_pending`.
+
+Whether Alertmanager answers is reported after every call (`on_upstream`): it is up while any
+replica answered its last call as its API does (accepted or refused an alert, or answered
+`GET /api/v2/status`). A replica with nothing to post is probed with that GET every
+`PROBE_SECONDS`, and from 1 s doubling while it does not answer, so the state is current
+even when no alert flows.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ PURGE_EVERY_SECONDS = 60.0
 _CONNECT_TIMEOUT = 5.0
 _ERROR_CHARS = 500
 _ERROR_READ_BYTES = 64 * 1024
+PROBE_SECONDS = 30.0
+"""Seconds without an answer from a replica after which it is asked `GET /api/v2/status`."""
 
 
 def _message(body: str) -> str:
@@ -87,6 +95,9 @@ class _Replica:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     failures: int = 0
     not_before: float = 0.0
+    probe_at: float = 0.0
+    """When to ask the replica whether it answers, if nothing else did by then."""
+    probe_failures: int = 0
 
 
 class AlertmanagerSender:
@@ -100,6 +111,7 @@ class AlertmanagerSender:
         *,
         clock: Callable[[], float] = time.time,
         housekeeping_interval: float = 1.0,
+        on_upstream: Callable[[bool], None] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -111,6 +123,19 @@ class AlertmanagerSender:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         metrics.init_replicas(config.urls)
+        self.on_upstream = on_upstream
+        """Called with whether Alertmanager answers (any replica) after each call, and with
+        False at once: down until a replica answers."""
+        self._answering = dict.fromkeys(config.urls, False)
+        self._answered(None, False)
+
+    def _answered(self, replica: _Replica | None, ok: bool) -> None:
+        if replica is not None:
+            self._answering[replica.url] = ok
+            if ok:
+                replica.probe_at, replica.probe_failures = self._clock() + PROBE_SECONDS, 0
+        if self.on_upstream is not None:
+            self.on_upstream(any(self._answering.values()))
 
     async def start(self) -> None:
         """Open the HTTP session and start one loop per replica plus housekeeping."""
@@ -173,6 +198,10 @@ class AlertmanagerSender:
             replica.wake.clear()
             try:
                 await self._drain(replica)
+                now = self._clock()
+                # Not while posts back off: they say already that it does not answer.
+                if now >= replica.probe_at and now >= replica.not_before:
+                    await self._probe(replica)
                 due = await self.outbox.next_due(replica.url)
             except Exception as exc:
                 log.exception(
@@ -181,7 +210,23 @@ class AlertmanagerSender:
                 self._back_off(replica)
                 continue
             idle = MAX_IDLE_SECONDS if due is None else due - self._clock()
+            idle = min(idle, replica.probe_at - self._clock())
             await self._sleep(min(idle, MAX_IDLE_SECONDS), replica.wake)
+
+    async def _probe(self, replica: _Replica) -> None:
+        """Ask an idle replica for its status: only whether it answers as its API is kept."""
+        assert self._session is not None, "start() the sender first"
+        try:
+            async with self._session.get(replica.url + "/api/v2/status") as resp:
+                await resp.content.read(_ERROR_READ_BYTES)
+                ok = 200 <= resp.status < 300 and resp.content_type == "application/json"
+        except (TimeoutError, aiohttp.ClientError):
+            ok = False
+        self._answered(replica, ok)
+        if not ok:
+            replica.probe_failures += 1
+            delay = min(PROBE_SECONDS, 2.0 ** min(replica.probe_failures - 1, 10))
+            replica.probe_at = self._clock() + delay
 
     async def _drain(self, replica: _Replica) -> None:
         while not self._stop.is_set():
@@ -222,6 +267,8 @@ class AlertmanagerSender:
         except aiohttp.ClientError as exc:
             await self._failed(replica, entries, f"{type(exc).__name__}: {exc}")
             return False
+        # Alertmanager's own answers: accepted, or an alert refused as invalid.
+        self._answered(replica, 200 <= status < 300 or status in (400, 422))
         if 200 <= status < 300:
             repost_at = now + self.config.repost_interval
             await self.outbox.delivered(replica.url, entries, repost_at)
@@ -278,6 +325,8 @@ class AlertmanagerSender:
     async def _failed(
         self, replica: _Replica, entries: Sequence[Entry], error: str, status: int | None = None
     ) -> None:
+        if status is None:  # no answer at all (an HTTP status was reported by `_post`)
+            self._answered(replica, False)
         delay = self._back_off(replica)
         self.metrics.post_failures.labels(replica.url).inc(len(entries))
         await self.outbox.retry(replica.url, entries, replica.not_before, error)

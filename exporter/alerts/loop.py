@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -152,6 +153,9 @@ class AlertLoop:
             outbox,
             self.metrics,
             housekeeping_interval=self._housekeeping_interval,
+            on_upstream=None
+            if self.self_metrics is None
+            else functools.partial(self.self_metrics.upstream_answered, "alertmanager"),
         )
         worker = EnrichmentWorker(
             outbox,
@@ -190,10 +194,14 @@ class AlertLoop:
         session = make_session(config.prometheus)
         stack.push_async_callback(session.close)
         stage_seconds = self.metrics.enrich_stage
+        metrics = self.self_metrics
         enricher = AlertEnricher(
             model,
             PrometheusClient.from_config(
-                config.prometheus.model_copy(update={"retries": 1}), session
+                config.prometheus.model_copy(update={"retries": 1}),
+                session,
+                on_retry=None if metrics is None else metrics.prometheus_retried,
+                on_request=None if metrics is None else metrics.prometheus_requested,
             ),
             config.enrich,
             executor=executor,

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -109,12 +110,16 @@ class PrometheusClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         executor: Executor | None = None,
         on_retry: Callable[[str], None] | None = None,
+        on_request: Callable[[str, float], None] | None = None,
     ) -> None:
         if max_points_per_request < 1:
             raise ValueError("max_points_per_request must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.on_retry = on_retry
         """Called with the endpoint before each retry, e.g. to count retries in a metric."""
+        self.on_request = on_request
+        """Called with the endpoint and the seconds of every HTTP request (each attempt,
+        failed ones included: the answer read, not decoded), e.g. for a latency histogram."""
         self._session = session
         self._retries = retries
         self._backoff_base = backoff_base
@@ -137,6 +142,7 @@ class PrometheusClient:
         *,
         executor: Executor | None = None,
         on_retry: Callable[[str], None] | None = None,
+        on_request: Callable[[str, float], None] | None = None,
     ) -> PrometheusClient:
         """A client for the configured Prometheus, using `session` (see `make_session`)."""
         return cls(
@@ -147,6 +153,7 @@ class PrometheusClient:
             max_response_bytes=cfg.max_response_bytes,
             executor=executor,
             on_retry=on_retry,
+            on_request=on_request,
         )
 
     async def query(self, expr: str, time: float | None = None) -> QueryResult:
@@ -307,6 +314,7 @@ class PrometheusClient:
     ) -> Any:
         # POST because long PromQL does not fit in a URL; Prometheus accepts forms on all three.
         method = "GET" if form is None else "POST"
+        started = time.perf_counter()
         try:
             # The session's total timeout bounds this whole block, reading the body included.
             async with self._session.request(method, self.base_url + path, data=form) as resp:
@@ -329,6 +337,9 @@ class PrometheusClient:
                 retryable=True,
                 endpoint=endpoint,
             ) from exc
+        finally:
+            if self.on_request is not None:
+                self.on_request(endpoint, time.perf_counter() - started)
         payload: Any = None
         shape: decode.ShapeError | None = None
         if "json" in content_type:

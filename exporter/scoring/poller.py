@@ -300,8 +300,7 @@ class Poller:
             log.info("poll_recovered", extra={"query": q.name, "failed_polls": runner.failing})
             runner.failing = 0
         report.scored[q.name] = scored
-        self.metrics.series_scored.labels(q.name).set(scored)
-        self.metrics.last_poll.labels(q.name).set(self.clock())
+        runner.status.publish(self.metrics, scored, self.clock(), self.interval)
 
     def _log_failure(self, runner: QueryRunner, exc: Exception) -> None:
         """One line per failure streak of a query; none when Prometheus itself is down (its

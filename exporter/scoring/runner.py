@@ -9,7 +9,7 @@ the state store keeps for it.
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from exporter.detectors import (
 from exporter.detectors.seasonal import wrap
 from exporter.scoring.incidents import IncidentBook, Stages
 from exporter.scoring.state import settings_hash
+from exporter.scoring.warmup import QueryStatus, observe
 
 
 @dataclass
@@ -39,6 +40,11 @@ class QueryRunner:
     incidents: dict[str, IncidentBook]
     failing: int = 0  # polls failed in a row, so a failure streak is logged once
     in_flight: Future[Any] | None = None  # the last CPU call; it may outlive its timeout
+    status: QueryStatus = field(init=False)
+    """Series seen, scored and warming up as of the last successful poll."""
+
+    def __post_init__(self) -> None:
+        self.status = QueryStatus(self.config)
 
     @classmethod
     def build(cls, config: QueryConfig) -> QueryRunner:
@@ -62,7 +68,7 @@ class QueryRunner:
         newest = window.values[:, -1]
         # Overflow on hostile values is expected and scrubbed below, not worth a warning.
         with np.errstate(all="ignore"):
-            return {
+            out = {
                 name: _finite(
                     apply_filters(
                         detector.score(window),
@@ -75,6 +81,9 @@ class QueryRunner:
                 )
                 for name, detector in self.detectors.items()
             }
+        # Here, on the scoring thread: the warm-up reads the detectors' state.
+        self.status.pending = observe(self.detectors, window, out)
+        return out
 
     def track(self, window: Window, estimates: dict[str, Estimate]) -> dict[str, Stages]:
         """Advance each detector's incidents by the newest scores."""
