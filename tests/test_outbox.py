@@ -215,9 +215,9 @@ async def test_accepted_raw_alert_is_sendable_only_once_enriched(outbox: Outbox)
     assert (old.labels, old.source) == ({"alertname": "Old"}, '{"alertname": "Old"}')
     labels = {"alertname": "Old", "augur_enriched": "true", "category": "disk"}
     stored = await outbox.store_enrichment([(old.alert_id, labels, {"augur_category": "disk"})], T0)
-    assert stored == 1
+    assert stored == [old.alert_id]
     # Storing it again (a worker that raced a restart) changes nothing.
-    assert await outbox.store_enrichment([(old.alert_id, {"x": "y"}, {})], T0 + 1) == 0
+    assert await outbox.store_enrichment([(old.alert_id, {"x": "y"}, {})], T0 + 1) == []
     assert [a.alert_id for a in await outbox.awaiting(10)] == [new.alert_id]
     (entry,) = await outbox.due(A, T0, 10)
     assert entry.labels == labels
@@ -271,7 +271,8 @@ async def test_a_settle_time_gives_one_second_look_and_a_changed_one_is_due_agai
         T0,
         {same.alert_id: T0 + 180, changed.alert_id: T0 + 180},
     )
-    assert stored == 2 and await outbox.next_settle() == T0 + 180
+    assert stored == [same.alert_id, changed.alert_id]
+    assert await outbox.next_settle() == T0 + 180
     assert await outbox.unsettled(T0 + 179, 10) == []  # not before its time
     await outbox.delivered(A, await outbox.due(A, T0, 10), T0 + 1000)  # re-posted later
     assert {u.alert_id for u in await outbox.unsettled(T0 + 180, 10)} == {

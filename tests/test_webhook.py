@@ -215,7 +215,10 @@ async def test_accepts_a_group_and_stores_enriched_alerts(
     assert disk["starts_at"] == "2024-05-01T10:00:00.123456Z"
     assert (disk["enriched"], disk["source"]) == (1, None)
     assert sample(registry, "augur_alerts_received_total") == 2
-    assert sample(registry, "augur_alerts_enriched_total") == 2
+    # Counted by the category augur gave: the dashboards' "enriched alerts by category".
+    assert sample(registry, "augur_alerts_enriched_total", category="disk") == 1
+    assert sample(registry, "augur_alerts_enriched_total", category="other") == 1
+    assert sample(registry, "augur_alerts_enriched_total", category="cpu") == 0
     assert sample(registry, "augur_alerts_awaiting_enrichment") == 0
     assert (sample(registry, "augur_alert_enrichment_duration_seconds_sum") or 0) > 0
 
@@ -272,13 +275,13 @@ async def test_answers_200_before_enrichment_then_the_worker_enriches(
     assert await box.due(REPLICA, 1e12, 10) == []
     assert await box.next_due(REPLICA) is None
     await asyncio.wait_for(enricher.started.wait(), 2.0)
-    assert sample(registry, "augur_alerts_enriched_total") == 0
+    assert sample(registry, "augur_alerts_enriched_total", category="disk") == 0
     enricher.gate.set()
     (row,) = await enriched(box)
     assert json.loads(row["labels"])["category"] == "disk"
     (entry,) = await box.due(REPLICA, 1e12, 10)
     assert entry.annotations["augur_summary"] == "DiskFull needs a look"
-    assert sample(registry, "augur_alerts_enriched_total") == 1
+    assert sample(registry, "augur_alerts_enriched_total", category="disk") == 1
 
 
 async def test_resolved_before_enrichment_finishes_is_delivered_resolved_and_enriched(
@@ -398,6 +401,7 @@ async def test_failing_enricher_still_stores_a_marked_alert(
         missing
     )
     assert sample(registry, "augur_alert_enrich_failures_total") == 1
+    assert sample(registry, "augur_alerts_enriched_total", category="none") == 1
 
 
 async def test_bearer_token(make_client: MakeClient, tmp_path: Path) -> None:

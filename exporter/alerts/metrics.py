@@ -6,6 +6,11 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exporter.text.encoder import CATEGORIES
+
+NO_CATEGORY = "none"
+"""`augur_alerts_enriched_total{category}` of an alert the enricher could not classify."""
+
 
 class AlertMetrics:
     """The alert loop's self-metrics, registered on the given registry.
@@ -13,7 +18,7 @@ class AlertMetrics:
     Sample::
 
         augur_alerts_received_total 12.0
-        augur_alerts_enriched_total 4.0
+        augur_alerts_enriched_total{category="disk"} 4.0
         augur_alerts_posted_total{alertmanager="http://am-0:9093"} 9.0
         augur_alert_post_failures_total{alertmanager="http://am-1:9093"} 3.0
         augur_outbox_pending 3.0
@@ -35,9 +40,13 @@ class AlertMetrics:
         )
         self.enriched = Counter(
             "augur_alerts_enriched",
-            "Alerts enriched and made sendable in the outbox, once per incident of a source alert.",
+            "Alerts enriched and made sendable in the outbox, once per incident of a source "
+            f"alert, by the category augur gave it ({NO_CATEGORY}: the enricher failed).",
+            ["category"],
             registry=registry,
         )
+        for category in (*CATEGORIES, NO_CATEGORY):
+            self.enriched.labels(category)
         self.enrich_failures = Counter(
             "augur_alert_enrich_failures",
             "Alerts stored with a minimal enrichment because the enricher failed or timed out.",

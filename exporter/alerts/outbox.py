@@ -204,17 +204,17 @@ class Outbox(SettlingOutbox):
         enriched: Sequence[tuple[int, dict[str, str], dict[str, str]]],
         now: float,
         settle: Mapping[int, float] | None = None,
-    ) -> int:
+    ) -> list[int]:
         """Store (alert id, enriched labels, augur's annotations) and make those alerts sendable.
 
         `settle` says when an alert's related anomalies are to be looked at once more
-        (`unsettled`). In one durable transaction; returns how many alerts were still awaiting
-        enrichment.
+        (`unsettled`). In one durable transaction; returns the ids of the alerts that were still
+        awaiting enrichment (those now stored).
         """
         settle = settle or {}
 
-        def store() -> int:
-            done = 0
+        def store() -> list[int]:
+            done: list[int] = []
             for alert_id, labels, augur in enriched:
                 cursor = self._db.execute(
                     "UPDATE outbox_alerts SET labels = ?, enrichment = ?, enriched = 1, "
@@ -223,7 +223,7 @@ class Outbox(SettlingOutbox):
                     (_json(labels), _json(augur), settle.get(alert_id), alert_id),
                 )
                 if cursor.rowcount:
-                    done += 1
+                    done.append(alert_id)
                     # Whatever state the alert reached meanwhile (resolved, expired) is due now.
                     self._db.execute(
                         "UPDATE outbox_deliveries SET due_at = ?, pending = 1 WHERE alert_id = ?",

@@ -31,9 +31,10 @@ from typing import Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from exporter.alerts.chain import FOLLOWS_ANNOTATION, Predecessors
-from exporter.alerts.metrics import AlertMetrics
+from exporter.alerts.metrics import NO_CATEGORY, AlertMetrics
 from exporter.alerts.outbox import Awaiting, Outbox, Unsettled
 from exporter.alerts.payloads import (
+    CATEGORY_LABEL,
     ENRICHED_LABEL,
     Enricher,
     Enrichment,
@@ -248,7 +249,10 @@ class EnrichmentWorker:
                     results.append((row.alert_id, *merge(alert, enrichments[row.alert_id])))
             settle = {i: e.settle_at for i, e in enrichments.items() if e.settle_at is not None}
             stored = await self.outbox.store_enrichment(results, self._clock(), settle)
-            self.metrics.enriched.inc(stored)
+            for alert_id in stored:
+                found = enrichments.get(alert_id)
+                category = found.labels.get(CATEGORY_LABEL) if found is not None else None
+                self.metrics.enriched.labels(category or NO_CATEGORY).inc()
             if stored and self.on_enriched is not None:
                 self.on_enriched()
         self.metrics.awaiting.set(await self.outbox.awaiting_count())

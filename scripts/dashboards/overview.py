@@ -164,6 +164,17 @@ def build() -> Json:
                 target(f"sum by (code) ({rate('augur_webhook_requests_total')})", "{{code}}"),
                 width=12,
             ),
+            timeseries(
+                "Enriched alerts by category",
+                "Alerts enriched per interval by the category augur's text model gave them "
+                "(`none`: the enricher failed), all augur processes together.",
+                "none",
+                target(
+                    f"sum by (category) ({increase('augur_alerts_enriched_total')})",
+                    "{{category}}",
+                ),
+                width=24,
+            ),
         ],
     )
     return dashboard(
