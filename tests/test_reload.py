@@ -15,6 +15,7 @@ import aiohttp
 import bcrypt
 import pytest
 import yaml
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import eventually
 
@@ -67,7 +68,7 @@ def scored(text: str, query: str) -> bool:
 
 
 @asynccontextmanager
-async def serving(path: Path) -> AsyncIterator[aiohttp.ClientSession]:
+async def serving(path: Path) -> AsyncIterator[tuple[web.Application, aiohttp.ClientSession]]:
     """augur's app on the file at `path`, reloading from it, and a session towards it."""
     config = load(path, environ={})
     app = build_app(config, load=lambda: load(path, environ={}))
@@ -77,8 +78,7 @@ async def serving(path: Path) -> AsyncIterator[aiohttp.ClientSession]:
     host, port = config.web.host_port()
     try:
         async with aiohttp.ClientSession(base_url=f"http://{host}:{port}") as session:
-            session.app = app  # type: ignore[attr-defined]
-            yield session
+            yield app, session
     finally:
         await runner.cleanup()
 
@@ -101,8 +101,7 @@ async def test_reload_swaps_queries_and_keeps_the_unchanged_ones(
     }
     requests = query("requests", "augur_test_requests")
     write(path, base, requests, query("errors", "augur_test_errors"))
-    async with serving(path) as session:
-        app = session.app  # type: ignore[attr-defined]
+    async with serving(path) as (app, session):
 
         async def metrics() -> str:
             return (await text(session, "GET", "/metrics"))[1]
@@ -160,9 +159,10 @@ async def test_reload_swaps_queries_and_keeps_the_unchanged_ones(
         assert (await text(session, "GET", "/-/reload"))[0] == 405
 
 
-async def _both(metrics: Callable[[], Any], *queries: str) -> str | None:
+async def _both(metrics: Callable[[], Any], *queries: str) -> str:
+    """The scrape once every one of `queries` is scored in it, else ""."""
     now: str = await metrics()
-    return now if all(scored(now, q) for q in queries) else None
+    return now if all(scored(now, q) for q in queries) else ""
 
 
 async def _detector(metrics: Callable[[], Any], query: str, detector: str) -> bool:
@@ -185,7 +185,7 @@ async def test_reload_needs_basic_auth_when_it_is_on(
         "web": {"listen_address": f"127.0.0.1:{free_port()}", "config_file": str(web_file)},
     }
     write(path, base, query("up", "up"))
-    async with serving(path) as session:
+    async with serving(path) as (_, session):
         status, _ = await text(session, "POST", "/-/reload")
         assert status == 401
         auth = "Basic " + base64.b64encode(f"ops:{password}".encode()).decode()

@@ -56,8 +56,7 @@ async def test_a_new_alertmanager_url_takes_the_next_alert(
         "model": {"dir": str(model_copy)},
     }
     write(path, base, query("up", "up"), alertmanager={"urls": [old_am.url]})
-    async with serving(path) as session:
-        app = session.app  # type: ignore[attr-defined]
+    async with serving(path) as (app, session):
         first_model = app[ALERTS].model
 
         async def post(name: str) -> None:

@@ -27,8 +27,8 @@ def scrape(port: int) -> str:
     return text
 
 
-def without(text: str, needle: str) -> str | None:
-    return None if needle in text else text
+def without(text: str, needle: str) -> str:
+    return "" if needle in text else text
 
 
 def events(log: Path) -> list[dict[str, object]]:
