@@ -150,7 +150,6 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
             raise StartupError(str(exc)) from None
         log.info("alert_enrichment", extra={"alertmanagers": ", ".join(config.alertmanager.urls)})
     yield
-    await app[RELOADER].stop()  # a reload may be starting the loop: let it finish first
     await alerts.stop()  # whatever a reload left running
 
 
@@ -230,6 +229,7 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _mark_not_ready(app: web.Application) -> None:
     app[HEALTH].shutting_down = True
+    await app[RELOADER].stop()  # before the cleanup: a reload swaps what it would close
 
 
 _LANDING = """<!doctype html>

@@ -1,5 +1,6 @@
 """A reload that changes `alertmanager.urls` restarts the alert loop on them: the next enriched
-alert goes to the new Alertmanager and no longer to the old one; the model is read again."""
+alert goes to the new Alertmanager and no longer to the old one; the model is read again, and a
+model that no longer verifies fails the whole reload (the queries of the same edit included)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from model_files import flip_byte
 from test_reload import query, serving, text, write
 from waiting import eventually
 from webhook_bodies import notification
 
-from exporter.app import ALERTS
+from exporter.app import ALERTS, POLLER
 from exporter.demo.procs import Process, free_port
+from exporter.reload import LIVE
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +78,23 @@ async def test_a_new_alertmanager_url_takes_the_next_alert(
         await post("DiskFullAfter")
         await eventually(lambda: _has(new_am, "DiskFullAfter"), within=60)
         assert "DiskFullAfter" not in await enriched(old_am)
+
+        # A model that no longer verifies: nothing of the edit applies, the query neither.
+        serving_model = app[ALERTS].model
+        flip_byte(model_copy / "head.json")
+        write(
+            path, base, query("up", "up"), query("two", "up"), alertmanager={"urls": [new_am.url]}
+        )
+        status, answer = await text(session, "POST", "/-/reload")
+        assert status == 500 and "the text model does not load" in answer, answer
+        assert [r.config.name for r in app[POLLER].runners] == ["up"]
+        assert app[ALERTS].model is serving_model and app[LIVE].config.alertmanager.urls == [
+            new_am.url
+        ]
+        _, scrape = await text(session, "GET", "/metrics")
+        assert "augur_config_last_reload_successful 0.0" in scrape
+        await post("DiskFullLast")  # and the loop serves on
+        await eventually(lambda: _has(new_am, "DiskFullLast"), within=60)
 
 
 async def _has(am: Process, name: str) -> bool:
