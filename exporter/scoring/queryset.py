@@ -108,7 +108,12 @@ def _retire(poller: Poller, runner: QueryRunner, *, keep: set[str] | None) -> No
     it no longer has (`keep` are those it still has: their counters go on under the name).
     """
     name = runner.config.name
-    release(runner)
+    if runner.in_flight is not None:
+        # A call that outlasted its timeout may still run on these detectors in its thread:
+        # they are released once it returns (at once if it has).
+        runner.in_flight.add_done_callback(lambda _: release(runner))
+    else:
+        release(runner)
     poller.board.forget(name)
     metrics = poller.metrics
     if keep is None:
