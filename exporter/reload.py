@@ -254,9 +254,18 @@ class Reloader:
             if failed is not None:
                 raise ReloadError(f"the text model does not load: {failed}")
             return "model files read again"
-        model = None
+        model = current = alerts.model
         try:
-            if new.alertmanager.enabled() and alerts.loads_model:
+            if not new.alertmanager.enabled() or not alerts.loads_model:
+                model = None
+            elif current is not None and (current.model_dir, current.cache_size) == (
+                new.model.dir,
+                new.model.cache_size,
+            ):
+                # The serving model reads its files again; if they are the same, it stays.
+                if (failed := await current.reload(None, threads=new.model.threads)) is not None:
+                    raise ReloadError(f"the text model does not load: {failed}")
+            else:
                 # Loaded beside the old one, which serves until the loop restarts.
                 model = await alerts.load_model(new)
             await alerts.reconfigure(new, model)
