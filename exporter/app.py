@@ -4,7 +4,8 @@ Start-up order: scoring executor -> state -> Prometheus session -> alert loop (i
 executor, model, outbox, sender, worker: `AlertLoop`) -> scoring loop. Shutdown runs the other
 way round, bounded: on SIGTERM or SIGINT augur turns not-ready, stops polling, stops the alert
 loop, closes its session, the ARIMA fit workers and the executor, and exits within
-`SHUTDOWN_SECONDS` (a pod gets 30 s).
+`SHUTDOWN_SECONDS` (a pod gets 30 s). SIGHUP and `POST /-/reload` reload the configuration
+(exporter/reload.py).
 """
 
 from __future__ import annotations

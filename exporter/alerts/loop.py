@@ -7,6 +7,8 @@ them the other way round: the model's own executor (`model.workers` threads), th
 model, the enricher with its own Prometheus session, the outbox (and its thread), the sender
 (and its HTTP session) and the worker. The model gets threads of its own so that the scoring
 loop's CPU work can never hold an alert's classification back past `enrich.model_timeout`.
+A configuration reload (exporter/reload.py) restarts the loop on new settings with
+`reconfigure`, keeping the same object, its metrics and its outbox file.
 """
 
 from __future__ import annotations
