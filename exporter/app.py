@@ -4,7 +4,8 @@ Start-up order: scoring executor -> state -> Prometheus session -> alert loop (i
 executor, model, outbox, sender, worker: `AlertLoop`) -> scoring loop. Shutdown runs the other
 way round, bounded: on SIGTERM or SIGINT augur turns not-ready, stops polling, stops the alert
 loop, closes its session, the ARIMA fit workers and the executor, and exits within
-`SHUTDOWN_SECONDS` (a pod gets 30 s).
+`SHUTDOWN_SECONDS` (a pod gets 30 s). SIGHUP and `POST /-/reload` reload the configuration
+(exporter/reload.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from exporter.config.durations import format_duration
 from exporter.config.root import Config
 from exporter.detectors.arima import fit as arima
 from exporter.prometheus.client import PrometheusClient, make_session
+from exporter.reload import LIVE, RELOADER, Live, Reloader, install
 from exporter.scoring.board import DetectorCollector, ScoreBoard, ScoreCollector
 from exporter.scoring.poller import Poller
 from exporter.scoring.shard import Shard
@@ -140,15 +142,14 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
             "alert_enrichment_disabled",
             extra={"hint": "list Alertmanager replicas under alertmanager.urls to enable it"},
         )
-        yield
-        return
-    try:
-        await alerts.start()
-    except AlertLoopError as exc:
-        raise StartupError(str(exc)) from None
-    log.info("alert_enrichment", extra={"alertmanagers": ", ".join(config.alertmanager.urls)})
+    else:
+        try:
+            await alerts.start()
+        except AlertLoopError as exc:
+            raise StartupError(str(exc)) from None
+        log.info("alert_enrichment", extra={"alertmanagers": ", ".join(config.alertmanager.urls)})
     yield
-    await alerts.stop()
+    await alerts.stop()  # whatever a reload left running
 
 
 async def _prometheus_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -226,17 +227,9 @@ async def _poller_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY].unregister(detectors)
 
 
-async def reload_model(app: web.Application) -> None:
-    """SIGHUP: load the model files again and swap them in if they verify; never drops a call."""
-    alerts = app[ALERTS]
-    if not app[CONFIG].alertmanager.enabled():
-        log.info("reload_skipped", extra={"reason": "alert enrichment is off: no model loaded"})
-        return
-    await alerts.reload_model()
-
-
 async def _mark_not_ready(app: web.Application) -> None:
     app[HEALTH].shutting_down = True
+    await app[RELOADER].stop()  # before the cleanup: a reload swaps what it would close
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -259,16 +252,22 @@ async def ready(request: web.Request) -> web.Response:
 
 async def webhook(request: web.Request) -> web.Response:
     """Alertmanager's webhook; 503 (so Alertmanager retries) when enrichment is not set up."""
-    if not request.app[CONFIG].alertmanager.enabled():
+    if not request.app[LIVE].config.alertmanager.enabled():
         return await disabled(request)
     return await request.app[ALERTS].handle(request)
 
 
-def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.Application:
+def build_app(
+    config: Config,
+    registry: CollectorRegistry | None = None,
+    load: Callable[[], Config] | None = None,
+) -> web.Application:
     """Assemble the application; resources are created when the app starts, not here.
 
-    Raises StartupError if `web.config_file` no longer loads (it was checked at load).
+    `load` reads the configuration again on a reload (exporter/reload.py). Raises StartupError
+    if `web.config_file` no longer loads (it was checked at load).
     """
+    live = Live(config)
     try:
         server = WebServer(config.web)
     except ValueError as exc:
@@ -278,7 +277,9 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
             body_deadline(
                 config.web.read_timeout, lambda: app[METRICS].http_request_timeouts.inc()
             ),
-            auth_middleware(lambda: server.users, config.webhook.bearer_token() is not None),
+            auth_middleware(
+                lambda: server.users, lambda: live.config.webhook.bearer_token() is not None
+            ),
         ]
     )
     app[WEB] = server
@@ -294,6 +295,7 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
     # Built, and its metrics registered, even when off: it only starts if it has somewhere
     # to send to (see `_alerts_ctx`).
     app[ALERTS] = AlertLoop(config, registry, self_metrics=app[METRICS])
+    install(app, Reloader(live, load, app[ALERTS], board, lambda: app.get(POLLER), registry))
     app.cleanup_ctx.extend(
         [_web_ctx, _executor_ctx, _state_ctx, _prometheus_ctx, _alerts_ctx, _poller_ctx]
     )
@@ -303,13 +305,15 @@ def build_app(config: Config, registry: CollectorRegistry | None = None) -> web.
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/webhook", webhook)
-    add_runbook_routes(app, config.enrich.knowledge_dir)
+    add_runbook_routes(app, lambda: live.config.enrich.knowledge_dir)
     return app
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run augur until SIGTERM/SIGINT (or `stop` is set), then shut down within the bound."""
-    app = build_app(config)
+async def serve(
+    config: Config, stop: asyncio.Event | None = None, load: Callable[[], Config] | None = None
+) -> None:
+    """Run augur until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads with `load`."""
+    app = build_app(config, load=load)
     runner = make_runner(app, config)
     try:
         await runner.setup()
@@ -334,14 +338,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[None]] = set()
-
-    def on_hup() -> None:
-        task = asyncio.create_task(reload_model(app))
-        reloads.add(task)  # keep a reference until it is done
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGHUP, lambda: app[RELOADER].start("SIGHUP"))
     try:
         await stop.wait()
     finally:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(cfg.log.level, cfg.log.format)
     log.info("starting", extra={"version": __version__, "config": str(args.config or "")})
     try:
-        asyncio.run(app.serve(cfg))
+        asyncio.run(app.serve(cfg, load=flags.loader(args)))
     except app.StartupError as exc:
         log.error("startup_failed", extra={"error": str(exc)})
         return 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,11 +127,13 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Config]]:
     real_serve = app.serve
     seen: list[Config] = []
 
-    async def serve_once(config: Config, stop: asyncio.Event | None = None) -> None:
+    async def serve_once(
+        config: Config, stop: asyncio.Event | None = None, load: Callable[[], Config] | None = None
+    ) -> None:
         seen.append(config)
         stop = asyncio.Event()
         stop.set()
-        await real_serve(config, stop)
+        await real_serve(config, stop, load)
 
     monkeypatch.setattr(app, "serve", serve_once)
     # Logging set-up replaces the root handlers (pytest's among them) and is not about config.

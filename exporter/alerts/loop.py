@@ -7,6 +7,8 @@ them the other way round: the model's own executor (`model.workers` threads), th
 model, the enricher with its own Prometheus session, the outbox (and its thread), the sender
 (and its HTTP session) and the worker. The model gets threads of its own so that the scoring
 loop's CPU work can never hold an alert's classification back past `enrich.model_timeout`.
+A configuration reload (exporter/reload.py) restarts the loop on new settings with
+`reconfigure`, keeping the same object, its metrics and its outbox file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from exporter.alerts.metrics import AlertMetrics
 from exporter.alerts.outbox import Outbox
 from exporter.alerts.payloads import Enricher
 from exporter.alerts.webhook import WebhookReceiver
+from exporter.alerts.webhook_input import error
 from exporter.alerts.worker import BATCH, EnrichmentWorker
 from exporter.config.root import Config
 from exporter.prometheus.client import PrometheusClient, make_session
@@ -96,6 +99,12 @@ class AlertLoop:
         self._batch = batch
         self._housekeeping_interval = housekeeping_interval
         self._stack: contextlib.AsyncExitStack | None = None
+        self._swapping = False
+
+    @property
+    def loads_model(self) -> bool:
+        """Whether the loop loads the text model of its configuration (no stand-in given)."""
+        return self._model is None and self._enricher is None
 
     async def cleanup_ctx(self, app: web.Application | None = None) -> AsyncIterator[None]:
         """aiohttp cleanup context: `start()`, then `stop()` at the app's cleanup."""
@@ -106,7 +115,10 @@ class AlertLoop:
             await self.stop()
 
     async def handle(self, request: web.Request) -> web.Response:
-        """`POST /webhook` (aiohttp handler): the receiver's answer."""
+        """`POST /webhook` (aiohttp handler): the receiver's answer (503 during a reload)."""
+        if self._swapping:
+            # Alertmanager retries a 5xx: nothing is lost while the loop restarts.
+            return error(503, "augur is reloading its configuration; retry", retry_after=1)
         return await self.receiver.handle(request)
 
     async def start(self) -> None:
@@ -187,7 +199,7 @@ class AlertLoop:
         self, stack: contextlib.AsyncExitStack, executor: ThreadPoolExecutor
     ) -> AlertEnricher:
         config = self.config
-        model = self._model or await self._load_model(executor)
+        model = self._model or self.model or await self._load_model(executor)
         # A Prometheus session and client of the loop's own, with one retry: the enricher's
         # deadline cuts every call short anyway, and it must not queue behind the scoring
         # loop's range queries.
@@ -213,8 +225,20 @@ class AlertLoop:
         stack.push_async_callback(enricher.close)
         return enricher
 
-    async def _load_model(self, executor: ThreadPoolExecutor) -> ReloadableModel:
-        config, metrics = self.config, self.self_metrics
+    async def _load_model(self, executor: ThreadPoolExecutor | None) -> ReloadableModel:
+        model = await self.load_model(self.config, executor)
+        self._show(model)
+        log.info("model_loaded", extra={"model": model.name, "version": model.version})
+        return model
+
+    async def load_model(
+        self, config: Config, executor: ThreadPoolExecutor | None = None
+    ) -> ReloadableModel:
+        """The text model of `config.model`, loaded and verified (not yet used by the loop).
+
+        Raises AlertLoopError saying why it does not load.
+        """
+        metrics = self.self_metrics
         try:
             model = await asyncio.get_running_loop().run_in_executor(
                 executor,
@@ -230,24 +254,54 @@ class AlertLoop:
             )
         except ModelError as exc:
             raise AlertLoopError(f"cannot load the text model: {exc}") from None
-        self.model = model
-        if metrics is not None:
-            metrics.model_info.labels(model.name, model.version, model.sha256).set(1)
-        log.info("model_loaded", extra={"model": model.name, "version": model.version})
         return model
 
-    async def reload_model(self) -> None:
-        """SIGHUP: load the model files again and swap them in if they verify."""
+    def _show(self, model: ReloadableModel | None) -> None:
+        """Make `model` the loop's model and the one `augur_model_info` names."""
+        self.model = model
+        if self.self_metrics is not None:
+            info = self.self_metrics.model_info
+            info.clear()
+            if model is not None:
+                info.labels(model.name, model.version, model.sha256).set(1)
+
+    async def reload_model(self) -> ModelError | None:
+        """Load the model files again and swap them in if they verify; the error if not."""
         model = self.model
         if model is None:
             log.info("reload_skipped", extra={"reason": "no model files loaded: a stand-in"})
-            return
-        old = (model.name, model.version, model.sha256)
+            return None
         # Not on the model's thread: reading and hashing the files there would hold alerts
         # back; the old model serves until the new one is swapped in.
-        error = await model.reload(None)
-        new = (model.name, model.version, model.sha256)
-        if error is None and old != new and self.self_metrics is not None:
-            info = self.self_metrics.model_info
-            info.remove(*old)
-            info.labels(*new).set(1)
+        failed = await model.reload(None)
+        if failed is None:
+            self._show(model)
+        return failed
+
+    async def reconfigure(self, config: Config, model: ReloadableModel | None) -> None:
+        """Run on `config` from now on: stop, then start again if it has Alertmanagers.
+
+        `model` is the text model of `config`, loaded by the caller before the old loop was
+        stopped (`load_model`), so that a model that fails leaves the old loop untouched. The
+        outbox (its path is fixed) carries the accepted alerts over. If the new loop does not
+        start, the old configuration starts again and AlertLoopError says why.
+        """
+        old_config, old_model = self.config, self.model
+        self._swapping = True
+        try:
+            await self.stop()
+            self.config = config
+            self._show(model)
+            if not config.alertmanager.enabled():
+                return
+            try:
+                await self.start()
+            except AlertLoopError:
+                await self.stop()
+                self.config = old_config
+                self._show(old_model)
+                if old_config.alertmanager.enabled():
+                    await self.start()
+                raise
+        finally:
+            self._swapping = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from exporter.config.base import ConfigError
@@ -89,12 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
 
 
+def loader(args: argparse.Namespace) -> Callable[[], Config]:
+    """Loading as `load_config` does, raising ConfigError: what a reload of `augur run` calls,
+    so it reads the same file, environment and flags as the start did."""
+    overrides = {path: getattr(args, dest) for dest, path in _OVERRIDES.items()}
+    return lambda: load(args.config, overrides=overrides)
+
+
 def load_config(args: argparse.Namespace) -> Config | None:
     """The configuration of `run` and `check-config` alike: file, `AUGUR_*` env and flags, with
     every check passed; None, with the problems printed, when it is invalid."""
-    overrides = {path: getattr(args, dest) for dest, path in _OVERRIDES.items()}
     try:
-        return load(args.config, overrides=overrides)
+        return loader(args)()
     except ConfigError as exc:
         print(f"augur: {exc}", file=sys.stderr)
         return None

@@ -186,6 +186,12 @@ class ScoreBoard:
         """Record a failed cycle of `query`: its series age and eventually expire."""
         self._expire(query, self._advance(query))
 
+    def forget(self, query: str) -> None:
+        """Drop every row of `query` (a reload removed or changed it): its series leave /metrics."""
+        for table in (self._rows, self._forecasts, self._cycles):
+            table.pop(query, None)
+        self._collisions_logged.discard(query)
+
     def series_count(self, query: str) -> int:
         """How many (detector, series) verdicts of `query` are currently exported."""
         return len(self._rows.get(query, {}))

@@ -25,12 +25,12 @@ from typing import ParamSpec, TypeVar
 from exporter.config.durations import format_duration
 from exporter.config.queries import QueryConfig
 from exporter.detectors import Stateful
-from exporter.detectors.base import parts
 from exporter.prometheus.client import PrometheusClient, PrometheusError
 from exporter.prometheus.health import UpstreamHealth
 from exporter.scoring.board import ScoreBoard
 from exporter.scoring.feed import Feed, Owns, Run
 from exporter.scoring.history import History
+from exporter.scoring.queryset import release
 from exporter.scoring.runner import QueryRunner
 from exporter.scoring.state import StateStore
 from exporter.self_metrics import SelfMetrics
@@ -74,8 +74,10 @@ class Poller:
         self.feeds = {
             r.config.name: Feed(client, r.config, History.of(r.config), owns) for r in self.runners
         }
+        self.owns = owns
         self.store = store
         self.snapshot_interval = snapshot_interval
+        self.turn = asyncio.Lock()  # held by each cycle: a reload swaps queries between them
         self._stopping = asyncio.Event()
         self.client = client
         self.board = board
@@ -104,37 +106,36 @@ class Poller:
         failure of every query, and the full cycle runs as soon as a probe is answered.
         """
         loop = asyncio.get_running_loop()
-        await self.restore()
-        last_snapshot = loop.time()
-        next_tick = loop.time()
+        async with self.turn:
+            await self.restore()
+        last_snapshot = next_tick = loop.time()
         while not self._stopping.is_set():
-            if self.health.up is False and not await self._probe():
-                now = loop.time()
-                if now >= next_tick:
-                    self._skip_cycle()
-                    next_tick += (math.floor((now - next_tick) / self.interval) + 1) * self.interval
-                delay = self.health.retry_delay()
-            else:
-                started = loop.time()
-                report = await self.cycle()
-                elapsed = loop.time() - started
-                next_tick = started + self._period(elapsed)
-                log.debug(
-                    "poll_cycle",
-                    extra={
-                        "duration_seconds": round(elapsed, 3),
-                        "scored": sum(report.scored.values()),
-                    },
-                )
-                delay = next_tick - loop.time()
-                if self.health.up is False:
-                    delay = min(delay, self.health.retry_delay())
-            if loop.time() - last_snapshot >= self.snapshot_interval:
-                await self.snapshot()
-                last_snapshot = loop.time()
+            async with self.turn:
+                if self.health.up is False and not await self._probe():
+                    next_tick = self._skip_cycle(loop.time(), next_tick)
+                    delay = self.health.retry_delay()
+                else:
+                    started = loop.time()
+                    report = await self.cycle()
+                    elapsed = loop.time() - started
+                    next_tick = started + self._period(elapsed)
+                    log.debug(
+                        "poll_cycle",
+                        extra={
+                            "duration_seconds": round(elapsed, 3),
+                            "scored": sum(report.scored.values()),
+                        },
+                    )
+                    delay = next_tick - loop.time()
+                    if self.health.up is False:
+                        delay = min(delay, self.health.retry_delay())
+                if loop.time() - last_snapshot >= self.snapshot_interval:
+                    await self.snapshot()
+                    last_snapshot = loop.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), max(0.0, delay))
-        await self.snapshot()
+        async with self.turn:
+            await self.snapshot()
 
     def _period(self, elapsed: float) -> float:
         """Seconds from a cycle's start to the next: the interval, or whole intervals past an
@@ -162,14 +163,17 @@ class Poller:
             self.health.answered()
         return self.health.settle() is True
 
-    def _skip_cycle(self) -> None:
-        """A cycle not run because Prometheus is down: a failed poll of every query."""
+    def _skip_cycle(self, now: float, next_tick: float) -> float:
+        """A due cycle not run (Prometheus is down): every query's poll failed; the next tick."""
+        if now < next_tick:
+            return next_tick
         for runner in self.runners:
             name = runner.config.name
             self.metrics.polls.labels(name).inc()
             self.metrics.poll_failures.labels(name).inc()
             self.board.missed(name)
         self.cycles += 1
+        return next_tick + (math.floor((now - next_tick) / self.interval) + 1) * self.interval
 
     async def restore(self) -> int:
         """Load every stateful detector's snapshot, if the store has a compatible one.
@@ -259,11 +263,7 @@ class Poller:
     def close(self) -> None:
         """Release what the detectors hold outside the process (e.g. a pool of fit workers)."""
         for runner in self.runners:
-            for detector in runner.detectors.values():
-                for part in parts(detector):
-                    close = getattr(part, "close", None)
-                    if callable(close):
-                        close()
+            release(runner)
 
     def _stateful(self) -> list[tuple[QueryRunner, str, Stateful, str]]:
         return [(runner, *item) for runner in self.runners for item in runner.snapshots()]

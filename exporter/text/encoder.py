@@ -147,7 +147,8 @@ def verify_files(model_dir: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def _read_manifest(model_dir: Path) -> dict[str, Any]:
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The model's manifest.json as a mapping; ModelError if it is missing or not one."""
     path = model_dir / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -189,7 +190,7 @@ class TextModel:
     ) -> None:
         """Load and verify the files of `model_dir`; raise ModelError if anything is off."""
         self.model_dir = model_dir
-        self.manifest = _read_manifest(model_dir)
+        self.manifest = read_manifest(model_dir)
         verify_files(model_dir, self.manifest)
         try:
             encoder = model_dir / self.manifest["encoder"]

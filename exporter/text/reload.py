@@ -22,9 +22,13 @@ from exporter.text.cache import Answer, CacheMetrics, TemplateCache, decided, te
 from exporter.text.encoder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_TOKENS,
+    MANIFEST,
     Classification,
     ModelError,
     TextModel,
+    read_manifest,
+    sha256_file,
+    verify_files,
 )
 
 log = logging.getLogger("augur.model")
@@ -197,8 +201,10 @@ class ReloadableModel:
     ) -> ModelError | None:
         """Load the files again (or `model_dir`) in `executor`; swap only if that succeeds.
 
-        Returns None after a swap, or the ModelError that kept the old model serving (it is also
-        logged). Reloads are serialised; a SIGHUP during a reload waits for it, then loads again.
+        Files that verify and are the ones serving (the manifest's sha256 pins every other
+        file) are not loaded again. Returns None after a swap (or no change), or the ModelError
+        that kept the old model serving (it is also logged). Reloads are serialised; a SIGHUP
+        during a reload waits for it, then loads again.
         """
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -209,6 +215,12 @@ class ReloadableModel:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             try:
+                same = new_dir == self.model_dir and new_threads == self.threads
+                if same and await loop.run_in_executor(executor, _same_files, new_dir, old.sha256):
+                    # Verified and identical: loading it again would only hold a second copy
+                    # (~180 MB at the peak) and empty the cache.
+                    log.info("model_unchanged", extra={"model": old.name, "sha256": old.sha256})
+                    return None
                 fresh = await loop.run_in_executor(executor, self._load, new_dir, new_threads)
             except Exception as exc:  # whatever broke the new files, the old model serves on
                 error = (
@@ -237,3 +249,12 @@ class ReloadableModel:
                 },
             )
             return None
+
+
+def _same_files(model_dir: Path, sha256: str) -> bool:
+    """Whether `model_dir` holds the model whose manifest has `sha256`, every file verified;
+    raises ModelError for a file that does not match its manifest."""
+    if sha256_file(model_dir / MANIFEST) != sha256:
+        return False
+    verify_files(model_dir, read_manifest(model_dir))
+    return True

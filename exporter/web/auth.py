@@ -87,8 +87,9 @@ def _unauthorized() -> web.Response:
     )
 
 
-def auth_middleware(users: Callable[[], Users], webhook_token: bool) -> Middleware:
-    """The middleware applying the rule above; `users()` is the current list (it reloads)."""
+def auth_middleware(users: Callable[[], Users], webhook_token: Callable[[], bool]) -> Middleware:
+    """The middleware applying the rule above; `users()` is the current list (it reloads), and
+    `webhook_token()` whether the webhook checks a token of its own (a reload may change it)."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -97,7 +98,7 @@ def auth_middleware(users: Callable[[], Users], webhook_token: bool) -> Middlewa
             return web.Response(status=400, text="400 Bad Request: Authorization is not ASCII\n")
         if request.path in OPEN_PATHS:
             return await handler(request)
-        if request.path == WEBHOOK_PATH and webhook_token:
+        if request.path == WEBHOOK_PATH and webhook_token():
             return await handler(request)
         current = users()
         if not current:

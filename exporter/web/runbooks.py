@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from aiohttp import web
 from exporter.text.knowledge import LANGUAGES, MAX_FILE_BYTES, page_name, title_and_body
 from exporter.web.markdown import render
 
-KNOWLEDGE_DIR = web.AppKey("knowledge_dir", Path)
-"""The folder the pages are read from (`enrich.knowledge_dir`)."""
+KNOWLEDGE_DIR = web.AppKey[Callable[[], Path]]("knowledge_dir")
+"""The folder the pages are read from (`enrich.knowledge_dir`), asked for at each request: a
+configuration reload may change it."""
 
 _HEADERS = {
     # Nothing on the page may load or run anything: its only style is inline.
@@ -110,7 +112,7 @@ def _nav(links: list[tuple[str, str]]) -> str:
 async def page(request: web.Request) -> web.Response:
     """One runbook, in the language asked for or the one there is; 404 for any other name."""
     name = request.match_info["name"]
-    pages = await asyncio.to_thread(_pages, request.app[KNOWLEDGE_DIR])
+    pages = await asyncio.to_thread(_pages, request.app[KNOWLEDGE_DIR]())
     versions = pages.get(name)
     if versions is None:
         raise web.HTTPNotFound(text=f"404 Not Found: no runbook named {name[:100]!r}\n")
@@ -134,7 +136,7 @@ async def page(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     """Every runbook by name, with a link per language."""
-    pages = await asyncio.to_thread(_pages, request.app[KNOWLEDGE_DIR])
+    pages = await asyncio.to_thread(_pages, request.app[KNOWLEDGE_DIR]())
     titles = await asyncio.to_thread(_titles, pages)
     rows = []
     for name, versions in pages.items():
@@ -159,8 +161,8 @@ async def _to_index(request: web.Request) -> web.Response:
     raise web.HTTPFound("runbooks/")
 
 
-def add_routes(app: web.Application, knowledge_dir: Path) -> None:
-    """`/runbooks/` and `/runbooks/{name}`, reading the runbooks from `knowledge_dir`."""
+def add_routes(app: web.Application, knowledge_dir: Callable[[], Path]) -> None:
+    """`/runbooks/` and `/runbooks/{name}`, reading the runbooks from `knowledge_dir()`."""
     app[KNOWLEDGE_DIR] = knowledge_dir
     app.router.add_get("/runbooks", _to_index)
     app.router.add_get("/runbooks/", index)
