@@ -300,7 +300,7 @@ def build_app(
         [_web_ctx, _executor_ctx, _state_ctx, _prometheus_ctx, _alerts_ctx, _poller_ctx]
     )
     app.on_shutdown.append(_mark_not_ready)
-    app.router.add_get("/", landing(CONFIG, POLLER))
+    app.router.add_get("/", landing(lambda app: app[LIVE].config, POLLER))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

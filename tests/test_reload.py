@@ -128,6 +128,8 @@ async def test_reload_swaps_queries_and_keeps_the_unchanged_ones(
         kept = next(r for r in app[POLLER].runners if r.config.name == "requests")
         assert kept is runner and app[POLLER].feeds["requests"] is feed  # detectors, history
         await eventually(lambda: _both(metrics, "latency"), within=30)
+        _, page = await text(session, "GET", "/")  # the landing page shows the live queries
+        assert "<td>latency</td>" in page and "<td>errors</td>" not in page, page
 
         # A file that does not load changes nothing, and says why.
         path.write_text("queries: [\n")
@@ -142,7 +144,7 @@ async def test_reload_swaps_queries_and_keeps_the_unchanged_ones(
         latency = app[POLLER].runners[1]
         write(
             path,
-            base,
+            {**base, "poll": {"interval": "2s"}},  # applies live
             query("requests", "augur_test_requests", ["zscore", "ewma"]),
             query("latency", "augur_test_latency"),
             state={"path": str(tmp_path / "b.db")},
@@ -153,6 +155,7 @@ async def test_reload_swaps_queries_and_keeps_the_unchanged_ones(
         assert "needs a restart to apply: state.path" in answer
         assert app[POLLER].runners[0] is not runner and app[POLLER].runners[1] is latency
         assert app[LIVE].config.state.path == tmp_path / "augur.db"  # the running one stays
+        assert "Scored every 2s." in (await text(session, "GET", "/"))[1]  # the live settings
         await eventually(lambda: _detector(metrics, "requests", "ewma"), within=30)
         assert families(await metrics())["augur_config_last_reload_successful"][0][1] == 1
 

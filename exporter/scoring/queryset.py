@@ -127,7 +127,7 @@ def _retire(poller: Poller, runner: QueryRunner, *, keep: set[str] | None) -> No
 def _remove_series(metrics: SelfMetrics, labels: dict[str, str]) -> None:
     """Remove the children matching `labels` from every labelled metric of `metrics`."""
     for metric in vars(metrics).values():
-        if isinstance(metric, MetricWrapperBase) and hasattr(metric, "remove_by_labels"):
+        if isinstance(metric, MetricWrapperBase):
             # A metric without one of these label names is not about queries: left alone.
             with contextlib.suppress(ValueError):
                 metric.remove_by_labels(labels)

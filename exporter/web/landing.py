@@ -96,13 +96,14 @@ def render(config: Config, statuses: Sequence[QueryStatus], now: float) -> str:
 
 
 def landing(
-    config_key: web.AppKey[Config], poller_key: web.AppKey[Poller]
+    config_of: Callable[[web.Application], Config], poller_key: web.AppKey[Poller]
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The handler of `/`, reading the app's configuration and poller at each request (the
-    poller is there once the scoring loop started; before, every query shows as not polled)."""
+    """The handler of `/`, reading the configuration in force (a reload changes it) and the
+    poller at each request (the poller is there once the scoring loop started; before, every
+    query shows as not polled)."""
 
     async def handler(request: web.Request) -> web.Response:
-        config = request.app[config_key]
+        config = config_of(request.app)
         poller = request.app.get(poller_key)
         if poller is not None:
             statuses = [runner.status for runner in poller.runners]
