@@ -252,7 +252,9 @@ async def ready(request: web.Request) -> web.Response:
 
 async def webhook(request: web.Request) -> web.Response:
     """Alertmanager's webhook; 503 (so Alertmanager retries) when enrichment is not set up."""
-    if not request.app[LIVE].config.alertmanager.enabled():
+    # The alert loop's own configuration, not `LIVE`'s: a reload switches the loop's first
+    # (exporter/reload.py), and the webhook must follow the loop that will take the alert.
+    if not request.app[ALERTS].config.alertmanager.enabled():
         return await disabled(request)
     return await request.app[ALERTS].handle(request)
 
@@ -277,8 +279,9 @@ def build_app(
             body_deadline(
                 config.web.read_timeout, lambda: app[METRICS].http_request_timeouts.inc()
             ),
-            auth_middleware(
-                lambda: server.users, lambda: live.config.webhook.bearer_token() is not None
+            auth_middleware(  # the token as the running alert loop checks it (see webhook)
+                lambda: server.users,
+                lambda: app[ALERTS].config.webhook.bearer_token() is not None,
             ),
         ]
     )

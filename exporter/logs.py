@@ -167,11 +167,23 @@ class LogfmtFormatter(logging.Formatter):
         # The traceback goes last and is cut first: the line's start says what happened.
         head = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
         for key, text in _exception(self, record).items():
-            room = MAX_LINE_CHARS - len(head) - len(key) - 4
+            room = MAX_LINE_CHARS - len(head) - len(key) - 2
             if room < 100:
                 break
-            head += f" {key}={_logfmt_value(cut(text, room))}"
+            head += f" {key}={_fitted(text, room)}"
         return cut(head, MAX_LINE_CHARS)
+
+
+def _fitted(text: str, room: int) -> str:
+    """`text` as a logfmt value of at most `room` characters, escapes and the "…(n more
+    characters)" note included: cut before it is quoted and escaped, so the line never ends
+    inside an open quote."""
+    limit = room
+    while True:
+        value = _logfmt_value(cut(text, limit))
+        if len(value) <= room or limit <= 1:
+            return value
+        limit = max(1, limit - (len(value) - room))
 
 
 def setup(level: str = "info", fmt: str = "logfmt") -> None:

@@ -4,16 +4,18 @@ A reload reads the same `--config` file, `AUGUR_*` environment and flags again, 
 same `load` as the start did, and applies the result in an order where nothing that can fail
 comes after something already changed:
 
-1. the file is loaded and checked: a file that does not load changes nothing;
+1. the file is loaded and checked, and the new queries' detectors and histories built beside
+   the running ones: a file that does not load, or a query that cannot be built, changes
+   nothing;
 2. the alert loop: with its settings unchanged, the model files are read again and swapped in
    if they verify (what SIGHUP always did); with them changed (Alertmanager URLs, webhook,
    enrichment, runbooks, model), the new model is loaded beside the old one, then the loop is
    stopped and started on the new settings, its outbox carrying the accepted alerts over. A
    model that does not load changes nothing;
-3. the queries, between two cycles of the scoring loop (exporter/scoring/queryset.py): an
-   unchanged query keeps its detectors and history, a changed one starts again, a removed
-   one's series leave /metrics, a new one is scored from the next cycle; the loop's interval
-   and timeouts, and the board's expiry.
+3. the queries, switched between two cycles of the scoring loop (exporter/scoring/queryset.py),
+   which cannot fail: an unchanged query keeps its detectors and history, a changed one starts
+   again, a removed one's series leave /metrics, a new one is scored from the next cycle; the
+   loop's interval and timeouts, and the board's expiry.
 
 Settings that only a restart can change (`RESTART_ONLY`: the listening socket, the state file,
 the Prometheus connection, the shard) keep their running values; the reload applies the rest
@@ -41,7 +43,7 @@ from exporter.config.base import ConfigError
 from exporter.config.root import Config
 from exporter.scoring.board import ScoreBoard
 from exporter.scoring.poller import Poller
-from exporter.scoring.queryset import swap
+from exporter.scoring.queryset import Swap, plan
 
 log = logging.getLogger("augur.reload")
 
@@ -168,19 +170,29 @@ class Reloader:
     metrics: ReloadMetrics = field(init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[Outcome]] = field(default_factory=set)
+    _waiting: asyncio.Task[Outcome] | None = None
+    _stopped: bool = False
 
     def __post_init__(self, registry: CollectorRegistry) -> None:
         self.metrics = ReloadMetrics(registry)
 
     def start(self, trigger: str) -> asyncio.Task[Outcome]:
-        """Begin a reload that runs to its end even if whoever asked for it goes away."""
+        """Begin a reload that runs to its end even if whoever asked for it goes away.
+
+        Asked for while another one waits for its turn, it is that one (which reads the file
+        after both were asked for): a burst of requests costs one reload, not one each.
+        """
+        if self._waiting is not None and not self._waiting.done():
+            return self._waiting
         task = asyncio.create_task(self.reload(trigger), name="augur-reload")
         self._tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
+        self._waiting = task
         return task
 
     async def stop(self) -> None:
-        """At shutdown: let a reload in progress finish, within `STOP_SECONDS`."""
+        """At shutdown: refuse new reloads, let one in progress finish within `STOP_SECONDS`."""
+        self._stopped = True
         tasks = list(self._tasks)
         if not tasks:
             return
@@ -192,6 +204,10 @@ class Reloader:
     async def reload(self, trigger: str) -> Outcome:
         """Reload and apply the configuration; the outcome (logged and exported too)."""
         async with self._lock:
+            if self._waiting is asyncio.current_task():
+                self._waiting = None  # from now on a new request starts a new reload
+            if self._stopped:
+                return Outcome(False, "augur is shutting down: configuration not reloaded")
             started = time.perf_counter()
             try:
                 outcome = await self._reload()
@@ -226,12 +242,23 @@ class Reloader:
         except ConfigError as exc:
             raise ReloadError(str(exc)) from None
         config, restart = pinned(old, new)
-        done = [await self._alerts(old, config)]
         poller = self.poller()
+        queries: Swap | None = None
         if poller is not None:
+            try:  # built beside the running queries; nothing changed yet if this fails
+                queries = plan(poller, config.effective_queries())
+            except Exception as exc:
+                raise ReloadError(f"a query cannot be set up: {exc}") from exc
+        try:
+            done = [await self._alerts(old, config)]
+        except BaseException:
+            if queries is not None:
+                queries.abandon()
+            raise
+        if poller is not None and queries is not None:
             # Between two cycles, never in one: a cycle reads the runners and feeds throughout.
             async with poller.turn:
-                changes = swap(poller, config.effective_queries())
+                changes = queries.commit(poller)
                 poller.interval = poller.health.max_delay = config.poll.interval
                 poller.cpu_timeout = config.poll.cpu_timeout
                 poller.snapshot_interval = config.state.snapshot_interval
@@ -308,7 +335,12 @@ def install(app: web.Application, reloader: Reloader) -> None:
 
 
 async def handle(request: web.Request) -> web.Response:
-    """`POST /-/reload`: 200 with what was applied, 500 with why nothing was."""
+    """`POST /-/reload`: 200 with what was applied, 500 with why nothing was; 403 unless
+    `web.enable_lifecycle` (Prometheus's answer and wording)."""
+    if not request.app[LIVE].config.web.enable_lifecycle:
+        return web.Response(
+            text="Lifecycle API is not enabled.\n", status=403, content_type="text/plain"
+        )
     outcome = await asyncio.shield(request.app[RELOADER].start("http"))
     return web.Response(
         text=outcome.message + "\n", status=200 if outcome.ok else 500, content_type="text/plain"

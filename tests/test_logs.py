@@ -123,3 +123,39 @@ def test_a_long_traceback_is_cut_and_the_line_stays_bounded() -> None:
             json.loads(text)
         else:
             assert " exception=" in text
+
+
+def _logfmt_fields(line: str) -> list[str]:
+    """The values of a logfmt line, each checked to close its quotes (shlex-free parse)."""
+    values, i = [], 0
+    while i < len(line):
+        key_end = line.index("=", i)
+        i = key_end + 1
+        if line[i] == '"':
+            j = i + 1
+            while line[j] != '"':  # IndexError: a quote left open
+                j += 2 if line[j] == "\\" else 1
+            values.append(json.loads(line[i : j + 1]))
+            i = j + 1
+        else:
+            j = line.find(" ", i)
+            j = len(line) if j < 0 else j
+            values.append(line[i:j])
+            i = j
+        i += 1 if i < len(line) and line[i] == " " else 0
+    return values
+
+
+def test_a_traceback_full_of_escapes_and_a_stack_close_their_quotes() -> None:
+    """Escaping makes a value longer than the text cut for it: a line of a long traceback
+    of quotes and newlines, with a stack too, was cut after escaping and ended inside an open
+    quote, which logfmt readers (Loki's) refuse."""
+    log, out = _logger(LogfmtFormatter(), [0.0])
+    try:
+        raise RuntimeError('\x01"\n' * 20_000)  # \u0001: six characters escaped
+    except RuntimeError:
+        log.error("sender_error", exc_info=True, stack_info=True)
+    line = out.getvalue().rstrip("\n")
+    assert "\n" not in line and len(line) <= MAX_LINE_CHARS
+    values = _logfmt_fields(line)
+    assert values[3] == "sender_error" and values[4].startswith("Traceback")

@@ -4,6 +4,7 @@ leaves /metrics, a broken file changes nothing, and the endpoint sits behind bas
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +24,8 @@ from exporter.app import METRICS, POLLER, WEB, build_app
 from exporter.config.load import load
 from exporter.config.root import Config
 from exporter.demo.procs import Process, Sample, free_port
-from exporter.reload import LIVE, pinned
+from exporter.reload import LIVE, RELOADER, pinned
+from exporter.scoring import queryset
 from exporter.web.server import make_runner, start_site
 
 pytestmark = pytest.mark.integration
@@ -97,7 +99,7 @@ async def test_reload_swaps_queries_and_keeps_the_unchanged_ones(
         "prometheus": {"url": prom.url, "timeout": "5s", "retries": 1},
         "poll": {"interval": "1s"},
         "state": {"path": str(tmp_path / "augur.db")},
-        "web": {"listen_address": f"127.0.0.1:{free_port()}"},
+        "web": {"listen_address": f"127.0.0.1:{free_port()}", "enable_lifecycle": True},
     }
     requests = query("requests", "augur_test_requests")
     write(path, base, requests, query("errors", "augur_test_errors"))
@@ -185,7 +187,11 @@ async def test_reload_needs_basic_auth_when_it_is_on(
     base = {
         "prometheus": {"url": prom.url},
         "state": {"path": str(tmp_path / "augur.db")},
-        "web": {"listen_address": f"127.0.0.1:{free_port()}", "config_file": str(web_file)},
+        "web": {
+            "listen_address": f"127.0.0.1:{free_port()}",
+            "config_file": str(web_file),
+            "enable_lifecycle": True,
+        },
     }
     write(path, base, query("up", "up"))
     async with serving(path) as (_, session):
@@ -215,3 +221,74 @@ def test_settings_a_reload_cannot_change_keep_their_running_values() -> None:
     assert config.poll.interval == 10 and config.web.external_url == "http://augur:9465"
     assert [q.name for q in config.queries] == ["up"]
     assert pinned(old, old) == (old, [])
+
+
+async def test_the_reload_endpoint_is_off_unless_enabled_and_a_burst_is_one_reload(
+    prometheus_factory: Callable[..., Process], tmp_path: Path
+) -> None:
+    """As Prometheus's --web.enable-lifecycle: whoever reaches the port cannot make augur
+    reload unless asked for; and requests arriving while a reload waits join it."""
+    prom = prometheus_factory()
+    path = tmp_path / "augur.yaml"
+    base = {
+        "prometheus": {"url": prom.url},
+        "state": {"path": str(tmp_path / "augur.db")},
+        "web": {"listen_address": f"127.0.0.1:{free_port()}"},
+    }
+    write(path, base, query("up", "up"))
+    async with serving(path) as (app, session):
+        status, answer = await text(session, "POST", "/-/reload")
+        assert (status, answer) == (403, "Lifecycle API is not enabled.\n")
+        reloader = app[RELOADER]
+        loads: list[Config] = []
+        read = reloader.load
+        assert read is not None
+        reloader.load = lambda: loads.append(read()) or loads[-1]  # counts the file reads
+        async with reloader._lock:  # one reload in progress: the burst waits behind it
+            burst = [reloader.start("http") for _ in range(50)]
+        assert len({id(task) for task in burst}) == 1
+        outcomes = await asyncio.gather(*burst)
+        assert all(o.ok for o in outcomes) and len(loads) == 1
+        await reloader.stop()
+        refused = await reloader.start("http")
+        assert not refused.ok and "shutting down" in refused.message
+
+
+async def test_a_query_that_cannot_be_built_changes_nothing(
+    prometheus_factory: Callable[..., Process], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new queries are built beside the running ones before anything is retired: a
+    failure there leaves the running queries, their series and the configuration as they were
+    (before, a changed query was retired first and the poller was left on closed runners)."""
+    prom = prometheus_factory(samples=history(time.time()))
+    path = tmp_path / "augur.yaml"
+    base = {
+        "prometheus": {"url": prom.url, "timeout": "5s", "retries": 1},
+        "poll": {"interval": "1s"},
+        "state": {"path": str(tmp_path / "augur.db")},
+        "web": {"listen_address": f"127.0.0.1:{free_port()}", "enable_lifecycle": True},
+    }
+    write(path, base, query("requests", "augur_test_requests"))
+    async with serving(path) as (app, session):
+        runner = app[POLLER].runners[0]
+        real = queryset.QueryRunner.build
+
+        def build(q: Any) -> Any:
+            if q.name == "broken":
+                raise RuntimeError("no detector for you")
+            return real(q)
+
+        monkeypatch.setattr(queryset.QueryRunner, "build", staticmethod(build))
+        write(
+            path,
+            base,
+            query("requests", "augur_test_requests", ["ewma"]),  # changed: zscore leaves
+            query("broken", "augur_test_errors"),
+        )
+        status, answer = await text(session, "POST", "/-/reload")
+        assert status == 500 and "no detector for you" in answer, answer
+        assert app[POLLER].runners == [runner]
+        # The running detector's own series are still there (retiring it first removed them).
+        _, now = await text(session, "GET", "/metrics")
+        assert 'augur_incidents_opened_total{detector="zscore",query="requests"}' in now
+        assert app[LIVE].config.queries[0].detectors == runner.config.detectors

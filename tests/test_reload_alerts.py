@@ -56,7 +56,7 @@ async def test_a_new_alertmanager_url_takes_the_next_alert(
     base = {
         "prometheus": {"url": prom.url},
         "state": {"path": str(tmp_path / "augur.db")},
-        "web": {"listen_address": f"127.0.0.1:{free_port()}"},
+        "web": {"listen_address": f"127.0.0.1:{free_port()}", "enable_lifecycle": True},
         "model": {"dir": str(model_copy)},
     }
     write(path, base, query("up", "up"), alertmanager={"urls": [old_am.url]})
@@ -96,6 +96,17 @@ async def test_a_new_alertmanager_url_takes_the_next_alert(
         assert "augur_config_last_reload_successful 0.0" in scrape
         await post("DiskFullLast")  # and the loop serves on
         await eventually(lambda: _has(new_am, "DiskFullLast"), within=60)
+
+        # Enrichment turned off: Alertmanager's up gauge goes (it is not down, it is unused).
+        _, scrape = await text(session, "GET", "/metrics")
+        assert 'augur_upstream_up{upstream="alertmanager"} 1.0' in scrape
+        write(path, base, query("up", "up"))
+        status, answer = await text(session, "POST", "/-/reload")
+        assert status == 200 and "alert enrichment turned off" in answer, answer
+        _, scrape = await text(session, "GET", "/metrics")
+        assert 'augur_upstream_up{upstream="alertmanager"}' not in scrape
+        async with session.post("/webhook", json=notification(alert("Off"))) as resp:
+            assert resp.status == 503  # retried by Alertmanager, as before enrichment was on
 
 
 async def _has(am: Process, name: str) -> bool:

@@ -23,7 +23,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -112,6 +112,7 @@ class AlertmanagerSender:
         clock: Callable[[], float] = time.time,
         housekeeping_interval: float = 1.0,
         on_upstream: Callable[[bool], None] | None = None,
+        answering: Mapping[str, bool] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -125,9 +126,15 @@ class AlertmanagerSender:
         metrics.init_replicas(config.urls)
         self.on_upstream = on_upstream
         """Called with whether Alertmanager answers (any replica) after each call, and with
-        False at once: down until a replica answers."""
-        self._answering = dict.fromkeys(config.urls, False)
+        False at once: down until a replica answers (`answering`: what a sender before this one
+        knew of the same replicas, carried over a reload)."""
+        self._answering = {url: bool((answering or {}).get(url)) for url in config.urls}
         self._answered(None, False)
+
+    @property
+    def answering(self) -> dict[str, bool]:
+        """Whether each replica answered its last call."""
+        return dict(self._answering)
 
     def _answered(self, replica: _Replica | None, ok: bool) -> None:
         if replica is not None:

@@ -100,6 +100,8 @@ class AlertLoop:
         self._housekeeping_interval = housekeeping_interval
         self._stack: contextlib.AsyncExitStack | None = None
         self._swapping = False
+        self._answering: dict[str, bool] = {}
+        """What the last sender knew of its replicas answering, for the next one (a reload)."""
 
     @property
     def loads_model(self) -> bool:
@@ -168,6 +170,7 @@ class AlertLoop:
             on_upstream=None
             if self.self_metrics is None
             else functools.partial(self.self_metrics.upstream_answered, "alertmanager"),
+            answering=self._answering,
         )
         worker = EnrichmentWorker(
             outbox,
@@ -289,10 +292,14 @@ class AlertLoop:
         old_config, old_model = self.config, self.model
         self._swapping = True
         try:
+            if self._stack is not None:  # replicas kept keep what is known of them
+                self._answering = self.sender.answering
             await self.stop()
             self.config = config
             self._show(model)
             if not config.alertmanager.enabled():
+                if self.self_metrics is not None:  # not "down": not used any more
+                    self.self_metrics.upstream_up.remove("alertmanager")
                 return
             try:
                 await self.start()

@@ -22,6 +22,7 @@ _OVERRIDES: dict[str, tuple[str, ...]] = {
     "web_listen_address": ("web", "listen_address"),
     "web_config_file": ("web", "config_file"),
     "web_external_url": ("web", "external_url"),
+    "web_enable_lifecycle": ("web", "enable_lifecycle"),
     "poll_interval": ("poll", "interval"),
     "log_level": ("log", "level"),
     "log_format": ("log", "format"),
@@ -54,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the URL under which augur is reached, for the runbook links in enriched alerts "
         "(default http://<hostname>:<port>)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="web_enable_lifecycle",
+        action="store_true",
+        default=None,
+        help="accept POST /-/reload (off by default, as in Prometheus; SIGHUP always reloads)",
     )
     parser.add_argument(
         "--web.config.file",

@@ -40,7 +40,9 @@ class WebConfig(Strict):
     its body; a connection idle that long between requests is closed too. `max_connections`
     bounds the open connections; one more is answered 503 and closed. `external_url` is how
     others reach augur (as Prometheus's `--web.external-url`): enriched alerts link to its
-    runbook pages under it.
+    runbook pages under it. `enable_lifecycle` opens `POST /-/reload` (off by default, as
+    Prometheus's `--web.enable-lifecycle`: whoever reaches the port could otherwise make augur
+    reload; SIGHUP always works).
     """
 
     listen_address: str = "0.0.0.0:9465"
@@ -48,6 +50,7 @@ class WebConfig(Strict):
     config_file: WebFilePath | None = None
     read_timeout: Duration = Field(15.0, gt=0, le=3600)
     max_connections: int = Field(512, ge=1, le=100_000)
+    enable_lifecycle: bool = False
 
     @field_validator("listen_address")
     @classmethod

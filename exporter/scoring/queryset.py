@@ -6,7 +6,8 @@ nothing. A changed query gets a new runner and an empty feed, as a new one does:
 cycle fetches its whole look-back. A removed or changed query's rows leave the score board at
 once, and a removed query's own series (`augur_polls_total{query}`, …) leave /metrics too.
 
-`swap` must run while the poller holds no cycle: under `poller.turn`.
+`plan` builds the new set beside the running one (it may fail, changing nothing); its
+`commit` must run while the poller holds no cycle: under `poller.turn`.
 """
 
 from __future__ import annotations
@@ -70,35 +71,68 @@ def release(runner: QueryRunner) -> None:
                 close()
 
 
-def swap(poller: Poller, queries: Sequence[QueryConfig]) -> QueryChanges:
-    """Make `queries` the poller's queries; call it holding `poller.turn`."""
+@dataclass
+class Swap:
+    """The queries of a reload, built and waiting to replace the running ones (`plan`)."""
+
+    changes: QueryChanges
+    runners: list[QueryRunner]
+    feeds: dict[str, Feed]
+    built: list[QueryRunner]
+    retiring: list[tuple[QueryRunner, set[str] | None]]
+
+    def commit(self, poller: Poller) -> QueryChanges:
+        """Retire the replaced and removed queries and switch to the new set; cannot fail
+        halfway. Call it holding `poller.turn`."""
+        for running, keep in self.retiring:
+            _retire(poller, running, keep=keep)
+        for runner in self.built:
+            poller.metrics.init_query(runner.config.name)
+            for name in runner.detectors:
+                poller.metrics.init_detector(runner.config.name, name)
+        poller.runners, poller.feeds = self.runners, self.feeds
+        return self.changes
+
+    def abandon(self) -> None:
+        """Release what was built for a reload that does not go ahead."""
+        for runner in self.built:
+            release(runner)
+
+
+def plan(poller: Poller, queries: Sequence[QueryConfig]) -> Swap:
+    """Build what `queries` need beside the running queries, changing nothing of them: if a
+    detector or a history cannot be built, the exception says why and the poller runs on."""
     old = {runner.config.name: runner for runner in poller.runners}
-    changes = QueryChanges()
-    runners: list[QueryRunner] = []
-    feeds: dict[str, Feed] = {}
-    for q in queries:
-        running = old.pop(q.name, None)
-        if running is not None and running.config == q:
-            runners.append(running)
-            feeds[q.name] = poller.feeds[q.name]
-            changes.kept.append(q.name)
-            continue
-        if running is not None:
-            changes.changed.append(q.name)
-            _retire(poller, running, keep=set(q.detectors))
-        else:
-            changes.added.append(q.name)
-        runner = QueryRunner.build(q)
-        runners.append(runner)
-        feeds[q.name] = Feed(poller.client, q, History.of(q), poller.owns)
-        poller.metrics.init_query(q.name)
-        for name in runner.detectors:
-            poller.metrics.init_detector(q.name, name)
+    out = Swap(QueryChanges(), [], {}, [], [])
+    try:
+        for q in queries:
+            running = old.pop(q.name, None)
+            if running is not None and running.config == q:
+                out.runners.append(running)
+                out.feeds[q.name] = poller.feeds[q.name]
+                out.changes.kept.append(q.name)
+                continue
+            if running is not None:
+                out.changes.changed.append(q.name)
+                out.retiring.append((running, set(q.detectors)))
+            else:
+                out.changes.added.append(q.name)
+            runner = QueryRunner.build(q)
+            out.built.append(runner)
+            out.runners.append(runner)
+            out.feeds[q.name] = Feed(poller.client, q, History.of(q), poller.owns)
+    except BaseException:
+        out.abandon()  # nothing of the new set stays behind (queued fits, workers)
+        raise
     for name, running in old.items():
-        changes.removed.append(name)
-        _retire(poller, running, keep=None)
-    poller.runners, poller.feeds = runners, feeds
-    return changes
+        out.changes.removed.append(name)
+        out.retiring.append((running, None))
+    return out
+
+
+def swap(poller: Poller, queries: Sequence[QueryConfig]) -> QueryChanges:
+    """`plan` then `commit`: make `queries` the poller's queries. Call it holding `poller.turn`."""
+    return plan(poller, queries).commit(poller)
 
 
 def _retire(poller: Poller, runner: QueryRunner, *, keep: set[str] | None) -> None:
