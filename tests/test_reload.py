@@ -25,7 +25,7 @@ from exporter.config.load import load
 from exporter.config.root import Config
 from exporter.demo.procs import Process, Sample, free_port
 from exporter.reload import LIVE, RELOADER, pinned
-from exporter.scoring import queryset
+from exporter.scoring.runner import QueryRunner
 from exporter.web.server import make_runner, start_site
 
 pytestmark = pytest.mark.integration
@@ -243,7 +243,12 @@ async def test_the_reload_endpoint_is_off_unless_enabled_and_a_burst_is_one_relo
         loads: list[Config] = []
         read = reloader.load
         assert read is not None
-        reloader.load = lambda: loads.append(read()) or loads[-1]  # counts the file reads
+
+        def counted() -> Config:  # counts the file reads
+            loads.append(read())
+            return loads[-1]
+
+        reloader.load = counted
         async with reloader._lock:  # one reload in progress: the burst waits behind it
             burst = [reloader.start("http") for _ in range(50)]
         assert len({id(task) for task in burst}) == 1
@@ -271,14 +276,14 @@ async def test_a_query_that_cannot_be_built_changes_nothing(
     write(path, base, query("requests", "augur_test_requests"))
     async with serving(path) as (app, session):
         runner = app[POLLER].runners[0]
-        real = queryset.QueryRunner.build
+        real = QueryRunner.build
 
         def build(q: Any) -> Any:
             if q.name == "broken":
                 raise RuntimeError("no detector for you")
             return real(q)
 
-        monkeypatch.setattr(queryset.QueryRunner, "build", staticmethod(build))
+        monkeypatch.setattr(QueryRunner, "build", staticmethod(build))
         write(
             path,
             base,
