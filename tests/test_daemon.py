@@ -46,10 +46,13 @@ def history(now: float, days: float = 2.0) -> list[Sample]:
         base = 100 + 20 * i
         values = base + 0.3 * base * np.sin(2 * math.pi * ts / 86400) + rng.normal(0, 3, n)
         values[n - 1440 : n - 1430] *= 3  # yesterday's incident
+        # Big enough to be anomalous whichever grid column holds it: when the first poll comes
+        # more than a step after this sample (a loaded machine), Prometheus's 5-minute look-back
+        # repeats it in two columns and EWMA, already half-way there, scored +60 as 0.99.
         if ANOMALOUS.get(svc) == "spike":
-            values[-1] += 60
+            values[-1] += 100
         elif ANOMALOUS.get(svc) == "drop":
-            values[-1] -= 60
+            values[-1] -= 100
         samples += [
             Sample("augur_test_requests", {"service": svc, "job": "api"}, float(t), float(v))
             for t, v in zip(ts, values, strict=True)

@@ -8,6 +8,7 @@ import functools
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -42,9 +43,16 @@ def history(now: float) -> list[Sample]:
 
 def scores(port: int, label: str = "host") -> dict[str, dict[str, str]] | None:
     """The `label` values this augur exports a score for (by detector), once it has polled;
-    None before that."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    None before that, and while it is not listening yet (loading its model on a busy machine)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except ConnectionRefusedError:
+        return None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return None
+        raise
     families = {f.name: f for f in text_string_to_metric_families(text)}
     polled = families.get("augur_last_poll_timestamp_seconds")
     if polled is None or not any(s.value > 0 for s in polled.samples):
