@@ -92,7 +92,7 @@ def config(
         "prometheus": {"url": prom},
         "poll": {"interval": "2s"},
         "state": {"path": str(tmp / "augur.db")},
-        "web": {"listen_address": f"127.0.0.1:{port}"},
+        "web": {"listen_address": f"127.0.0.1:{port}", "enable_lifecycle": True},
         "alertmanager": {"urls": [am]},
         "model": {"dir": str(model)},
         "queries": qs,
