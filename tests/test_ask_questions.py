@@ -182,12 +182,13 @@ def set_problems(records: list[dict[str, Any]], intents: Iterable[str]) -> list[
         if repeated:
             problems.append(f"repeated {what}s: {repeated}")
     total = Counter(r["intent"] for r in records)
-    held_out = Counter(r["intent"] for r in records if r["split"] == "test")
+    held_out = Counter((r["intent"], r["lang"]) for r in records if r["split"] == "test")
     for intent in [*intents, None]:
         if total[intent] < MIN_PER_INTENT:
             problems.append(f"{intent}: {total[intent]} questions, at least {MIN_PER_INTENT}")
-        if not held_out[intent]:
-            problems.append(f"{intent}: no question in the test split")
+        for lang in ("en", "zh"):
+            if not held_out[intent, lang]:
+                problems.append(f"{intent}: no {lang} question in the test split")
     return problems
 
 
@@ -266,6 +267,9 @@ def test_set_check_finds_gaps(lines: list[str]) -> None:
     records = [json.loads(line) for line in lines]
     assert set_problems(records[: MIN_QUESTIONS - 1], CONTRACT) != []
     without = [r for r in records if not (r["intent"] == "scrape_health" and r["split"] == "test")]
-    assert "scrape_health: no question in the test split" in set_problems(without, CONTRACT)
+    assert set_problems(without, CONTRACT) == [
+        "scrape_health: no en question in the test split",
+        "scrape_health: no zh question in the test split",
+    ]
     english = [r for r in records if r["lang"] == "en"] * 2
     assert any(p.startswith("Chinese questions") for p in set_problems(english, CONTRACT))
