@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from exporter.modelbuild.train import handwritten_files, load_handwritten
 from exporter.text.entities import language_of
 
-DATA = Path(__file__).resolve().parents[1] / "models" / "data"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "models" / "data"
 QUESTIONS = DATA / "ask-questions.jsonl"
 WORLD = DATA / "ask-world.json"
 FIELDS = ("id", "q", "lang", "intent", "slots", "split")
@@ -219,6 +221,17 @@ def test_world_is_consistent(world: dict[str, Any]) -> None:
     assert isinstance(world["host_port"], int)
     for key in ("hosts", "services", "namespaces", "alerts"):
         assert len(set(world[key])) == len(world[key]), key
+
+
+def test_the_text_model_does_not_train_on_the_questions() -> None:
+    """models/data is also the model build's input: it must read the alert texts it was built
+    from, as the committed manifest lists them, and not the questions (another format)."""
+    manifest = json.loads((REPO / "models" / "onnx" / "manifest.json").read_text("utf-8"))
+    files = handwritten_files(DATA)
+    assert [p.name for p in files] == sorted(manifest["training_data"]["handwritten"])
+    assert QUESTIONS.exists() and QUESTIONS not in files
+    for path in files:
+        assert load_handwritten(path), path
 
 
 GOOD = {
