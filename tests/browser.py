@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -69,7 +70,8 @@ def render(
     """Load `url` in a `width`x`height` window (default: a phone's) and return what it shows.
 
     The screenshot goes to `out` (a PNG path; by default a new temporary directory's page.png).
-    `budget_ms` is the page's virtual time before DOM and screenshot are taken.
+    `budget_ms` is the page's virtual time before DOM and screenshot are taken. Blocking for
+    ~1.5 s: a coroutine whose loop serves the page calls `await asyncio.to_thread(render, url)`.
     """
     chromium = find_chromium()
     png = out if out is not None else Path(tempfile.mkdtemp(prefix="augur-browser-")) / "page.png"
@@ -87,16 +89,22 @@ def render(
             "--dump-dom",
             url,
         ]
+        # A session of its own, so a hung browser goes with its zygote and renderers.
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, check=False)
+            stdout, stderr = proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired as exc:
-            raise BrowserError(f"chromium did not finish {url} within {TIMEOUT:.0f} s") from exc
-    dom = proc.stdout.decode("utf-8", errors="replace")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise BrowserError(f"chromium did not finish {url} within {TIMEOUT:g} s") from exc
+    dom = stdout.decode("utf-8", errors="replace")
     if proc.returncode != 0 or not png.is_file() or not dom.strip():
         raise BrowserError(
             f"chromium exited {proc.returncode} on {url} "
             f"(screenshot {'written' if png.is_file() else 'missing'}, DOM {len(dom)} chars): "
-            + _stderr_tail(proc.stderr)
+            + _stderr_tail(stderr)
         )
     return Rendered(dom=dom, png=png, text=visible_text(dom))
 

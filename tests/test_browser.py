@@ -82,7 +82,9 @@ def test_chinese_glyphs_are_drawn(tmp_path: Path) -> None:
         + "".join(f'<div style="top: {i * 100}px">{t}</div>' for i, t in enumerate(lines)),
         encoding="utf-8",
     )
-    pixels = read_png(render((tmp_path / "glyphs.html").as_uri(), 400, 200).png)
+    pixels = read_png(
+        render((tmp_path / "glyphs.html").as_uri(), 400, 200, out=tmp_path / "g.png").png
+    )
     first, second = pixels[:100], pixels[100:200]
     assert ink_share(first) > 0.02 and ink_share(second) > 0.02
     assert (first != second).any(axis=2).mean() > 0.02
