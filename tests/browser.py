@@ -13,6 +13,8 @@ rendered one and to measure how much of the page is drawn on.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import signal
@@ -69,12 +71,13 @@ def render(
 ) -> Rendered:
     """Load `url` in a `width`x`height` window (default: a phone's) and return what it shows.
 
-    The screenshot goes to `out` (a PNG path; by default a new temporary directory's page.png).
+    The screenshot goes to `out` (a PNG path; by default a new file in a temporary directory
+    of this process, removed when it exits).
     `budget_ms` is the page's virtual time before DOM and screenshot are taken. Blocking for
     ~1.5 s: a coroutine whose loop serves the page calls `await asyncio.to_thread(render, url)`.
     """
     chromium = find_chromium()
-    png = out if out is not None else Path(tempfile.mkdtemp(prefix="augur-browser-")) / "page.png"
+    png = out if out is not None else _default_png()
     png.unlink(missing_ok=True)
     # A profile of its own: parallel tests and helpers would otherwise share ~/.config/chromium
     # and one browser would refuse to start while another holds its lock.
@@ -107,6 +110,20 @@ def render(
             + _stderr_tail(stderr)
         )
     return Rendered(dom=dom, png=png, text=visible_text(dom))
+
+
+@functools.cache
+def _shots() -> Path:
+    # One directory per process, removed at exit: renders without `out` leave nothing in /tmp.
+    path = Path(tempfile.mkdtemp(prefix="augur-browser-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _default_png() -> Path:
+    fd, name = tempfile.mkstemp(prefix="page-", suffix=".png", dir=_shots())
+    os.close(fd)
+    return Path(name)
 
 
 def _stderr_tail(stderr: bytes, lines: int = 8) -> str:

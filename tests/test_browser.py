@@ -90,6 +90,13 @@ def test_chinese_glyphs_are_drawn(tmp_path: Path) -> None:
     assert (first != second).any(axis=2).mean() > 0.02
 
 
+def test_renders_without_out_get_files_of_their_own(tmp_path: Path) -> None:
+    (tmp_path / "a.html").write_text("<!doctype html><p>一</p>", encoding="utf-8")
+    first, second = (render((tmp_path / "a.html").as_uri(), 100, 100) for _ in range(2))
+    assert first.png != second.png and first.png.parent == second.png.parent
+    assert first.png.is_file() and second.png.is_file() and first.text == "一" == second.text
+
+
 def test_blank_page_is_blank(tmp_path: Path) -> None:
     (tmp_path / "white.html").write_text("<!doctype html><body></body>", encoding="utf-8")
     (tmp_path / "black.html").write_text(
