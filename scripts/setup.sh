@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what augur's demo and tests need: the Prometheus/Alertmanager binaries (Debian
-# packages) and a Python virtualenv in .venv with augur and its test tools.
+# Install what augur's demo and tests need: the Prometheus/Alertmanager binaries and headless
+# Chromium with a CJK font (Debian packages) and a Python virtualenv in .venv with augur and its
+# test tools.
 # Idempotent: a second run only checks. Used by scripts/demo, scripts/test and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,10 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
   || need_apt+=(prometheus-alertmanager)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The browser tests (tests/browser.py) screenshot report and landing pages in headless Chromium;
+# without a CJK font every Chinese character renders as the same empty box.
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_apt+=(chromium)
+[ -n "$(fc-list :lang=zh family 2>/dev/null)" ] || need_apt+=(fonts-noto-cjk)
 
 if ((${#need_apt[@]})); then
   pkgs=$(printf '%s\n' "${need_apt[@]}" | sort -u | tr '\n' ' ')

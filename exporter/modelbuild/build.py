@@ -85,7 +85,7 @@ def _seed() -> None:
 def load_examples(opts: BuildOptions) -> list[train.Example]:
     """Corpus rules plus every hand-written JSONL file in `opts.data`, in a fixed order."""
     examples = train.load_corpus(opts.corpus)
-    for path in sorted(opts.data.glob("*.jsonl")):
+    for path in train.handwritten_files(opts.data):
         examples += train.load_handwritten(path)
     return examples
 
@@ -300,7 +300,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
                 "relabelled": "request/query/API-call rate rules -> traffic "
                 "(exporter.modelbuild.train.corpus_label)",
             },
-            "handwritten": {p.name: sha256_file(p) for p in sorted(opts.data.glob("*.jsonl"))},
+            "handwritten": {p.name: sha256_file(p) for p in train.handwritten_files(opts.data)},
             "counts": {k: dict(sorted(v.items())) for k, v in sorted(counts.items())},
         },
         "vocabulary": {

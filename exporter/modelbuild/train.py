@@ -76,6 +76,15 @@ def load_corpus(path: Path) -> list[Example]:
     return out
 
 
+ASK_FILES = "ask-*"
+"""`augur ask`'s questions and test world in models/data: not alert texts, never trained on."""
+
+
+def handwritten_files(data: Path) -> list[Path]:
+    """The hand-written alert texts in `data`, in a fixed order: every JSONL file but `ask-*`."""
+    return [p for p in sorted(data.glob("*.jsonl")) if not p.match(ASK_FILES)]
+
+
 def load_handwritten(path: Path) -> list[Example]:
     """Hand-written JSONL (text, category, lang, source, split)."""
     out = []
