@@ -67,12 +67,13 @@ def _series(name: str, labels: dict[str, str], times: list[float], f: Any) -> It
         yield Sample(name, labels, t, float(f(t)))
 
 
-def node_samples(end: float, hosts: list[str] | None = None) -> Iterator[Sample]:
-    """node_exporter's series and `up` for every host, up to `end`."""
+def node_samples(end: float, *, legacy: bool = False) -> Iterator[Sample]:
+    """node_exporter's series and `up` for every host, up to `end`; with `legacy` memory as old
+    kernels report it (MemFree, Buffers, Cached: no MemAvailable)."""
     w = world()
     times = _times(end)
     t0 = times[0]
-    for host in hosts or w["hosts"]:
+    for host in w["hosts"]:
         inst = {"instance": f"{host}:{w['host_port']}", "job": "node"}
         busy = BUSY.get(host, 0.1)
         for cpu in ("0", "1"):
@@ -83,9 +84,20 @@ def node_samples(end: float, hosts: list[str] | None = None) -> Iterator[Sample]
                 )
         used = MEMORY_USED.get(host, 0.3)
         yield from _series("node_memory_MemTotal_bytes", inst, times, lambda t: 16 * GiB)
-        yield from _series(
-            "node_memory_MemAvailable_bytes", inst, times, lambda t, u=used: (1 - u) * 16 * GiB
-        )
+        mem = "node_memory_MemAvailable_bytes"
+        parts = [(mem, 1.0)]
+        if legacy:
+            parts = [
+                (f"node_memory_{p}_bytes", k)
+                for p, k in (("MemFree", 0.5), ("Buffers", 0.1), ("Cached", 0.4))
+            ]
+        for name, share in parts:
+            yield from _series(
+                name,
+                inst,
+                times,
+                lambda t, k=(1 - used) * share: k * 16 * GiB,
+            )
         for mount in ("/", "/data"):
             fs = {
                 **inst,
@@ -187,8 +199,11 @@ def kube_samples(end: float, cadvisor: bool = True) -> Iterator[Sample]:
                 )
 
 
-def http_samples(end: float, extra_services: tuple[str, ...] = ()) -> Iterator[Sample]:
-    """http_requests_total{service,code} and the request-duration histogram of every service."""
+def http_samples(
+    end: float, extra_services: tuple[str, ...] = (), *, legacy: bool = False
+) -> Iterator[Sample]:
+    """http_requests_total{service,code} and the request-duration histogram of every service
+    (with `legacy`, precomputed quantile gauges instead, as summaries export them)."""
     times = _times(end)
     t0 = times[0]
     for service in [*world()["services"], *extra_services]:
@@ -200,6 +215,12 @@ def http_samples(end: float, extra_services: tuple[str, ...] = ()) -> Iterator[S
                 "http_requests_total", labels, times, lambda t, r=rate * share: r * (t - t0)
             )
         mean = LATENCY.get(service, 0.05)
+        if legacy:  # an exponential latency's quantile q is -mean * ln(1 - q)
+            for q in ("0.95", "0.99"):
+                labels = {"service": service, "job": service, "quantile": q}
+                p = -mean * math.log(1 - float(q))
+                yield from _series("http_request_duration_seconds", labels, times, lambda t, v=p: v)
+            continue
         for le in ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"):
             below = 1.0 if le == "+Inf" else 1 - math.exp(-float(le) / mean)
             labels = {"service": service, "job": service, "le": le}
@@ -278,12 +299,17 @@ def augur_samples(end: float) -> Iterator[Sample]:
 
 
 def all_samples(
-    end: float, *, cadvisor: bool = True, extra_services: tuple[str, ...] = ()
+    end: float,
+    *,
+    cadvisor: bool = True,
+    legacy: bool = False,
+    extra_services: tuple[str, ...] = (),
 ) -> list[Sample]:
-    """Every series of the world up to `end` (cAdvisor's left out when `cadvisor` is False)."""
+    """Every series of the world up to `end`: cAdvisor's left out when `cadvisor` is False, the
+    second-choice families (MemFree+Buffers+Cached, quantile gauges) used when `legacy`."""
     return [
-        *node_samples(end),
+        *node_samples(end, legacy=legacy),
         *kube_samples(end, cadvisor=cadvisor),
-        *http_samples(end, extra_services),
+        *http_samples(end, extra_services, legacy=legacy),
         *augur_samples(end),
     ]

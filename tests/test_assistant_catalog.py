@@ -187,8 +187,12 @@ async def test_an_empty_answer_is_no_data_with_a_sentence(client: PrometheusClie
     assert caught.value.sentence == "这段时间内没有 Pod 重启。" and caught.value.promql
 
 
-async def test_a_missing_family_names_what_is_missing(tmp_path: Path) -> None:
-    proc = start_prometheus(tmp_path / "prom", samples=all_samples(END, cadvisor=False))
+async def test_a_missing_family_names_what_is_missing_and_the_next_family_answers(
+    tmp_path: Path,
+) -> None:
+    proc = start_prometheus(
+        tmp_path / "prom", samples=all_samples(END, cadvisor=False, legacy=True)
+    )
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
             bare = PrometheusClient(session, proc.url, retries=0)
@@ -199,6 +203,12 @@ async def test_a_missing_family_names_what_is_missing(tmp_path: Path) -> None:
             with pytest.raises(NotAvailable, match="container_cpu_cfs_throttled_periods_total"):
                 await ask(bare, "cpu_throttling")
             assert (await ask(bare, "pod_restarts")).rows  # kube-state-metrics is there
+            # The second-choice families answer the same questions the same way.
+            memory = await ask(bare, "top_memory_hosts", topk="1")
+            assert memory.rows == [["db-01", "90 %"]] and "MemFree" in memory.promql[0]
+            latency = await ask(bare, "latency_by_service")
+            assert latency.rows[0][0] == "search" and 'quantile="0.99"' in latency.promql[0]
+            assert latency.rows[0][1:] == ["3.7 s", "2.4 s"]  # 0.8 s * ln(100), * ln(20)
     finally:
         proc.stop()
 
@@ -304,3 +314,16 @@ async def test_related_anomalies_come_from_alertmanager(
 
 def test_the_world_is_the_contracts() -> None:
     assert world()["hosts"][0] == "web-01" and world()["host_port"] == 9100
+
+
+async def test_metric_names_and_label_values_are_read_once_per_few_seconds(
+    client: RecordingClient,
+) -> None:
+    for _ in range(3):
+        await ask(client, "host_cpu", host="web-01")
+    lists = [sent for sent in client.sent if sent.startswith("/api/v1/label/")]
+    # __name__, instance, node, nodename: once each, however many questions.
+    assert sorted(lists) == sorted(
+        f"/api/v1/label/{n}/values " for n in ("__name__", "instance", "node", "nodename")
+    )
+    assert sum(sent.startswith("/api/v1/query ") for sent in client.sent) == 3
