@@ -327,3 +327,10 @@ async def test_metric_names_and_label_values_are_read_once_per_few_seconds(
         f"/api/v1/label/{n}/values " for n in ("__name__", "instance", "node", "nodename")
     )
     assert sum(sent.startswith("/api/v1/query ") for sent in client.sent) == 3
+
+
+def test_the_catalogue_page_lists_every_intent() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "assistant.md").read_text(
+        encoding="utf-8"
+    )
+    assert [line[4:] for line in page.splitlines() if line.startswith("### ")] == list(CATALOG)
