@@ -79,16 +79,15 @@ def format_value(value: float, unit: str, zh: bool, now: float) -> str:
 
 
 def _pick(template: Template, names: frozenset[str]) -> Query:
+    """The first alternative whose metric names all exist; else NotAvailable naming them."""
     for query in template.alternatives:
         if set(query.needs) <= names:
             return query
-    missing = "; ".join(
-        f"{q.family} ({', '.join(n for n in q.needs if n not in names)})"
+    missing = [
+        f"no {q.family} series ({', '.join(n for n in q.needs if n not in names)})"
         for q in template.alternatives
-    )
-    raise NotAvailable(
-        f"no {template.alternatives[0].family} series in this Prometheus: missing {missing}"
-    )
+    ]
+    raise NotAvailable(", nor ".join(dict.fromkeys(missing)) + " in this Prometheus")
 
 
 async def _vector(client: PrometheusClient, expr: str, now: float) -> list[dict[str, Any]]:
