@@ -122,6 +122,8 @@ async def test_known_answers_from_the_world(client: PrometheusClient) -> None:
     assert [r[0] for r in top.rows] == ["web-01", "db-01", "web-02"]
     zh = await ask(client, "top_cpu_hosts", "zh", topk="2")
     assert zh.sentence == "web-01 的 CPU 使用率最高:93 %,其次是 db-01 71 %。"
+    assert top.columns == ["host", "CPU busy"] and zh.columns == ["主机", "CPU 使用率"]
+    assert zh.rows == top.rows[:2]
     assert (await ask(client, "top_memory_hosts")).rows[0][:2] == ["db-01", "90 %"]
     fill = await ask(client, "disk_fill_forecast")
     assert [r[:2] for r in fill.rows] == [["db-01", "/data"]] and fill.rows[0][2] == "2 h"

@@ -26,11 +26,26 @@ __all__ = ["Answer", "NoData", "NotAvailable", "SlotError", "run"]
 
 KEY_COLUMNS = {
     "instance": ("host", "主机"),
-    "mountpoint": ("mount", "挂载点"),
     "target": ("target", "目标"),
+    "mountpoint": ("mount", "挂载点"),
     "series": ("series", "序列"),
     "query": ("query", "查询"),
+    "service": ("service", "服务"),
+    "job": ("job", "job"),
+    "namespace": ("namespace", "命名空间"),
+    "pod": ("pod", "Pod"),
+    "container": ("container", "容器"),
+    "phase": ("state", "状态"),
+    "deployment": ("deployment", "Deployment"),
+    "node": ("node", "节点"),
+    "condition": ("condition", "状况"),
+    "status": ("status", "值"),
+    "alertname": ("alert", "告警"),
+    "severity": ("severity", "级别"),
+    "category": ("category", "类别"),
+    "horizon": ("horizon", "预测跨度"),
 }
+"""Column headers of the row labels, English and Chinese."""
 _HIDDEN = frozenset(("__name__", "query", "detector", "horizon"))
 _THEN = {"en": ", then ", "zh": ",其次是 "}
 
@@ -146,7 +161,7 @@ async def run(
 def _rows(
     query: Query, results: list[list[dict[str, Any]]], bound: Bound, zh: bool
 ) -> list[list[str]]:
-    """One row per series of the first query, in its order, other values joined by key."""
+    """One row per series of the first query, sorted by its value; the others joined by key."""
     by_key: list[dict[tuple[str, ...], float]] = []
     order: list[tuple[str, ...]] = []
     for i, result in enumerate(results):
