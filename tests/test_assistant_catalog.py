@@ -7,6 +7,7 @@ values are checked against real label values, and hostile ones never reach a que
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from assistant_world import all_samples, world
+from assistant_world import WORLD, WORLD_FILE, all_samples
 
 from exporter.assistant.answer import Answer, NoData, NotAvailable, SlotError, run
 from exporter.assistant.catalog import CATALOG, SLOTS
@@ -318,8 +319,10 @@ async def test_related_anomalies_come_from_alertmanager(
         am.stop()
 
 
-def test_the_world_is_the_contracts() -> None:
-    assert world()["hosts"][0] == "web-01" and world()["host_port"] == 9100
+def test_the_world_literal_is_the_shared_file() -> None:
+    if not WORLD_FILE.exists():
+        pytest.skip("models/data/ask-world.json is the questions helper's; not merged yet")
+    assert json.loads(WORLD_FILE.read_text(encoding="utf-8")) == WORLD
 
 
 async def test_metric_names_and_label_values_are_read_once_per_few_seconds(
