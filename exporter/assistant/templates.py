@@ -109,7 +109,9 @@ def _http(total: str, code: str, keys_label: str = "service") -> tuple[Value, Va
     def errors(b: Bound) -> str:
         r, s = b.rng("5m"), sel(b.svc_sel())
         bad = sel(b.svc_sel(), f'{code}=~"5.."')
-        return f"sum by ({by(b)}) (rate({total}{bad}[{r}]))" + f" / {_all(b, total, s, r)}"
+        every = _all(b, total, s, r)
+        # A service that never answered 5xx has no such series: `or ... * 0` gives it 0 %.
+        return f"(sum by ({by(b)}) (rate({total}{bad}[{r}])) or {every} * 0) / {every}"
 
     def rate(b: Bound) -> str:
         return f"sum by ({by(b)}) (rate({total}{sel(b.svc_sel())}[{b.rng('5m')}]))"
