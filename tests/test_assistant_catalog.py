@@ -147,7 +147,11 @@ async def test_known_answers_from_the_world(client: PrometheusClient) -> None:
         ("search-6b7c8d9f5-m2n4p", "NotReady"),
         ("inventory-5d4c3b2a1-z9y8x", "Pending"),
     }
-    assert (await ask(client, "deployments_unavailable")).rows == [["payments", "payments", "1"]]
+    missing = await ask(client, "deployments_unavailable")
+    assert missing.rows == [["payments", "payments", "1"]]
+    assert missing.sentence == "payments/payments misses 1 replica(s)."
+    zh3 = await ask(client, "top_cpu_hosts", "zh", topk="3")
+    assert zh3.sentence.endswith(",其次是 db-01 71 %、web-02 40 %。")
     assert (await ask(client, "nodes_not_ready")).rows == [["worker-03", "Ready", "false"]]
     assert [r[2] for r in (await ask(client, "oom_killed")).rows] == ["checkout"]
     assert (await ask(client, "cpu_throttling")).rows[0][2:] == ["search", "30 %"]

@@ -116,15 +116,18 @@ def _sentence(template: Template, lang: str, rows: list[list[str]], query: Query
     width = len(query.keys)
 
     def key(row: list[str]) -> str:
-        return " ".join(part for part in row[:width] if part) or "-"
+        parts = [part for part in row[:width] if part]
+        if query.keys[:2] == ("namespace", "pod") or query.keys[:2] == ("namespace", "deployment"):
+            parts[:2] = ["/".join(parts[:2])]  # `shop/checkout-7d9f…` as kubectl names it
+        return " ".join(parts) or "-"
 
     def value(row: list[str]) -> str:
         return row[width] if len(row) > width else ""
 
     text = template.lead[lang].format(key=key(rows[0]), value=value(rows[0]), n=len(rows))
     if template.then and query.values[0].unit:
-        for row in rows[1:3]:
-            text += _THEN[lang] + f"{key(row)} {value(row)}"
+        for i, row in enumerate(rows[1:3]):
+            text += (_THEN[lang] if i == 0 or lang == "en" else "、") + f"{key(row)} {value(row)}"
     return text + ("。" if lang == "zh" else ".")
 
 

@@ -194,7 +194,8 @@ async def bind(intent: Intent, slots: Mapping[str, str], found: Discovery, now: 
     given = {k: v for k, v in slots.items() if k in intent.slots and v is not None and v != ""}
     for slot in intent.required:
         if slot not in given:
-            raise SlotError(slot, f"{intent.name} needs a {slot}")
+            article = "an" if slot[0] in "aeiou" else "a"
+            raise SlotError(slot, f"{intent.name} needs {article} {slot}")
     for slot, value in given.items():
         if not isinstance(value, str) or len(value) > MAX_SLOT_CHARS:
             raise SlotError(slot, f"the {slot} is longer than {MAX_SLOT_CHARS} characters")
