@@ -1,0 +1,1 @@
+"""The ops assistant: `augur ask` questions and `augur report` (issue 16)."""
