@@ -44,7 +44,10 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     ),
     "classify": (classify, "classify alert text into a category with the shipped text model"),
     "model": (model_command, "build or evaluate the text model"),
-    "ask": (ask_command, "ask Prometheus a question in English or Chinese; --eval scores the matcher"),
+    "ask": (
+        ask_command,
+        "ask Prometheus a question in English or Chinese",
+    ),
 }
 """Command name -> (module, one-line help)."""
 

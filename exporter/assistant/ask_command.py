@@ -17,6 +17,7 @@ from typing import Any
 from exporter.config import flags
 from exporter.text.classify import add_model_flags, load_model
 
+USAGE = 'augur: ask needs a question, e.g. augur ask "which targets are down?"'
 REPO_WORLD = Path(__file__).resolve().parents[2] / "models" / "data" / "ask-world.json"
 
 
@@ -37,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Prometheus's ALERTS)",
     )
     parser.add_argument("--json", action="store_true", help="print the AskResult as JSON")
-    parser.add_argument("--lang", choices=["en", "zh"], help="answer language (default: the question's)")
+    parser.add_argument(
+        "--lang", choices=["en", "zh"], help="answer language (default: the question's)"
+    )
     parser.add_argument(
         "--eval",
         type=Path,
@@ -61,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.eval is not None:
         return _evaluate(args)
     if not args.question:
-        print('augur: ask needs a question, e.g. augur ask "which hosts are down?"', file=sys.stderr)
+        print(
+            'augur: ask needs a question, e.g. augur ask "which hosts are down?"', file=sys.stderr
+        )
         return 2
     if args.config is None and args.prometheus_url is None:
         print("augur: ask needs --config or --prometheus.url", file=sys.stderr)

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exporter.assistant.catalog import CATALOG, Intent
-from exporter.assistant.phrasings import PHRASINGS
-from exporter.assistant.slots import Known, fill
+from exporter.assistant.phrasings import OUT_OF_SCOPE, PHRASINGS
+from exporter.assistant.slots import Known, fill, mentioned
 from exporter.text.encoder import TextModel
 from exporter.text.entities import language_of
 
-THRESHOLD = 0.86
+THRESHOLD = 0.85
 """Best-intent similarity below which augur says it cannot answer (tuned on the dev split)."""
+MARGIN = 0.04
+"""Intents scoring within this of the best compete on the slots the question names."""
 ALTERNATIVES = 3
 MAX_EMBED_CHARS = 2000
 """A longer question is cut before embedding (the model sees 256 tokens anyway)."""
@@ -70,10 +72,15 @@ def _fingerprint(phrasings: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+NONE = "(none)"
+"""The index's name for the out-of-scope phrasings."""
+
+
 def index(
     model: TextModel, phrasings: Mapping[str, Mapping[str, Sequence[str]]] = PHRASINGS
 ) -> _Index:
-    """The phrasings' embeddings for `model`, computed on first use and cached."""
+    """The phrasings' (and OUT_OF_SCOPE's) embeddings for `model`, computed once and cached."""
+    phrasings = {**phrasings, NONE: OUT_OF_SCOPE}
     key = (model.sha256, _fingerprint(phrasings))
     with _LOCK:
         cached = _CACHE.get(key)
@@ -101,13 +108,18 @@ def scores(vector: np.ndarray, built: _Index) -> list[tuple[str, float]]:
     return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _fit(named: set[str], intent: Intent, score: float) -> tuple[int, float]:
+    return len(named & set(intent.slots)), score
+
+
 def match(
     question: str,
     model: TextModel,
-    known: Known = Known(),
+    known: Known | None = None,
     *,
     lang: str | None = None,
     threshold: float = THRESHOLD,
+    margin: float = MARGIN,
     catalog: Mapping[str, Intent] = CATALOG,
     phrasings: Mapping[str, Mapping[str, Sequence[str]]] = PHRASINGS,
 ) -> Match:
@@ -116,13 +128,21 @@ def match(
     lang = lang or language_of(text)
     if not text:
         return Match(None, 0.0, [], {}, lang)
-    ranked = [(n, s) for n, s in scores(model.embed([text])[0], index(model, phrasings))]
-    ranked = [(n, s) for n, s in ranked if n in catalog]
+    everything = scores(model.embed([text])[0], index(model, phrasings))
+    ranked = [(n, s) for n, s in everything if n in catalog]
+    out_of_scope = dict(everything).get(NONE, -1.0)
     if not ranked:
         return Match(None, 0.0, [], {}, lang)
-    alternatives = ranked[:ALTERNATIVES]
-    name, score = ranked[0]
-    if score < threshold:
-        return Match(None, score, alternatives, {}, lang)
+    known = known or Known()
+    named = mentioned(text, known)
+    best = ranked[0][1]
+    # Among near-equal intents, the one that can use what the question names wins: "cpu of
+    # db-01" names a host, so host_cpu rather than top_cpu_hosts.
+    near = [(n, s) for n, s in ranked if s >= best - margin]
+    name, score = max(near, key=lambda ns: _fit(named, catalog[ns[0]], ns[1]))
+    ranked.remove((name, score))
+    alternatives = [(name, score), *ranked][:ALTERNATIVES]
+    if best < threshold or out_of_scope > best:
+        return Match(None, best, alternatives, {}, lang)
     intent = catalog[name]
     return Match(intent, score, alternatives, fill(text, intent.slots, known), lang)

@@ -15,15 +15,19 @@ from collections.abc import Mapping
 
 _TABLE = """
 [top_cpu_hosts]
-en: which hosts have the highest CPU usage | top 5 servers by CPU | which machines are busiest on CPU
+en: which hosts have the highest CPU usage | top 5 servers by CPU
+en: which machines are busiest on CPU
 en: show the servers with the most CPU load | what servers are using too much CPU
-zh: 哪些服务器 CPU 使用率最高 | CPU 使用率前五的主机 | 哪台机器的 CPU 最忙 | 哪些主机 CPU 使用率过高
+zh: 哪些服务器 CPU 使用率最高 | CPU 使用率前五的主机 | 哪台机器的 CPU 最忙
+zh: 哪些主机 CPU 使用率过高
 zh: 列出 CPU 占用最高的服务器
 
 [top_memory_hosts]
-en: which hosts use the most memory | top servers by memory usage | which machines are running out of RAM
+en: which hosts use the most memory | top servers by memory usage
+en: which machines are running out of RAM
 en: show the servers with the highest memory utilisation | list hosts with high memory usage
-zh: 哪些服务器内存使用率最高 | 内存占用前五的主机 | 哪台机器内存快用完了 | 内存使用最多的服务器有哪些
+zh: 哪些服务器内存使用率最高 | 内存占用前五的主机 | 哪台机器内存快用完了
+zh: 内存使用最多的服务器有哪些
 zh: 列出内存使用率高的主机
 
 [top_disk_usage]
@@ -33,22 +37,25 @@ zh: 哪些磁盘快满了 | 磁盘使用率最高的文件系统 | 哪些分区�
 zh: 哪些服务器磁盘空间紧张
 
 [host_cpu]
-en: what is the CPU usage of this host | how busy is the CPU on server | show CPU utilisation for the machine
+en: what is the CPU usage of this host | how busy is the CPU on server
+en: show CPU utilisation for the machine
 en: CPU load of host | how much CPU is the server using
 zh: 这台主机的 CPU 使用率是多少 | 服务器的 CPU 使用情况 | 查看机器的 CPU 利用率 | 主机 CPU 忙不忙
 zh: 看一下这台服务器的 CPU
 
 [host_memory]
-en: how much memory is this host using | memory usage of server | show RAM utilisation of the machine
+en: how much memory is this host using | memory usage of server
+en: show RAM utilisation of the machine
 en: how much free memory does the host have | memory of host
 zh: 这台主机的内存使用率是多少 | 服务器内存还剩多少 | 查看机器的内存使用情况 | 主机可用内存
 zh: 看一下这台服务器的内存
 
 [host_disk]
-en: how much disk space is left on this host | disk usage of server | show the filesystems of the machine
+en: how much disk space is left on this host | disk usage of server
+en: show the filesystems of the machine
 en: is the disk of host full | free disk space on server
 zh: 这台主机的磁盘还剩多少空间 | 服务器的磁盘使用情况 | 查看机器的磁盘空间 | 主机磁盘满了吗
-zh: 看一下这台服务器的硬盘
+zh: 看一下这台服务器的硬盘 | 这台机器的硬盘使用率
 
 [host_load]
 en: what is the load average | show the system load of the hosts | load average of the server
@@ -58,48 +65,56 @@ zh: 服务器的平均负载
 
 [host_network]
 en: how much network traffic is the host sending and receiving | network throughput of servers
-en: show bytes in and out on the network interfaces | bandwidth usage of the machine | network I/O of host
+en: show bytes in and out on the network interfaces | bandwidth usage of the machine
+en: network I/O of host
 zh: 主机的网络流量是多少 | 服务器的网卡进出流量 | 查看机器的带宽使用 | 网络吞吐量
 zh: 服务器收发了多少网络数据
 
 [host_uptime]
-en: how long has the host been up | when did the server last reboot | which machines rebooted recently
+en: how long has the host been up | when did the server last reboot
+en: which machines rebooted recently
 en: show the uptime of the servers | did any host restart
 zh: 主机运行了多久 | 服务器上次重启是什么时候 | 哪些机器最近重启过 | 查看服务器的开机时间
 zh: 有没有主机重启了
 
 [targets_down]
-en: which scrape targets are down | which exporters are not responding | what targets are unreachable
+en: which scrape targets are down | which exporters are not responding
+en: what targets are unreachable
 en: list the targets where up is 0 | is any target down
 zh: 哪些采集目标挂了 | 哪些 exporter 没有响应 | 哪些监控目标不可达 | 有没有 target 宕机
 zh: 列出 up 为 0 的目标
 
 [disk_fill_forecast]
-en: which disks will fill up soon | when will the disk be full | which filesystems are going to run out of space
+en: which disks will fill up soon | when will the disk be full
+en: which filesystems are going to run out of space
 en: predict disk full | disks filling up in the next hours
 zh: 哪些磁盘快要写满了 | 磁盘什么时候会满 | 预测哪些文件系统空间会耗尽 | 哪些分区即将用完
 zh: 磁盘写满预测
 
 [error_rate_by_service]
-en: what is the error rate per service | which services return 5xx errors | show the HTTP error ratio by service
+en: what is the error rate per service | which services return 5xx errors
+en: show the HTTP error ratio by service
 en: how many requests are failing | which service has the most errors
 zh: 各服务的错误率是多少 | 哪些服务返回了 5xx 错误 | 按服务查看 HTTP 错误率 | 服务的失败请求比例
 zh: 哪个服务报错最多
 
 [request_rate_by_service]
-en: how much traffic does each service get | requests per second by service | what is the request rate
+en: how much traffic does each service get | requests per second by service
+en: what is the request rate
 en: show QPS per service | how busy is the service in requests
 zh: 各服务的请求量是多少 | 每个服务的 QPS | 服务每秒请求数 | 查看服务的流量
 zh: 哪个服务请求最多
 
 [latency_by_service]
-en: what is the p99 latency per service | how slow are the services | show response time by service
+en: what is the p99 latency per service | how slow are the services
+en: show response time by service
 en: p95 latency of the service | which service has the highest latency
 zh: 各服务的 p99 延迟是多少 | 服务响应时间 | 哪个服务最慢 | 查看服务的 p95 延迟
 zh: 服务的接口耗时
 
 [service_availability]
-en: what is the availability of the service | success ratio of service | is the service meeting its SLO
+en: what is the availability of the service | success ratio of service
+en: is the service meeting its SLO
 en: what percentage of requests succeed for the service | uptime of the service in requests
 zh: 服务的可用性是多少 | 服务的成功率 | 服务的 SLA 达标了吗 | 请求成功的比例是多少
 zh: 这个服务的可用率
@@ -129,15 +144,19 @@ zh: 哪些 Pod 没有就绪 | 处于 Pending 的 Pod | 哪些 Pod 失败了 | �
 zh: 有没有不健康的 Pod
 
 [deployments_unavailable]
-en: which deployments are missing replicas | deployments with unavailable replicas | which deployments are not fully rolled out
+en: which deployments are missing replicas | deployments with unavailable replicas
+en: which deployments are not fully rolled out
 en: show deployments where available replicas are fewer than desired | any deployment degraded
-zh: 哪些 Deployment 副本不足 | 有不可用副本的部署 | 哪些 Deployment 没有全部就绪 | 副本数不够的部署
+zh: 哪些 Deployment 副本不足 | 有不可用副本的部署 | 哪些 Deployment 没有全部就绪
+zh: 副本数不够的部署
 zh: 哪些部署降级了
 
 [oom_killed]
-en: which containers were OOM killed | any out of memory kills | which pods ran out of memory and were killed
+en: which containers were OOM killed | any out of memory kills
+en: which pods ran out of memory and were killed
 en: show OOMKilled containers | list containers terminated for memory
-zh: 哪些容器被 OOM 杀掉了 | 有没有内存溢出被杀的容器 | 哪些 Pod 因为内存不足被终止 | 查看 OOMKilled 的容器
+zh: 哪些容器被 OOM 杀掉了 | 有没有内存溢出被杀的容器 | 哪些 Pod 因为内存不足被终止
+zh: 查看 OOMKilled 的容器
 zh: 最近有没有 OOM
 
 [cpu_throttling]
@@ -149,7 +168,8 @@ zh: 哪些容器被限制了 CPU
 [nodes_not_ready]
 en: which Kubernetes nodes are not ready | nodes under memory or disk pressure | any node NotReady
 en: show the status of the cluster nodes | which k8s nodes are unhealthy
-zh: 哪些 Kubernetes 节点没有就绪 | 哪些节点有内存或磁盘压力 | 有没有 NotReady 的节点 | 集群节点状态
+zh: 哪些 Kubernetes 节点没有就绪 | 哪些节点有内存或磁盘压力 | 有没有 NotReady 的节点
+zh: 集群节点状态
 zh: 哪些 k8s 节点不健康
 
 [anomalous_now]
@@ -159,7 +179,8 @@ zh: 现在有什么异常 | 当前哪些指标异常 | 显示现在的异常 | �
 zh: augur 现在发现了哪些异常
 
 [anomalies_in_range]
-en: what was anomalous during the period | which anomalies happened in that time | show anomalies over the last hours
+en: what was anomalous during the period | which anomalies happened in that time
+en: show anomalies over the last hours
 en: list the anomalies of the past day | what went abnormal during that window
 zh: 这段时间有哪些异常 | 过去发生了哪些异常 | 显示一段时间内的异常 | 列出期间的异常指标
 zh: 那段时间出现过什么异常
@@ -183,13 +204,15 @@ zh: 现在有哪些告警 | 当前正在触发的告警 | 显示活跃的告警 
 zh: 列出正在告警的规则
 
 [alerts_fired_in_range]
-en: which alerts fired during the period | what alerts went off today | show the alerts of the last day
+en: which alerts fired during the period | what alerts went off today
+en: show the alerts of the last day
 en: how many alerts fired in that time | list the alerts triggered recently
 zh: 今天触发了哪些告警 | 这段时间有哪些告警 | 过去一天的告警 | 最近触发过的告警有哪些
 zh: 期间响过哪些告警
 
 [alerts_by_category]
-en: alerts by category | what kinds of alerts did augur enrich | break down the enriched alerts by category
+en: alerts by category | what kinds of alerts did augur enrich
+en: break down the enriched alerts by category
 en: which categories do the alerts fall into | count alerts per category
 zh: 按类别统计告警 | 告警都属于哪些类别 | augur 富化的告警分类 | 各类告警有多少
 zh: 告警的分类统计
@@ -201,9 +224,11 @@ zh: 那个时间点前后有什么变化 | 当时发生了什么 | 那时候哪�
 zh: 那时候有什么改变
 
 [related_anomalies]
-en: what anomalies are related to the alert | what else was wrong when the alert fired | related anomalies for the alert
+en: what anomalies are related to the alert | what else was wrong when the alert fired
+en: related anomalies for the alert
 en: what did augur find related to this alert | show anomalies linked to the alert
-zh: 和这个告警相关的异常有哪些 | 告警触发时还有什么异常 | 这个告警的关联异常 | augur 为这个告警找到了什么相关异常
+zh: 和这个告警相关的异常有哪些 | 告警触发时还有什么异常 | 这个告警的关联异常
+zh: augur 为这个告警找到了什么相关异常
 zh: 告警的根因线索
 
 [augur_status]
@@ -217,6 +242,15 @@ en: how healthy are the scrapes | targets per job | how long do scrapes take
 en: show scrape durations by job | how many targets does each job have
 zh: 采集的健康状况 | 每个 job 有多少个目标 | 采集耗时多久 | 按 job 查看抓取时长
 zh: 抓取是否正常
+"""
+
+_OUT_OF_SCOPE = """
+[none]
+en: what is the weather tomorrow | who is on call this weekend
+en: how do I add a scrape target to Prometheus
+en: tell me a joke | write a PromQL tutorial | how to install Grafana | what time is the meeting
+zh: 明天天气怎么样 | 这周末谁值班 | 怎么配置 Prometheus 的抓取目标 | 讲个笑话
+zh: 如何安装 Grafana | 会议几点开始 | 帮我写一个告警规则
 """
 
 
@@ -235,3 +269,8 @@ def _parse(table: str) -> dict[str, dict[str, list[str]]]:
 
 PHRASINGS: Mapping[str, Mapping[str, list[str]]] = _parse(_TABLE)
 """Intent name -> language (`en`, `zh`) -> phrasings."""
+
+OUT_OF_SCOPE: Mapping[str, list[str]] = _parse(_OUT_OF_SCOPE)["none"]
+"""Questions augur does not answer (weather, on-call, how-to): a question closer to one of
+these than to every intent is not answered, which a similarity threshold alone cannot tell
+from a loosely worded but real question."""

@@ -77,8 +77,9 @@ def known_from_labels(values: Mapping[str, Iterable[str]]) -> Known:
     )
 
 
-LABELS_FOR_KNOWN = ("instance", "node", "nodename", "service", "job", "app", "namespace", "pod")
-LABELS_FOR_KNOWN += ("alertname",)
+LABELS_FOR_KNOWN: tuple[str, ...] = (
+    *("instance", "node", "nodename", "service", "job", "app", "namespace", "pod", "alertname"),
+)
 """The label names whose values `known_from_labels` reads."""
 
 _EDGE_L = r"(?<![A-Za-z0-9_.-])"
@@ -178,14 +179,14 @@ _UNITS = {
 _UNIT = "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
 _COUNT = rf"(\d+|{_EN_NUM}|an?|{_CN_NUM}|半)"
 _RANGE_NUM = re.compile(
-    rf"(?:last|past|previous|recent|over|within|in|过去|最近|近|前)\s*(?:the\s+)?{_COUNT}?\s*"
+    rf"(?:last|past|previous|recent|over|within|in|next|coming|过去|最近|近|前|未来|接下来)\s*(?:the\s+)?{_COUNT}?\s*"
     rf"(?:个)?\s*({_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )
 _RANGE_WORDS = (
     (re.compile(r"today|this day|so far today|今天|今日|当天|一整天", re.I), "24h"),
     (re.compile(r"yesterday|昨天|昨日", re.I), "24h"),
-    (re.compile(r"this week|本周|这周|这一周|这个星期", re.I), "7d"),
+    (re.compile(r"this week(?!end)|本周|这周|这一周|这个星期", re.I), "7d"),
     (re.compile(r"this month|本月|这个月", re.I), "30d"),
     (re.compile(r"overnight|last night|昨晚|昨夜", re.I), "12h"),
 )
@@ -219,6 +220,7 @@ def time_range(question: str) -> str | None:
 
 _CLOCK = re.compile(r"(?<!\d)([01]?\d|2[0-3])[:：]([0-5]\d)(?!\d)")
 _AGO = re.compile(rf"{_COUNT}\s*(?:个)?\s*({_UNIT})\s*(?:ago|之前|以前|前)", re.I)
+_HALF_AGO = re.compile(r"(?:half an hour ago|半(?:个)?小时(?:之|以)?前)", re.I)
 _AMPM = re.compile(r"(?<!\d)(1[0-2]|0?\d)(?::([0-5]\d))?\s*(am|pm|a\.m\.|p\.m\.)", re.I)
 _CN_CLOCK = re.compile(
     rf"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜里)?\s*(\d{{1,2}}|{_CN_NUM})\s*[点时]"
@@ -229,6 +231,8 @@ _PM = ("下午", "傍晚", "晚上", "夜里")
 
 def instant(question: str) -> str | None:
     """`HH:MM` for "at 14:05", "3pm", "下午3点半"; `-2h` for "2 hours ago", "30 分钟前"; or None."""
+    if _HALF_AGO.search(question):
+        return "-30m"
     m = _AGO.search(question)
     if m:
         raw = m.group(1)
@@ -240,8 +244,8 @@ def instant(question: str) -> str | None:
         return f"{int(m.group(1)):02d}:{m.group(2)}"
     m = _AMPM.search(question)
     if m:
-        hour = int(m.group(1)) % 12 + (12 if m.group(3).lower().startswith("p") else 0)
-        return f"{hour:02d}:{m.group(2) or '00'}"
+        clock = int(m.group(1)) % 12 + (12 if m.group(3).lower().startswith("p") else 0)
+        return f"{clock:02d}:{m.group(2) or '00'}"
     m = _CN_CLOCK.search(question)
     if m:
         hour = number(m.group(2))
@@ -258,7 +262,14 @@ def instant(question: str) -> str | None:
 
 _TOPK = (
     re.compile(rf"top[\s-]*({_EN_NUM}|\d+)", re.I),
-    re.compile(rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I),
+    re.compile(
+        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I
+    ),
+    re.compile(
+        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:pods?|hosts?|servers?|machines?|nodes?|containers?"
+        r"|disks?|filesystems?|services?)",
+        re.I,
+    ),
     re.compile(rf"(?:first|前)\s*(\d+|{_EN_NUM}|{_CN_NUM})\s*(?:个|台|名|位|条|项)?", re.I),
     re.compile(rf"(?:最高|最多|最大|最忙|最满|最慢)的\s*(\d+|{_CN_NUM})\s*(?:个|台|名|条|项)"),
     re.compile(rf"(?<![\d.])(\d+|{_CN_NUM})\s*(?:台|个)(?:服务器|主机|机器|pod|Pod|容器)"),
@@ -273,6 +284,16 @@ def topk(question: str) -> str | None:
             if value and 0 < value <= 100:
                 return str(value)
     return None
+
+
+def mentioned(question: str, known: Known) -> set[str]:
+    """The slots the question names a value for (topk aside: every top-k intent has a default)."""
+    out = set(names(question, known))
+    if time_range(question) is not None:
+        out.add("range")
+    if instant(question) is not None:
+        out.add("time")
+    return out
 
 
 def fill(question: str, wanted: Iterable[str], known: Known) -> dict[str, str]:
