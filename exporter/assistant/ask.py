@@ -16,10 +16,9 @@ from typing import Any
 
 from exporter.assistant.answer import Answer, NoData, NotAvailable, SlotError, run
 from exporter.assistant.catalog import CATALOG
-from exporter.assistant.match import Match, match
+from exporter.assistant.match import Embedder, Match, match
 from exporter.assistant.slots import LABELS_FOR_KNOWN, Known, known_from_labels
 from exporter.prometheus.client import PrometheusClient
-from exporter.text.encoder import TextModel
 from exporter.text.entities import language_of
 
 MAX_QUESTION_CHARS = 2000
@@ -137,7 +136,7 @@ class KnownLabels:
 
 async def ask(
     question: str,
-    model: TextModel,
+    model: Embedder,
     client: PrometheusClient,
     *,
     known: Known | KnownLabels | None = None,

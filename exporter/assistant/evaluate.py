@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.assistant.match import THRESHOLD, match
+from exporter.assistant.match import THRESHOLD, Embedder, match
 from exporter.assistant.phrasings import PHRASINGS
 from exporter.assistant.slots import Known
-from exporter.text.encoder import TextModel
 
 
 @dataclass
@@ -33,7 +32,7 @@ class Tally:
 
 def evaluate(
     rows: Iterable[Mapping[str, Any]],
-    model: TextModel,
+    model: Embedder,
     known: Known,
     *,
     threshold: float = THRESHOLD,

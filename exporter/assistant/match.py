@@ -16,13 +16,13 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from exporter.assistant.catalog import CATALOG, Intent
 from exporter.assistant.phrasings import OUT_OF_SCOPE, PHRASINGS
 from exporter.assistant.slots import Known, fill, mentioned
-from exporter.text.encoder import TextModel
 from exporter.text.entities import language_of
 
 THRESHOLD = 0.85
@@ -32,6 +32,17 @@ MARGIN = 0.04
 ALTERNATIVES = 3
 MAX_EMBED_CHARS = 2000
 """A longer question is cut before embedding (the model sees 256 tokens anyway)."""
+
+
+class Embedder(Protocol):
+    """What matching needs of the text model (TextModel and ReloadableModel both fit)."""
+
+    @property
+    def sha256(self) -> str:
+        """Identifies the model's files: the cache key of the phrasings' embeddings."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings, one row per text."""
 
 
 @dataclass
@@ -77,7 +88,7 @@ NONE = "(none)"
 
 
 def index(
-    model: TextModel, phrasings: Mapping[str, Mapping[str, Sequence[str]]] = PHRASINGS
+    model: Embedder, phrasings: Mapping[str, Mapping[str, Sequence[str]]] = PHRASINGS
 ) -> _Index:
     """The phrasings' (and OUT_OF_SCOPE's) embeddings for `model`, computed once and cached."""
     phrasings = {**phrasings, NONE: OUT_OF_SCOPE}
@@ -114,7 +125,7 @@ def _fit(named: set[str], intent: Intent, score: float) -> tuple[int, float]:
 
 def match(
     question: str,
-    model: TextModel,
+    model: Embedder,
     known: Known | None = None,
     *,
     lang: str | None = None,
