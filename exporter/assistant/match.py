@@ -119,8 +119,9 @@ def scores(vector: np.ndarray, built: _Index) -> list[tuple[str, float]]:
     return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _fit(named: set[str], intent: Intent, score: float) -> tuple[int, float]:
-    return len(named & set(intent.slots)), score
+def _fit(named: set[str], intent: Intent, score: float) -> tuple[int, int, float]:
+    # an intent that could not run (a required slot unnamed) loses to one that could
+    return len(named & set(intent.slots)), -len(set(intent.required) - named), score
 
 
 def match(
@@ -148,7 +149,7 @@ def match(
     named = mentioned(text, known)
     best = ranked[0][1]
     # Among near-equal intents, the one that can use what the question names wins: "cpu of
-    # db-01" names a host, so host_cpu rather than top_cpu_hosts.
+    # db-01" names a host, so host_cpu rather than top_cpu_hosts; then one it can run.
     near = [(n, s) for n, s in ranked if s >= best - margin]
     name, score = max(near, key=lambda ns: _fit(named, catalog[ns[0]], ns[1]))
     ranked.remove((name, score))

@@ -126,6 +126,7 @@ _MARKED = {
 }
 _VALUE = r"\s*[:=：]?\s*[\"'`“「]?([A-Za-z][A-Za-z0-9_.-]*[A-Za-z0-9])"
 _HOSTLIKE = re.compile(r"^[a-z][a-z0-9.-]*\d[a-z0-9.-]*$", re.IGNORECASE)
+_NUMBERED = re.compile(_EDGE_L + r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*-\d+)" + _EDGE_R, re.I)
 _CAMEL = re.compile(_EDGE_L + r"([A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+)" + _EDGE_R)
 _NOT_NAMES = frozenset(
     "is are the a an of with in on has have was cpu memory disk availability error errors "
@@ -163,6 +164,8 @@ def names(question: str, known: Known) -> dict[str, str]:
         machines = [h for h in entities.machines() if _HOSTLIKE.match(h)]
         if machines:
             out["host"] = machines[0]
+        elif m := _NUMBERED.search(question):  # `db-07`: named like the fleet's hosts
+            out["host"] = m.group(1)
     if "pod" not in out:
         pods = extract({}, [question]).pod
         if pods:
