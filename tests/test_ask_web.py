@@ -29,7 +29,7 @@ from exporter.config.load import load  # noqa: E402
 from exporter.demo.procs import Process, Sample, free_port  # noqa: E402
 
 try:  # tests/browser.py (helper "questions"); until it merges, a minimal one
-    from browser import is_blank, render
+    from browser import is_blank, render  # type: ignore[import-not-found, unused-ignore]
 except ImportError:  # pragma: no cover - removed at merge
     import subprocess
     import tempfile
@@ -43,7 +43,9 @@ except ImportError:  # pragma: no cover - removed at merge
         png: Path
         text: str
 
-    def render(url: str, width: int = 390, height: int = 844) -> Rendered:
+    def render(  # type: ignore[no-redef, misc, unused-ignore]
+        url: str, width: int = 390, height: int = 844
+    ) -> Rendered:
         png = Path(tempfile.mkdtemp(prefix="augur-browser-")) / "page.png"
         with tempfile.TemporaryDirectory() as profile:
             argv = ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
@@ -53,7 +55,7 @@ except ImportError:  # pragma: no cover - removed at merge
         dom = proc.stdout.decode()
         return Rendered(dom, png, dom)
 
-    def is_blank(png: Path) -> bool:
+    def is_blank(png: Path) -> bool:  # type: ignore[no-redef, misc, unused-ignore]
         colours = Image.open(png).convert("RGB").getcolors(maxcolors=1 << 20) or []
         return len(colours) < 3
 
