@@ -89,13 +89,16 @@ async def main(rounds: int) -> None:
                 await known.get()
                 results: dict[str, list[float]] = {"baseline": [], "ask_warm": [], "ask_cold": []}
                 for question in QUESTIONS:
+
+                    def warm(q: str = question) -> Awaitable[object]:
+                        return ask(q, model, client, known=known)
+
+                    def cold(q: str = question) -> Awaitable[object]:
+                        return ask(q, model, client)
+
                     results["baseline"] += await timed(rounds, lambda: client.query("up"))
-                    results["ask_warm"] += await timed(
-                        rounds, lambda q=question: ask(q, model, client, known=known)
-                    )
-                    results["ask_cold"] += await timed(
-                        rounds, lambda q=question: ask(q, model, client)
-                    )
+                    results["ask_warm"] += await timed(rounds, warm)
+                    results["ask_cold"] += await timed(rounds, cold)
         finally:
             prom.stop()
     base = statistics.median(results["baseline"])
