@@ -75,6 +75,9 @@ def model() -> TextModel:
         ("related anomalies of NodeClockSkew", ("alert",), {"alert": "NodeClockSkew"}),
         ("cpu of host db-09", ("host",), {"host": "db-09"}),
         ("what is the weather", ("host", "service", "range", "time"), {}),
+        ("is anything alerting in the application", ("alert", "service"), {}),
+        ("服务checkout的错误率", ("service",), {"service": "checkout"}),
+        ("errors of service billing", ("service",), {"service": "billing"}),
     ],
 )  # fmt: skip
 def test_slots(question: str, wanted: tuple[str, ...], expected: dict[str, str]) -> None:

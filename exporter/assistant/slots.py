@@ -117,12 +117,13 @@ def _find_known(question: str, values: Iterable[str]) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+# An English marker is a whole word (`alerting` marks nothing); a Chinese one may touch the name.
 _MARKED = {
-    "host": r"(?:host|server|machine|node|instance|主机|服务器|机器|节点)",
-    "service": r"(?:service|svc|app|服务|应用)",
-    "namespace": r"(?:namespace|ns|命名空间|名字空间)",
-    "pod": r"(?:pod|容器组)",
-    "alert": r"(?:alert|告警|报警)",
+    "host": r"(?:(?:host|server|machine|node|instance)(?![A-Za-z])|主机|服务器|机器|节点)",
+    "service": r"(?:(?:service|svc|app)(?![A-Za-z])|服务|应用)",
+    "namespace": r"(?:(?:namespace|ns)(?![A-Za-z])|命名空间|名字空间)",
+    "pod": r"(?:pod(?![A-Za-z])|容器组)",
+    "alert": r"(?:alert(?![A-Za-z])|告警|报警)",
 }
 _VALUE = r"\s*[:=：]?\s*[\"'`“「]?([A-Za-z][A-Za-z0-9_.-]*[A-Za-z0-9])"
 _HOSTLIKE = re.compile(r"^[a-z][a-z0-9.-]*\d[a-z0-9.-]*$", re.IGNORECASE)
