@@ -218,11 +218,20 @@ async def test_missing_required_slot_asks_for_it(model: TextModel, prometheus: P
 
 
 def test_cli_exit_codes(
-    prometheus: Process, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    prometheus: Process,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("AUGUR_PROMETHEUS_URL", raising=False)
     assert main(["ask"]) == 2
     assert main(["ask", "which targets are down?"]) == 2  # no Prometheus named
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prometheus: {url: http://127.0.0.1:1}\nno_such_section: 1\n")
+    assert main(["ask", "--config", str(bad), "which targets are down?"]) == 2
+    assert "no_such_section" in capsys.readouterr().err
+    missing = tmp_path / "missing.json"
+    assert main(["ask", "--eval", str(bad), "--world", str(missing)]) == 2
     url = ["--prometheus.url", prometheus.url]
     capsys.readouterr()
     assert main(["ask", *url, "--json", "which scrape targets are down?"]) == 0

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.config import flags
+from exporter.config.base import ConfigError
+from exporter.config.load import load
 from exporter.text.classify import add_model_flags, load_model
 
 USAGE = 'augur: ask needs a question, e.g. augur ask "which targets are down?"'
@@ -55,8 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="known label values for --eval (default models/data/ask-world.json)",
     )
     add_model_flags(parser)
-    # what flags.loader reads; `ask` does not serve, so these stay unset
-    parser.set_defaults(**{dest: None for dest in flags._OVERRIDES if dest != "prometheus_url"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and args.prometheus_url is None:
         print("augur: ask needs --config or --prometheus.url", file=sys.stderr)
         return 2
-    cfg = flags.load_config(args)
-    if cfg is None:
+    try:  # file, AUGUR_* environment, then the flag, as `augur run` loads them
+        cfg = load(args.config, overrides={("prometheus", "url"): args.prometheus_url})
+    except ConfigError as exc:
+        print(f"augur: {exc}", file=sys.stderr)
         return 2
     model = load_model(args)
     if model is None:
