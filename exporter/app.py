@@ -310,7 +310,10 @@ def build_app(
     ask_web.add_routes(
         app,
         ask_web.AskService(
-            lambda: app[CLIENT], lambda: app[ALERTS].model, lambda: live.config.model.dir
+            lambda: app[CLIENT],
+            lambda: app[ALERTS].model,
+            lambda: live.config.model.dir,
+            lambda: next(iter(live.config.alertmanager.urls), None),
         ),
     )
     return app

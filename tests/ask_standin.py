@@ -76,7 +76,15 @@ class NotAvailable(Exception):
     """Stand-in: the metrics the intent needs do not exist."""
 
 
-async def run(intent: Intent, slots: Mapping[str, str], lang: str, client: Any, now: float) -> Any:
+async def run(
+    intent: Intent,
+    slots: Mapping[str, str],
+    lang: str,
+    client: Any,
+    now: float,
+    *,
+    alertmanager_url: str | None = None,
+) -> Any:
     """Validate name slots against label values; run `count by (job) (up)`."""
     for slot, value in slots.items():
         label = _LABEL.get(slot)

@@ -142,8 +142,11 @@ async def ask(
     known: Known | KnownLabels | None = None,
     lang: str | None = None,
     now: float | None = None,
+    alertmanager_url: str | None = None,
 ) -> AskResult:
-    """Answer `question` from Prometheus through `client`; the model runs in a worker thread."""
+    """Answer `question` from Prometheus through `client`; the model runs in a worker thread.
+
+    `alertmanager_url` is where `related_anomalies` reads the enriched alerts."""
     lang = lang if lang in _MESSAGES else language_of(question[:MAX_QUESTION_CHARS])
     if len(question) > MAX_QUESTION_CHARS:
         reason = _say(lang, "too_long", limit=MAX_QUESTION_CHARS)
@@ -154,11 +157,16 @@ async def ask(
         known = KnownLabels(client)
     names = await known.get() if isinstance(known, KnownLabels) else known
     found = await asyncio.to_thread(match, question, model, names, lang=lang)
-    return await answer(question, found, client, now=now)
+    return await answer(question, found, client, now=now, alertmanager_url=alertmanager_url)
 
 
 async def answer(
-    question: str, found: Match, client: PrometheusClient, *, now: float | None = None
+    question: str,
+    found: Match,
+    client: PrometheusClient,
+    *,
+    now: float | None = None,
+    alertmanager_url: str | None = None,
 ) -> AskResult:
     """Run the matched intent, or say why it cannot be."""
     lang = found.lang
@@ -172,7 +180,8 @@ async def answer(
         reason = _say(lang, "missing", title=title, slot=", ".join(missing))
         return AskResult(question, lang, False, reason, found, missing=missing)
     try:
-        result = await run(intent, found.slots, lang, client, time.time() if now is None else now)
+        at = time.time() if now is None else now
+        result = await run(intent, found.slots, lang, client, at, alertmanager_url=alertmanager_url)
     except SlotError as exc:
         return AskResult(question, lang, False, _say(lang, "slot", title=title, why=exc), found)
     except NoData as exc:

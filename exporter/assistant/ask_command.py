@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alertmanager.url",
         dest="alertmanager_url",
         metavar="URL",
-        help="Alertmanager (accepted for the alert intents' future use; alerts are read from "
-        "Prometheus's ALERTS)",
+        help="Alertmanager whose enriched alerts `related_anomalies` reads "
+        "(default: the first of alertmanager.urls)",
     )
     parser.add_argument("--json", action="store_true", help="print the AskResult as JSON")
     parser.add_argument(
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from exporter.prometheus.answer import PrometheusError
 
     try:
-        result = asyncio.run(_ask(args.question, cfg, model, args.lang))
+        result = asyncio.run(_ask(args.question, cfg, model, args.lang, args.alertmanager_url))
     except PrometheusError as exc:
         print(f"augur: Prometheus failed: {exc}", file=sys.stderr)
         return 1
@@ -89,14 +89,17 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result["answered"] else 1
 
 
-async def _ask(question: str, cfg: Any, model: Any, lang: str | None) -> dict[str, Any]:
+async def _ask(
+    question: str, cfg: Any, model: Any, lang: str | None, alertmanager: str | None
+) -> dict[str, Any]:
     from exporter.assistant.ask import ask
     from exporter.prometheus.client import PrometheusClient, make_session
 
     session = make_session(cfg.prometheus)
     try:
         client = PrometheusClient.from_config(cfg.prometheus, session)
-        result = await ask(question, model, client, lang=lang)
+        alertmanager = alertmanager or next(iter(cfg.alertmanager.urls), None)
+        result = await ask(question, model, client, lang=lang, alertmanager_url=alertmanager)
     finally:
         await session.close()
     return result.to_json()

@@ -34,9 +34,12 @@ class AskService:
         client_of: Callable[[], PrometheusClient],
         model_of: Callable[[], Embedder | None],
         model_dir_of: Callable[[], Path],
+        alertmanager_of: Callable[[], str | None] = lambda: None,
     ) -> None:
-        """`model_of` gives the alert loop's model if it has one; else `model_dir_of` is loaded."""
+        """`model_of` gives the alert loop's model if it has one; else `model_dir_of` is loaded.
+        `alertmanager_of` names the Alertmanager `related_anomalies` reads."""
         self.client_of = client_of
+        self.alertmanager_of = alertmanager_of
         self.model_of = model_of
         self.model_dir_of = model_dir_of
         self._own: Embedder | None = None
@@ -65,7 +68,14 @@ class AskService:
         """The AskResult JSON of `question`; PrometheusError propagates."""
         client = self.client_of()
         model = await self.model()
-        result = await ask(question, model, client, known=self.known(client), lang=lang)
+        result = await ask(
+            question,
+            model,
+            client,
+            known=self.known(client),
+            lang=lang,
+            alertmanager_url=self.alertmanager_of(),
+        )
         return result.to_json()
 
 

@@ -130,9 +130,14 @@ _HOSTLIKE = re.compile(r"^[a-z][a-z0-9.-]*\d[a-z0-9.-]*$", re.IGNORECASE)
 _NUMBERED = re.compile(_EDGE_L + r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*-\d+)" + _EDGE_R, re.I)
 _CAMEL = re.compile(_EDGE_L + r"([A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+)" + _EDGE_R)
 _NOT_NAMES = frozenset(
-    "is are the a an of with in on has have was cpu memory disk availability error errors "
-    "latency traffic requests request rate success level status health usage load uptime".split()
+    "is are was were be been the a an of with in on at to for by per from into over under and or "
+    "not no has have had get gets got getting do does did doing can could should would will "
+    "each every all any some this that these those it its their which what who how much many "
+    "now today handle handles handling serve serves serving use uses using run runs running "
+    "cpu memory disk availability error errors latency traffic requests request rate success "
+    "level status health usage load uptime".split()
 )
+"""Words that follow a marker (`service`, `host`, ...) in a sentence without naming anything."""
 
 
 def _marked(question: str, slot: str) -> str | None:
