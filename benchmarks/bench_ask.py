@@ -1,8 +1,9 @@
 """Latency of one `augur ask` against a real Prometheus, with a bare instant query as baseline.
 
-A real Prometheus on loopback holds an hour of `up` and `http_requests_total` over the test
-world (models/data/ask-world.json: 8 hosts, 6 services). Timed, `--rounds` times each over a
-fixed mix of English and Chinese questions (answered, refused and out of scope):
+A real Prometheus on loopback holds an hour of node_exporter's CPU and memory series, `up` and
+`http_requests_total` over the test world (models/data/ask-world.json: 8 hosts, 6 services).
+Timed, `--rounds` times each over a fixed mix of English and Chinese questions (four answered by
+the catalogue, one with no data, one out of scope):
 
 - `baseline`: `PrometheusClient.query("up")`, the cheapest thing augur can ask Prometheus;
 - `ask_warm`: `ask()` with the known label values cached (what the web API does within
@@ -41,7 +42,7 @@ QUESTIONS = (
     "哪些服务器 CPU 使用率过高?",
     "how much memory is db-01 using",
     "过去 2 小时 checkout 的错误率",
-    "what changed around 14:05",
+    "how much traffic does each service get",
     "明天天气怎么样",
 )
 
@@ -53,7 +54,13 @@ def world_samples(now: float) -> list[Sample]:
     for i in range(60):
         t = now - 60 * i
         for host in world["hosts"]:
-            out.append(Sample("up", {"job": "node", "instance": f"{host}:9100"}, t, 1.0))
+            node = {"job": "node", "instance": f"{host}:9100"}
+            out.append(Sample("up", node, t, 1.0))
+            for mode, per_second in (("idle", 0.7), ("user", 0.3)):
+                labels = {**node, "cpu": "0", "mode": mode}
+                out.append(Sample("node_cpu_seconds_total", labels, t, 1e6 + per_second * t))
+            out.append(Sample("node_memory_MemTotal_bytes", node, t, 16e9))
+            out.append(Sample("node_memory_MemAvailable_bytes", node, t, 6e9 + 1e6 * i))
         for svc in world["services"]:
             labels = {"job": svc, "service": svc, "code": "200"}
             out.append(Sample("http_requests_total", labels, t, 6000.0 - 100 * i))
