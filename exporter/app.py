@@ -26,6 +26,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.alerts.loop import AlertLoop, AlertLoopError
 from exporter.alerts.webhook import disabled
+from exporter.assistant import ask_web
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
 from exporter.detectors.arima import fit as arima
@@ -309,6 +310,15 @@ def build_app(
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/webhook", webhook)
     add_runbook_routes(app, lambda: live.config.enrich.knowledge_dir)
+    ask_web.add_routes(
+        app,
+        ask_web.AskService(
+            lambda: app[CLIENT],
+            lambda: app[ALERTS].model,
+            lambda: live.config.model.dir,
+            lambda: next(iter(live.config.alertmanager.urls), None),
+        ),
+    )
     return app
 
 

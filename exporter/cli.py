@@ -1,4 +1,4 @@
-"""The `augur` command: run | check-config | demo | backtest | classify | model.
+"""The `augur` command: run | check-config | demo | backtest | classify | model | ask.
 
 Every command is a module with `add_arguments(parser)` and `run(args) -> int`, listed once in
 `COMMANDS`; a new command is a new module and a line there. Heavy imports happen inside `run`.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from exporter import __version__, daemon
+from exporter.assistant import ask_command
 from exporter.backtest import command as backtest
 from exporter.config import check
 from exporter.demo import stack
@@ -43,6 +44,10 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     ),
     "classify": (classify, "classify alert text into a category with the shipped text model"),
     "model": (model_command, "build or evaluate the text model"),
+    "ask": (
+        ask_command,
+        "ask Prometheus a question in English or Chinese",
+    ),
 }
 """Command name -> (module, one-line help)."""
 

@@ -1,5 +1,6 @@
-"""The ops assistant: questions in English or Chinese answered from Prometheus, offline.
+"""The ops assistant: questions in English or Chinese answered from Prometheus, offline
+(`augur ask`), and the report of a period (`augur report`).
 
-`catalog` names the intents, `answer.run` answers one with validated slots; the matcher and
-the report build on these.
+`catalog` names the intents, `answer.run` answers one with validated slots, `match` and
+`slots` read a question, `ask` puts them together.
 """

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 
 from exporter import __version__
+from exporter.assistant.ask_web import form as ask_form
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
 from exporter.scoring.poller import Poller
@@ -33,6 +34,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 <body>
 <h1>augur {version}</h1>
 <p>Anomaly scores and forecasts for the series of {prometheus}.</p>
+{ask}
 <ul>
 <li><a href="metrics">Metrics</a></li>
 <li><a href="-/ready">Readiness</a> and <a href="-/healthy">health</a></li>
@@ -88,6 +90,7 @@ def _row(status: QueryStatus, now: float) -> str:
 def render(config: Config, statuses: Sequence[QueryStatus], now: float) -> str:
     """The page for `config` with one table row per query status."""
     return _PAGE.format(
+        ask=ask_form(),
         version=html.escape(__version__),
         prometheus=html.escape(without_userinfo(config.prometheus.url)),
         interval=format_duration(config.poll.interval),

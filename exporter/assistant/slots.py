@@ -1,0 +1,322 @@
+"""Slot values from a question: names checked against known label values, ranges, times, top-k.
+
+Names (`host`, `service`, `namespace`, `pod`, `alert`) are taken first from the label values
+Prometheus (or the offline world file) knows, matched whole and case-insensitively; a name it
+does not know is still taken when the wording marks it as one (`host db-09`, `服务 billing`),
+so that the catalogue can answer "no such host, did you mean db-01?" rather than ignore it.
+Values are returned as written and normalised as models/data/ask-questions.jsonl labels them:
+range as a Prometheus duration (`1h`, `24h`, `7d`), time as `HH:MM` or relative `-2h`, topk as
+digits. Nothing here builds PromQL: the catalogue validates and escapes every value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporter.text.entities import extract, split_host_port
+
+DEFAULT_TOPK = "5"
+NAME_SLOTS = ("host", "service", "namespace", "pod", "alert")
+
+
+@dataclass(frozen=True)
+class Known:
+    """Label values a question's names are matched against."""
+
+    hosts: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()
+    alerts: tuple[str, ...] = ()
+    by_slot: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        slots = {
+            "host": self.hosts,
+            "service": self.services,
+            "namespace": self.namespaces,
+            "pod": self.pods,
+            "alert": self.alerts,
+        }
+        object.__setattr__(self, "by_slot", slots)
+
+
+def load_world(path: Path) -> Known:
+    """The known values of a world file (models/data/ask-world.json's shape)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    pods = doc.get("pods", {})
+    return Known(
+        hosts=tuple(doc.get("hosts", ())),
+        services=tuple(doc.get("services", ())),
+        namespaces=tuple(doc.get("namespaces", ())),
+        pods=tuple(p for names in pods.values() for p in names),
+        alerts=tuple(doc.get("alerts", ())),
+    )
+
+
+def known_from_labels(values: Mapping[str, Iterable[str]]) -> Known:
+    """Known values from Prometheus label values: label name -> its values."""
+
+    def of(*names: str) -> tuple[str, ...]:
+        out: dict[str, None] = {}
+        for name in names:
+            for value in values.get(name, ()):
+                out.setdefault(split_host_port(value)[0] if name == "instance" else value)
+        return tuple(v for v in out if v)
+
+    return Known(
+        hosts=of("instance", "node", "nodename"),
+        services=of("service", "job", "app"),
+        namespaces=of("namespace"),
+        pods=of("pod"),
+        alerts=of("alertname"),
+    )
+
+
+LABELS_FOR_KNOWN: tuple[str, ...] = (
+    *("instance", "node", "nodename", "service", "job", "app", "namespace", "pod", "alertname"),
+)
+"""The label names whose values `known_from_labels` reads."""
+
+_EDGE_L = r"(?<![A-Za-z0-9_.-])"
+_EDGE_R = r"(?![A-Za-z0-9_-])"
+
+_CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
+_CN_DIGITS |= {"六": 6, "七": 7, "八": 8, "九": 9}
+_CN_NUM = r"[零一二两三四五六七八九十]+"
+_EN_NUMS = "one two three four five six seven eight nine ten eleven twelve".split()
+_EN_NUM = "|".join(_EN_NUMS)
+
+
+def number(text: str) -> int | None:
+    """`12`, `twelve`, `十二`, `两` -> an int; None if not a number this reads."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    if text in _EN_NUMS:
+        return _EN_NUMS.index(text) + 1
+    if text and all(c in _CN_DIGITS or c == "十" for c in text):
+        if "十" not in text:
+            return int("".join(str(_CN_DIGITS[c]) for c in text)) if len(text) == 1 else None
+        tens, _, ones = text.partition("十")
+        return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
+    return None
+
+
+def _find_known(question: str, values: Iterable[str]) -> list[tuple[int, str]]:
+    found = []
+    for value in sorted(set(values), key=len, reverse=True):
+        pattern = _EDGE_L + re.escape(value) + r"(?::\d{1,5})?" + _EDGE_R
+        m = re.search(pattern, question, re.IGNORECASE)
+        if m:
+            found.append((m.start(), value))
+    return sorted(found)
+
+
+# An English marker is a whole word (`alerting` marks nothing); a Chinese one may touch the name.
+_MARKED = {
+    "host": r"(?:(?:host|server|machine|node|instance)(?![A-Za-z])|主机|服务器|机器|节点)",
+    "service": r"(?:(?:service|svc|app)(?![A-Za-z])|服务|应用)",
+    "namespace": r"(?:(?:namespace|ns)(?![A-Za-z])|命名空间|名字空间)",
+    "pod": r"(?:pod(?![A-Za-z])|容器组)",
+    "alert": r"(?:alert(?![A-Za-z])|告警|报警)",
+}
+_VALUE = r"\s*[:=：]?\s*[\"'`“「]?([A-Za-z][A-Za-z0-9_.-]*[A-Za-z0-9])"
+_HOSTLIKE = re.compile(r"^[a-z][a-z0-9.-]*\d[a-z0-9.-]*$", re.IGNORECASE)
+_NUMBERED = re.compile(_EDGE_L + r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*-\d+)" + _EDGE_R, re.I)
+_CAMEL = re.compile(_EDGE_L + r"([A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+)" + _EDGE_R)
+_NOT_NAMES = frozenset(
+    "is are was were be been the a an of with in on at to for by per from into over under and or "
+    "not no has have had get gets got getting do does did doing can could should would will "
+    "each every all any some this that these those it its their which what who how much many "
+    "now today handle handles handling serve serves serving use uses using run runs running "
+    "cpu memory disk availability error errors latency traffic requests request rate success "
+    "level status health usage load uptime".split()
+)
+"""Words that follow a marker (`service`, `host`, ...) in a sentence without naming anything."""
+
+
+def _marked(question: str, slot: str) -> str | None:
+    """A name the wording marks as of `slot`: `host db-09`, `namespace billing`."""
+    pattern = _EDGE_L + _MARKED[slot] + _VALUE
+    for m in re.finditer(pattern, question, re.IGNORECASE):
+        value = m.group(1)
+        if value.lower() in _NOT_NAMES:
+            continue
+        if slot == "host" and not _HOSTLIKE.match(value):
+            continue
+        return value
+    return None
+
+
+def names(question: str, known: Known) -> dict[str, str]:
+    """Every name slot the question fills, known values first (the first one named wins)."""
+    out: dict[str, str] = {}
+    for slot in NAME_SLOTS:
+        hits = [v for _, v in _find_known(question, known.by_slot[slot])]
+        if hits:
+            out[slot] = hits[0]
+    for slot in NAME_SLOTS:
+        if slot not in out and (value := _marked(question, slot)) is not None:
+            out[slot] = value
+    if "alert" not in out and (m := _CAMEL.search(question)):
+        out["alert"] = m.group(1)
+    if "host" not in out:
+        entities = extract({}, [question])
+        machines = [h for h in entities.machines() if _HOSTLIKE.match(h)]
+        if machines:
+            out["host"] = machines[0]
+        elif m := _NUMBERED.search(question):  # `db-07`: named like the fleet's hosts
+            out["host"] = m.group(1)
+    if "pod" not in out:
+        pods = extract({}, [question]).pod
+        if pods:
+            out["pod"] = pods[0]
+    return out
+
+
+_UNITS = {
+    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m", "分钟": "m", "分": "m",
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "小时": "h", "个小时": "h",
+    "d": "d", "day": "d", "days": "d", "天": "d", "日": "d",
+    "w": "w", "week": "w", "weeks": "w", "周": "w", "星期": "w", "个星期": "w", "礼拜": "w",
+}  # fmt: skip
+_UNIT = "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
+_COUNT = rf"(\d+|{_EN_NUM}|an?|{_CN_NUM}|半)"
+_RANGE_NUM = re.compile(
+    rf"(?:last|past|previous|recent|over|within|in|next|coming|过去|最近|近|前|未来|接下来)\s*(?:the\s+)?{_COUNT}?\s*"
+    rf"(?:个)?\s*({_UNIT})(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_RANGE_WORDS = (
+    (re.compile(r"today|this day|so far today|今天|今日|当天|一整天", re.I), "24h"),
+    (re.compile(r"yesterday|昨天|昨日", re.I), "24h"),
+    (re.compile(r"this week(?!end)|本周|这周|这一周|这个星期", re.I), "7d"),
+    (re.compile(r"this month|本月|这个月", re.I), "30d"),
+    (re.compile(r"overnight|last night|昨晚|昨夜", re.I), "12h"),
+)
+
+
+def _duration(count: int, unit: str) -> str:
+    if unit == "w":
+        return f"{count * 7}d"
+    if unit == "m" and count % 60 == 0:
+        return f"{count // 60}h"
+    if unit == "d" and count == 1:
+        return "24h"
+    return f"{count}{unit}"
+
+
+def time_range(question: str) -> str | None:
+    """A Prometheus duration for "last hour", "past 30 minutes", "今天", "最近一周"; or None."""
+    m = _RANGE_NUM.search(question)
+    if m:
+        raw, unit = (m.group(1) or "1"), _UNITS[m.group(2).lower()]
+        if raw == "半":
+            return "30m" if unit == "h" else None
+        count = 1 if raw.lower() in ("a", "an") else number(raw)
+        if count:
+            return _duration(count, unit)
+    for pattern, value in _RANGE_WORDS:
+        if pattern.search(question):
+            return value
+    return None
+
+
+_CLOCK = re.compile(r"(?<!\d)([01]?\d|2[0-3])[:：]([0-5]\d)(?!\d)")
+_AGO = re.compile(rf"{_COUNT}\s*(?:个)?\s*({_UNIT})\s*(?:ago|之前|以前|前)", re.I)
+_HALF_AGO = re.compile(r"(?:half an hour ago|半(?:个)?小时(?:之|以)?前)", re.I)
+_AMPM = re.compile(r"(?<!\d)(1[0-2]|0?\d)(?::([0-5]\d))?\s*(am|pm|a\.m\.|p\.m\.)", re.I)
+_CN_CLOCK = re.compile(
+    rf"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜里)?\s*(\d{{1,2}}|{_CN_NUM})\s*[点时]"
+    rf"\s*(半|(\d{{1,2}}|{_CN_NUM})\s*分?)?"
+)
+_PM = ("下午", "傍晚", "晚上", "夜里")
+
+
+def instant(question: str) -> str | None:
+    """`HH:MM` for "at 14:05", "3pm", "下午3点半"; `-2h` for "2 hours ago", "30 分钟前"; or None."""
+    if _HALF_AGO.search(question):
+        return "-30m"
+    m = _AGO.search(question)
+    if m:
+        raw = m.group(1)
+        count = 1 if raw.lower() in ("a", "an") else number(raw)
+        if count:
+            return f"-{count}{_UNITS[m.group(2).lower()]}"
+    m = _CLOCK.search(question)
+    if m:
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
+    m = _AMPM.search(question)
+    if m:
+        clock = int(m.group(1)) % 12 + (12 if m.group(3).lower().startswith("p") else 0)
+        return f"{clock:02d}:{m.group(2) or '00'}"
+    m = _CN_CLOCK.search(question)
+    if m:
+        hour = number(m.group(2))
+        if hour is None or hour > 24:
+            return None
+        if m.group(1) in _PM and hour < 12:
+            hour += 12
+        elif m.group(1) == "中午" and hour < 6:
+            hour += 12
+        minute = 30 if m.group(3) == "半" else (number(m.group(4)) if m.group(4) else 0)
+        return f"{hour % 24:02d}:{minute or 0:02d}"
+    return None
+
+
+_TOPK = (
+    re.compile(rf"top[\s-]*({_EN_NUM}|\d+)", re.I),
+    re.compile(
+        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I
+    ),
+    re.compile(
+        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:pods?|hosts?|servers?|machines?|nodes?|containers?"
+        r"|disks?|filesystems?|services?)",
+        re.I,
+    ),
+    re.compile(rf"(?:first|前)\s*(\d+|{_EN_NUM}|{_CN_NUM})\s*(?:个|台|名|位|条|项)?", re.I),
+    re.compile(rf"(?:最高|最多|最大|最忙|最满|最慢)的\s*(\d+|{_CN_NUM})\s*(?:个|台|名|条|项)"),
+    re.compile(rf"(?<![\d.])(\d+|{_CN_NUM})\s*(?:台|个)(?:服务器|主机|机器|pod|Pod|容器)"),
+)
+
+
+def topk(question: str) -> str | None:
+    """Digits for "top 5", "five busiest", "前五", "前 10 个", "最高的三台"; or None."""
+    for pattern in _TOPK:
+        for m in pattern.finditer(question):
+            value = number(m.group(1))
+            if value and 0 < value <= 100:
+                return str(value)
+    return None
+
+
+def mentioned(question: str, known: Known) -> set[str]:
+    """The slots the question names a value for (topk aside: every top-k intent has a default)."""
+    out = set(names(question, known))
+    if time_range(question) is not None:
+        out.add("range")
+    if instant(question) is not None:
+        out.add("time")
+    return out
+
+
+def fill(question: str, wanted: Iterable[str], known: Known) -> dict[str, str]:
+    """The slots of `wanted` the question fills; `topk` defaults to DEFAULT_TOPK."""
+    wanted = tuple(wanted)
+    out: dict[str, str] = {}
+    found = names(question, known)
+    for slot in wanted:
+        if slot in found:
+            out[slot] = found[slot]
+    if "range" in wanted and (value := time_range(question)) is not None:
+        out["range"] = value
+    if "time" in wanted and (value := instant(question)) is not None:
+        out["time"] = value
+    if "topk" in wanted:
+        out["topk"] = topk(question) or DEFAULT_TOPK
+    return out
