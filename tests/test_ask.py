@@ -1,9 +1,6 @@
 """`augur ask`: slot filling and intent matching on fixed examples with the real text model, the
 CLI's exit codes, and hostile questions through the whole pipeline at a real Prometheus whose
 query log shows every expression augur sent.
-
-Until the catalogue helper's exporter/assistant/{catalog,answer}.py merge, tests/ask_standin.py
-stands in for them (installed only when they are missing).
 """
 
 from __future__ import annotations
@@ -16,18 +13,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from ask_standin import install
 
-install()
-
-from exporter.assistant import slots  # noqa: E402
-from exporter.assistant.ask import MAX_QUESTION_CHARS, ask  # noqa: E402
-from exporter.assistant.match import index, match  # noqa: E402
-from exporter.cli import main  # noqa: E402
-from exporter.demo.procs import Process, Sample  # noqa: E402
-from exporter.prometheus.client import PrometheusClient  # noqa: E402
-from exporter.text.classify import default_model_dir  # noqa: E402
-from exporter.text.encoder import TextModel  # noqa: E402
+from exporter.assistant import slots
+from exporter.assistant.ask import MAX_QUESTION_CHARS, ask
+from exporter.assistant.match import index, match
+from exporter.cli import main
+from exporter.demo.procs import Process, Sample
+from exporter.prometheus.client import PrometheusClient
+from exporter.text.classify import default_model_dir
+from exporter.text.encoder import TextModel
 
 ANSWERED = "how many requests per second does each service get"
 """A question the backfilled data answers, with the stand-in catalogue and the real one."""

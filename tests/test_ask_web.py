@@ -1,6 +1,6 @@
 """`POST /api/v1/ask`, `GET /ask` and the landing page's question box, on augur's real app in
 front of a real Prometheus; the pages rendered in headless Chromium and checked from the DOM and
-the screenshot. The catalogue is tests/ask_standin.py's until the real one merges.
+the screenshot.
 """
 
 from __future__ import annotations
@@ -19,52 +19,17 @@ import aiohttp
 import bcrypt
 import pytest
 import yaml
-from ask_standin import install
+from browser import is_blank, render
+from serving import running
 
-install()
-
-from serving import running  # noqa: E402
-
-from exporter.assistant.ask import MAX_QUESTION_CHARS  # noqa: E402
-from exporter.assistant.ask_web import MAX_BODY_BYTES  # noqa: E402
-from exporter.config.load import load  # noqa: E402
-from exporter.demo.procs import Process, Sample, free_port  # noqa: E402
-
-try:  # tests/browser.py (helper "questions"); until it merges, a minimal one
-    from browser import is_blank, render  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - removed at merge
-    import subprocess
-    import tempfile
-    from dataclasses import dataclass
-
-    from PIL import Image
-
-    @dataclass(frozen=True)
-    class Rendered:
-        dom: str
-        png: Path
-        text: str
-
-    def render(  # type: ignore[no-redef, misc, unused-ignore]
-        url: str, width: int = 390, height: int = 844
-    ) -> Rendered:
-        png = Path(tempfile.mkdtemp(prefix="augur-browser-")) / "page.png"
-        with tempfile.TemporaryDirectory() as profile:
-            argv = ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                    f"--screenshot={png}", "--dump-dom", url]  # fmt: skip
-            proc = subprocess.run(argv, capture_output=True, timeout=60, check=True)
-        dom = proc.stdout.decode()
-        return Rendered(dom, png, dom)
-
-    def is_blank(png: Path) -> bool:  # type: ignore[no-redef, misc, unused-ignore]
-        colours = Image.open(png).convert("RGB").getcolors(maxcolors=1 << 20) or []
-        return len(colours) < 3
-
+from exporter.assistant.ask import MAX_QUESTION_CHARS
+from exporter.assistant.ask_web import MAX_BODY_BYTES
+from exporter.config.load import load
+from exporter.demo.procs import Process, Sample, free_port
 
 USER, PASSWORD = "ops", "s3cret-pass"
 ANSWERED = "how many requests per second does each service get"
-"""A question the backfilled data answers, with the stand-in catalogue and the real one."""
+"""A question the backfilled data answers."""
 
 
 @pytest.fixture
