@@ -36,16 +36,38 @@ def load(path: Path) -> dict[str, Any]:
     return doc
 
 
+def alert_rules() -> list[dict[str, Any]]:
+    """Every alerting rule of the rule files, in order (one alert may have several rules)."""
+    return [
+        rule
+        for path in rule_files()
+        for group in load(path)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
 def alerts() -> dict[str, dict[str, Any]]:
-    """Every alerting rule of the rule files, by name."""
-    found = {}
-    for path in rule_files():
-        for group in load(path)["groups"]:
-            for rule in group["rules"]:
-                if "alert" in rule:
-                    assert rule["alert"] not in found, f"{rule['alert']} is defined twice"
-                    found[rule["alert"]] = rule
+    """Every alert of the rule files, by name: the first of its rules."""
+    found: dict[str, dict[str, Any]] = {}
+    for rule in alert_rules():
+        found.setdefault(rule["alert"], rule)
     return found
+
+
+def test_an_alert_of_several_rules_says_the_same_in_each() -> None:
+    """AugurNotPolling is two rules (each condition with its own `for:`): one alert to a
+    reader, so the same labels and text, and nowhere else a name used twice by mistake."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for rule in alert_rules():
+        by_name.setdefault(rule["alert"], []).append(rule)
+    several = {name: rules for name, rules in by_name.items() if len(rules) > 1}
+    assert set(several) == {"AugurNotPolling"}
+    for rules in several.values():
+        first = rules[0]
+        for rule in rules[1:]:
+            assert rule["labels"] == first["labels"]
+            assert rule["annotations"] == first["annotations"]
 
 
 def test_rule_files_pass_promtool_check() -> None:
@@ -79,7 +101,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
             for check in case.get("alert_rule_test", []):
                 (firing if check["exp_alerts"] else quiet).add(check["alertname"])
     names = set(alerts())
-    assert len(names) == 10
+    assert len(names) == 11
     assert names - firing == set(), "alerts never shown firing"
     assert names - quiet == set(), "alerts never shown staying quiet"
 
