@@ -137,6 +137,45 @@ def test_the_sidecar_podmonitor_names_the_job_augur() -> None:
     ]
 
 
+def scrape_jobs(built: list[dict[str, Any]]) -> set[str]:
+    """The `job` label prometheus-operator gives each target of the built monitors: a
+    ServiceMonitor's is the selected Service's `jobLabel` label, else the Service's name; a
+    PodMonitor's is `<namespace>/<name>` unless a relabeling replaces it."""
+    jobs = set()
+    for monitor in built:
+        spec = monitor.get("spec", {})
+        if monitor["kind"] == "ServiceMonitor":
+            wanted = spec["selector"]["matchLabels"].items()
+            for service in built:
+                labels = service["metadata"].get("labels", {})
+                if service["kind"] == "Service" and wanted <= labels.items():
+                    name = service["metadata"]["name"]
+                    jobs.add(labels[spec["jobLabel"]] if "jobLabel" in spec else name)
+        elif monitor["kind"] == "PodMonitor":
+            for endpoint in spec["podMetricsEndpoints"]:
+                job = f"{monitor['metadata'].get('namespace', 'default')}/{monitor['metadata']['name']}"
+                for step in endpoint.get("relabelings", []):
+                    if step.get("targetLabel") == "job" and step.get("action") == "replace":
+                        job = step["replacement"]
+                jobs.add(job)
+    return jobs
+
+
+@pytest.mark.parametrize("directory", [K8S, SHARDED, SIDECAR], ids=["base", "sharded", "sidecar"])
+def test_a_name_prefix_keeps_the_job_the_rules_select(tmp_path: Path, directory: Path) -> None:
+    """The shipped rules select job="augur" (AugurDown fires on its absence): a user's
+    kustomization with a namePrefix renames the Service, and must not rename the job."""
+    here = tmp_path / "mine"
+    here.mkdir()
+    (here / "kustomization.yaml").write_text(
+        f"namePrefix: team-\nresources: [{os.path.relpath(directory, here)}]\n", encoding="utf-8"
+    )
+    built = kubectl_build(here)
+    services = [d["metadata"]["name"] for d in built if d["kind"] == "Service"]
+    assert all(name.startswith("team-") for name in services)  # the prefix did apply
+    assert scrape_jobs(built) == {"augur"}
+
+
 def test_built_resources_pass_strict_schema_validation(tmp_path: Path) -> None:
     builds = [K8S, SHARDED, SIDECAR, K8S / "overlays" / "tls"]
     docs = [d for directory in builds for d in kubectl_build(directory)]
