@@ -10,12 +10,14 @@ against vendored schemas (tests/schema_check.py).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schema_check
+import yaml
 from test_deploy import K8S, SHARDED, SIDECAR, containers, kubectl_build, load_one
 
 COMPONENTS = K8S / "components"
@@ -72,6 +74,24 @@ def test_network_policy_admits_only_alertmanager_and_prometheus(tmp_path: Path) 
         for p in rule["to"]
     }
     assert egress == {("prometheus",): [9090], ("alertmanager",): [9093], ("kube-dns",): [53, 53]}
+
+
+def test_the_readme_patch_lets_dns_reach_nodelocal_dnscache(tmp_path: Path) -> None:
+    """The policy allows kube-dns pods only; deploy/k8s/README.md's patch for NodeLocal
+    DNSCache (169.254.20.10, a host-network address no podSelector matches) must apply."""
+    text = (K8S / "README.md").read_text(encoding="utf-8")
+    (patch,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "169.254.20.10" in b]
+    here = tmp_path / "nodelocal"
+    here.mkdir()
+    base, component = (os.path.relpath(p, here) for p in (K8S, COMPONENTS / "network-policy"))
+    kustomization = yaml.safe_load(patch)
+    kustomization.update(resources=[base], components=[component])
+    (here / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    (policy,) = [d for d in kubectl_build(here) if d["kind"] == "NetworkPolicy"]
+    added = policy["spec"]["egress"][-1]
+    assert added["to"] == [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+    assert {(p["port"], p["protocol"]) for p in added["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert len(policy["spec"]["egress"]) == 4  # the shipped rules are all still there
 
 
 def test_the_sharded_overlay_uses_the_budget_component() -> None:
