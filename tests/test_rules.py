@@ -10,14 +10,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
+from aiohttp import web
+from waiting import eventually
 
-from exporter.demo.procs import find_binary
+from exporter.alerts.payloads import format_time
+from exporter.demo.procs import Process, find_binary, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus"
@@ -152,6 +159,82 @@ def test_every_alert_links_its_runbook_in_docs_alerts_md() -> None:
         assert base == f"{repo}/blob/main/docs/alerts.md", (
             "change the runbook base in deploy/prometheus (rules and tests), then render_rules.py"
         )
+
+
+def stage_alert(stage: int, ends: float) -> dict[str, Any]:
+    """AnomalousSeries of one series at `stage`, as Prometheus posts it (resolved once `ends`
+    is past)."""
+    labels = {"job": "augur", "query": "api", "service": "checkout", "severity": "warning"}
+    return {
+        "labels": {"alertname": "AnomalousSeries", **labels, "stage": str(stage)},
+        "annotations": {"summary": "api is anomalous"},
+        "startsAt": format_time(datetime.fromtimestamp(ends - 600, UTC)),
+        "endsAt": format_time(datetime.fromtimestamp(ends, UTC)),
+    }
+
+
+async def test_an_escalation_notifies_firing_and_resolved_together_without_stage_in_group_by(
+    alertmanager_factory: Callable[[dict[str, Any]], Process],
+) -> None:
+    """docs/alerts.md#anomalousseries: when stage 2 replaces stage 1, the rule drops stage 1
+    (resolved) as stage 2 fires. Grouped as docs/alertmanager.md's root route groups
+    ([alertname, cluster]), both come in one notification; grouped by every label ('...'),
+    stage 1's RESOLVED comes alone, which is what the runbook warns against."""
+    notifications: dict[str, list[list[tuple[str, str]]]] = {"grouped": [], "split": []}
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.json()
+        notifications[request.match_info["name"]].append(
+            sorted((a["labels"]["stage"], a["status"]) for a in body["alerts"])
+        )
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{name}", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fast = {"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"}
+    hook = f"http://127.0.0.1:{port}"
+    am = alertmanager_factory(
+        {
+            "route": {
+                "receiver": "grouped",
+                "routes": [
+                    {"receiver": "grouped", "group_by": ["alertname", "cluster"], "continue": True}
+                    | fast,
+                    {"receiver": "split", "group_by": ["..."]} | fast,
+                ],
+            },
+            "receivers": [
+                {
+                    "name": name,
+                    "webhook_configs": [{"url": f"{hook}/{name}", "send_resolved": True}],
+                }
+                for name in notifications
+            ],
+        }
+    )
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+            async def post(*alerts: dict[str, Any]) -> None:
+                async with session.post(f"{am.url}/api/v2/alerts", json=list(alerts)) as r:
+                    assert r.status == 200, await r.text()
+
+            await post(stage_alert(1, time.time() + 3600))
+            await eventually(lambda: all(notifications.values()))
+            # The next evaluation: stage 1 gone (resolved now), stage 2 firing; one post.
+            now = time.time()
+            await post(stage_alert(1, now - 1), stage_alert(2, now + 3600))
+            both = [("1", "resolved"), ("2", "firing")]
+            await eventually(lambda: both in notifications["grouped"])
+            await eventually(lambda: [("1", "resolved")] in notifications["split"])
+    finally:
+        await runner.cleanup()
+    assert notifications["grouped"] == [[("1", "firing")], both]
+    assert both not in notifications["split"]
 
 
 def test_readme_example_rules_pass_promtool(tmp_path: Path) -> None:
