@@ -10,12 +10,14 @@ against vendored schemas (tests/schema_check.py).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schema_check
+import yaml
 from test_deploy import K8S, SHARDED, SIDECAR, containers, kubectl_build, load_one
 
 COMPONENTS = K8S / "components"
@@ -72,6 +74,24 @@ def test_network_policy_admits_only_alertmanager_and_prometheus(tmp_path: Path) 
         for p in rule["to"]
     }
     assert egress == {("prometheus",): [9090], ("alertmanager",): [9093], ("kube-dns",): [53, 53]}
+
+
+def test_the_readme_patch_lets_dns_reach_nodelocal_dnscache(tmp_path: Path) -> None:
+    """The policy allows kube-dns pods only; deploy/k8s/README.md's patch for NodeLocal
+    DNSCache (169.254.20.10, a host-network address no podSelector matches) must apply."""
+    text = (K8S / "README.md").read_text(encoding="utf-8")
+    (patch,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "169.254.20.10" in b]
+    here = tmp_path / "nodelocal"
+    here.mkdir()
+    base, component = (os.path.relpath(p, here) for p in (K8S, COMPONENTS / "network-policy"))
+    kustomization = yaml.safe_load(patch)
+    kustomization.update(resources=[base], components=[component])
+    (here / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    (policy,) = [d for d in kubectl_build(here) if d["kind"] == "NetworkPolicy"]
+    added = policy["spec"]["egress"][-1]
+    assert added["to"] == [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+    assert {(p["port"], p["protocol"]) for p in added["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert len(policy["spec"]["egress"]) == 4  # the shipped rules are all still there
 
 
 def test_the_sharded_overlay_uses_the_budget_component() -> None:
@@ -135,6 +155,45 @@ def test_the_sidecar_podmonitor_names_the_job_augur() -> None:
     assert {"action": "replace", "targetLabel": "job", "replacement": "augur"} in endpoint[
         "relabelings"
     ]
+
+
+def scrape_jobs(built: list[dict[str, Any]]) -> set[str]:
+    """The `job` label prometheus-operator gives each target of the built monitors: a
+    ServiceMonitor's is the selected Service's `jobLabel` label, else the Service's name; a
+    PodMonitor's is `<namespace>/<name>` unless a relabeling replaces it."""
+    jobs = set()
+    for monitor in built:
+        spec = monitor.get("spec", {})
+        if monitor["kind"] == "ServiceMonitor":
+            wanted = spec["selector"]["matchLabels"].items()
+            for service in built:
+                labels = service["metadata"].get("labels", {})
+                if service["kind"] == "Service" and wanted <= labels.items():
+                    name = service["metadata"]["name"]
+                    jobs.add(labels[spec["jobLabel"]] if "jobLabel" in spec else name)
+        elif monitor["kind"] == "PodMonitor":
+            for endpoint in spec["podMetricsEndpoints"]:
+                job = f"{monitor['metadata'].get('namespace', 'default')}/{monitor['metadata']['name']}"
+                for step in endpoint.get("relabelings", []):
+                    if step.get("targetLabel") == "job" and step.get("action") == "replace":
+                        job = step["replacement"]
+                jobs.add(job)
+    return jobs
+
+
+@pytest.mark.parametrize("directory", [K8S, SHARDED, SIDECAR], ids=["base", "sharded", "sidecar"])
+def test_a_name_prefix_keeps_the_job_the_rules_select(tmp_path: Path, directory: Path) -> None:
+    """The shipped rules select job="augur" (AugurDown fires on its absence): a user's
+    kustomization with a namePrefix renames the Service, and must not rename the job."""
+    here = tmp_path / "mine"
+    here.mkdir()
+    (here / "kustomization.yaml").write_text(
+        f"namePrefix: team-\nresources: [{os.path.relpath(directory, here)}]\n", encoding="utf-8"
+    )
+    built = kubectl_build(here)
+    services = [d["metadata"]["name"] for d in built if d["kind"] == "Service"]
+    assert all(name.startswith("team-") for name in services)  # the prefix did apply
+    assert scrape_jobs(built) == {"augur"}
 
 
 def test_built_resources_pass_strict_schema_validation(tmp_path: Path) -> None:

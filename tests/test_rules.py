@@ -10,14 +10,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
+from aiohttp import web
+from waiting import eventually
 
-from exporter.demo.procs import find_binary
+from exporter.alerts.payloads import format_time
+from exporter.demo.procs import Process, find_binary, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus"
@@ -36,16 +43,38 @@ def load(path: Path) -> dict[str, Any]:
     return doc
 
 
+def alert_rules() -> list[dict[str, Any]]:
+    """Every alerting rule of the rule files, in order (one alert may have several rules)."""
+    return [
+        rule
+        for path in rule_files()
+        for group in load(path)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
 def alerts() -> dict[str, dict[str, Any]]:
-    """Every alerting rule of the rule files, by name."""
-    found = {}
-    for path in rule_files():
-        for group in load(path)["groups"]:
-            for rule in group["rules"]:
-                if "alert" in rule:
-                    assert rule["alert"] not in found, f"{rule['alert']} is defined twice"
-                    found[rule["alert"]] = rule
+    """Every alert of the rule files, by name: the first of its rules."""
+    found: dict[str, dict[str, Any]] = {}
+    for rule in alert_rules():
+        found.setdefault(rule["alert"], rule)
     return found
+
+
+def test_an_alert_of_several_rules_says_the_same_in_each() -> None:
+    """AugurNotPolling is two rules (each condition with its own `for:`): one alert to a
+    reader, so the same labels and text, and nowhere else a name used twice by mistake."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for rule in alert_rules():
+        by_name.setdefault(rule["alert"], []).append(rule)
+    several = {name: rules for name, rules in by_name.items() if len(rules) > 1}
+    assert set(several) == {"AugurNotPolling"}
+    for rules in several.values():
+        first = rules[0]
+        for rule in rules[1:]:
+            assert rule["labels"] == first["labels"]
+            assert rule["annotations"] == first["annotations"]
 
 
 def test_rule_files_pass_promtool_check() -> None:
@@ -79,7 +108,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
             for check in case.get("alert_rule_test", []):
                 (firing if check["exp_alerts"] else quiet).add(check["alertname"])
     names = set(alerts())
-    assert len(names) == 10
+    assert len(names) == 11
     assert names - firing == set(), "alerts never shown firing"
     assert names - quiet == set(), "alerts never shown staying quiet"
 
@@ -130,6 +159,82 @@ def test_every_alert_links_its_runbook_in_docs_alerts_md() -> None:
         assert base == f"{repo}/blob/main/docs/alerts.md", (
             "change the runbook base in deploy/prometheus (rules and tests), then render_rules.py"
         )
+
+
+def stage_alert(stage: int, ends: float) -> dict[str, Any]:
+    """AnomalousSeries of one series at `stage`, as Prometheus posts it (resolved once `ends`
+    is past)."""
+    labels = {"job": "augur", "query": "api", "service": "checkout", "severity": "warning"}
+    return {
+        "labels": {"alertname": "AnomalousSeries", **labels, "stage": str(stage)},
+        "annotations": {"summary": "api is anomalous"},
+        "startsAt": format_time(datetime.fromtimestamp(ends - 600, UTC)),
+        "endsAt": format_time(datetime.fromtimestamp(ends, UTC)),
+    }
+
+
+async def test_an_escalation_notifies_firing_and_resolved_together_without_stage_in_group_by(
+    alertmanager_factory: Callable[[dict[str, Any]], Process],
+) -> None:
+    """docs/alerts.md#anomalousseries: when stage 2 replaces stage 1, the rule drops stage 1
+    (resolved) as stage 2 fires. Grouped as docs/alertmanager.md's root route groups
+    ([alertname, cluster]), both come in one notification; grouped by every label ('...'),
+    stage 1's RESOLVED comes alone, which is what the runbook warns against."""
+    notifications: dict[str, list[list[tuple[str, str]]]] = {"grouped": [], "split": []}
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.json()
+        notifications[request.match_info["name"]].append(
+            sorted((a["labels"]["stage"], a["status"]) for a in body["alerts"])
+        )
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{name}", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fast = {"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"}
+    hook = f"http://127.0.0.1:{port}"
+    am = alertmanager_factory(
+        {
+            "route": {
+                "receiver": "grouped",
+                "routes": [
+                    {"receiver": "grouped", "group_by": ["alertname", "cluster"], "continue": True}
+                    | fast,
+                    {"receiver": "split", "group_by": ["..."]} | fast,
+                ],
+            },
+            "receivers": [
+                {
+                    "name": name,
+                    "webhook_configs": [{"url": f"{hook}/{name}", "send_resolved": True}],
+                }
+                for name in notifications
+            ],
+        }
+    )
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+            async def post(*alerts: dict[str, Any]) -> None:
+                async with session.post(f"{am.url}/api/v2/alerts", json=list(alerts)) as r:
+                    assert r.status == 200, await r.text()
+
+            await post(stage_alert(1, time.time() + 3600))
+            await eventually(lambda: all(notifications.values()))
+            # The next evaluation: stage 1 gone (resolved now), stage 2 firing; one post.
+            now = time.time()
+            await post(stage_alert(1, now - 1), stage_alert(2, now + 3600))
+            both = [("1", "resolved"), ("2", "firing")]
+            await eventually(lambda: both in notifications["grouped"])
+            await eventually(lambda: [("1", "resolved")] in notifications["split"])
+    finally:
+        await runner.cleanup()
+    assert notifications["grouped"] == [[("1", "firing")], both]
+    assert both not in notifications["split"]
 
 
 def test_readme_example_rules_pass_promtool(tmp_path: Path) -> None:
