@@ -1,4 +1,4 @@
-"""The `augur` command: run | check-config | demo | backtest | classify | model.
+"""The `augur` command: run | check-config | demo | backtest | classify | model | report.
 
 Every command is a module with `add_arguments(parser)` and `run(args) -> int`, listed once in
 `COMMANDS`; a new command is a new module and a line there. Heavy imports happen inside `run`.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from exporter import __version__, daemon
+from exporter.assistant import report
 from exporter.backtest import command as backtest
 from exporter.config import check
 from exporter.demo import stack
@@ -43,6 +44,7 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     ),
     "classify": (classify, "classify alert text into a category with the shipped text model"),
     "model": (model_command, "build or evaluate the text model"),
+    "report": (report, "write the anomalies, incidents and alerts of a period as HTML or Markdown"),
 }
 """Command name -> (module, one-line help)."""
 

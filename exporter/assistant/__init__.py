@@ -1,0 +1,1 @@
+"""The ops assistant: `augur ask` (questions in English or Chinese) and `augur report`."""
