@@ -142,7 +142,7 @@ async def test_each_plot_decodes_and_shows_the_band_and_the_stretch(
 ) -> None:
     report = await _report(client, "en")
     series = report.data.series
-    pngs = report_plots.plots(series, "en", report.data.end)
+    pngs = report_plots.plots(series, "en", report.data.start, report.data.end)
     for png in pngs:
         image = _decoded(png)
         assert image.shape[:2] == (300, 800)
@@ -152,7 +152,7 @@ async def test_each_plot_decodes_and_shows_the_band_and_the_stretch(
     quiet = series[0]
     shaded = _decoded(pngs[0])[..., :3]
     quiet.stretches, quiet.incidents = [], []
-    plain = _decoded(report_plots.plot(quiet, "en", report.data.end))[..., :3]
+    plain = _decoded(report_plots.plot(quiet, "en", report.data.start, report.data.end))[..., :3]
 
     def orange(img: np.ndarray) -> int:
         r, g, b = img[..., 0], img[..., 1], img[..., 2]

@@ -96,7 +96,7 @@ async def build(
     pngs: list[bytes] | None = None
     if plots and report_plots.available():
         # matplotlib is CPU-bound: off the event loop, which keeps serving meanwhile.
-        pngs = await asyncio.to_thread(report_plots.plots, data.series, lang, data.end)
+        pngs = await asyncio.to_thread(report_plots.plots, data.series, lang, data.start, data.end)
     timings["plots"] = time.perf_counter() - clock
     clock = time.perf_counter()
     parts = sections(data, lang, pngs)

@@ -42,15 +42,24 @@ def _days(ts: float | np.ndarray) -> float | np.ndarray:
     return ts / 86400.0
 
 
+def _spacing(seconds: float) -> float:
+    """Ticks on whole hours (or days): at most about six over the period."""
+    for hours in (0.25, 0.5, 1, 2, 3, 6, 12, 24, 48):
+        if seconds / (hours * 3600) <= 6:
+            return hours / 24
+    return 7.0
+
+
 def _tick(days: float, _: object) -> str:
     return datetime.fromtimestamp(days * 86400.0, UTC).strftime("%H:%M")
 
 
-def plot(series: Series, lang: str, end: float) -> bytes:
-    """The PNG of one series over the period ending at `end`."""
+def plot(series: Series, lang: str, start: float, end: float) -> bytes:
+    """The PNG of one series over the period `start`..`end`."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MultipleLocator
 
     with rc_context({"font.family": _fonts(), "axes.unicode_minus": False}):
         fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
@@ -112,7 +121,9 @@ def plot(series: Series, lang: str, end: float) -> bytes:
                     linewidth=1,
                     linestyle=":",
                 )
+        ax.set_xlim(float(_days(start)), float(_days(end)))
         ax.set_title(series_name(series.labels), fontsize=9, loc="left")
+        ax.xaxis.set_major_locator(MultipleLocator(_spacing(end - start)))
         ax.xaxis.set_major_formatter(_tick)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -122,6 +133,6 @@ def plot(series: Series, lang: str, end: float) -> bytes:
     return out.getvalue()
 
 
-def plots(series: list[Series], lang: str, end: float) -> list[bytes]:
+def plots(series: list[Series], lang: str, start: float, end: float) -> list[bytes]:
     """The plots of `series`, in order (one thread: matplotlib's settings are global)."""
-    return [plot(s, lang, end) for s in series]
+    return [plot(s, lang, start, end) for s in series]
