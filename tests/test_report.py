@@ -12,7 +12,7 @@ import asyncio
 import html
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +26,7 @@ from exporter.assistant.report import Report, build, check_parameters
 from exporter.assistant.report_data import series_name
 from exporter.assistant.report_text import TEXT
 from exporter.cli import main
-from exporter.demo.procs import Process, start_alertmanager, start_prometheus
+from exporter.demo.procs import Process, Sample, start_alertmanager, start_prometheus
 from exporter.prometheus.client import PrometheusClient
 
 NOW = int(time.time()) // STEP * STEP
@@ -230,3 +230,39 @@ async def test_an_unreachable_prometheus_is_named_not_raised() -> None:
         report = await asyncio.wait_for(build(client, 3600, now=NOW), 60)
     assert report.data.problems and report.data.problems[0].startswith("anomaly scores")
     assert '<section id="problems">' in report.text
+
+
+async def test_a_hostile_label_value_is_escaped_not_injected(
+    prometheus_factory: Callable[..., Process],
+) -> None:
+    hostile = {"query": "q", "metric": "m", "instance": 'db"01\\x"} or vector(1) #\nz'}
+    series = {**hostile, "detector": "zscore"}
+    history = [
+        Sample(name, series, t, value)
+        for t in range(NOW - 3600, NOW + 1, STEP)
+        for name, value in (
+            ("augur_anomaly_score", 4.0 if t > NOW - 600 else 0.1),
+            ("augur_observed_value", 7.0),
+            ("augur_expected_value", 5.0),
+            ("augur_expected_lower", 4.0),
+            ("augur_expected_upper", 6.0),
+        )
+    ]
+    proc = prometheus_factory(history)
+    async with aiohttp.ClientSession() as session:
+        report = await build(PrometheusClient(session, proc.url), 3600, now=NOW)
+    assert report.data.problems == []
+    [found] = report.data.series
+    assert found.labels == hostile
+    # Its own four band series, read with the escaped selector (an injected `or vector(1)`
+    # would have added a fifth, label-less series).
+    assert sorted(found.bands) == sorted(
+        [
+            "augur_observed_value",
+            "augur_expected_value",
+            "augur_expected_lower",
+            "augur_expected_upper",
+        ]
+    )
+    points = int(3600 / report.data.step) + 1  # the whole hour, on the report's grid
+    assert all(len(p) == points for p in found.bands.values())
