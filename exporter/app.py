@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter.alerts.loop import AlertLoop, AlertLoopError
 from exporter.alerts.webhook import disabled
 from exporter.assistant import ask_web
+from exporter.assistant.report_web import report_route
 from exporter.config.durations import format_duration
 from exporter.config.root import Config
 from exporter.detectors.arima import fit as arima
@@ -309,6 +310,7 @@ def build_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/webhook", webhook)
+    app.router.add_get("/report", report_route(lambda app: app[CLIENT], lambda app: live.config))
     add_runbook_routes(app, lambda: live.config.enrich.knowledge_dir)
     ask_web.add_routes(
         app,

@@ -1,4 +1,4 @@
-"""The `augur` command: run | check-config | demo | backtest | classify | model | ask.
+"""The `augur` command: run | check-config | demo | backtest | classify | model | ask | report.
 
 Every command is a module with `add_arguments(parser)` and `run(args) -> int`, listed once in
 `COMMANDS`; a new command is a new module and a line there. Heavy imports happen inside `run`.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from exporter import __version__, daemon
-from exporter.assistant import ask_command
+from exporter.assistant import ask_command, report
 from exporter.backtest import command as backtest
 from exporter.config import check
 from exporter.demo import stack
@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[Command, str]] = {
         ask_command,
         "ask Prometheus a question in English or Chinese",
     ),
+    "report": (report, "write the anomalies, incidents and alerts of a period as HTML or Markdown"),
 }
 """Command name -> (module, one-line help)."""
 
