@@ -43,7 +43,7 @@ _ALL = (
     _intent("host_network", "host", "", "Network traffic in and out", "网络流量(入/出)"),
     _intent("host_uptime", "host", "", "Uptime and recent reboots", "运行时间与最近重启"),
     _intent("targets_down", "", "", "Scrape targets that are down", "宕掉的抓取目标"),
-    _intent("disk_fill_forecast", "range", "", "Disks that fill up soon", "即将写满的磁盘"),
+    _intent("disk_fill_forecast", "range host", "", "Disks that fill up soon", "即将写满的磁盘"),
     _intent(
         "error_rate_by_service",
         "service range",
