@@ -5,9 +5,10 @@ Known answers: web-01 is the hottest CPU (93 %), then db-01 (71 %); db-01 uses t
 (90 %); db-01's /data is 95 % full and shrinking (full in about 2 h); worker-03 rebooted 30
 minutes ago and is a NotReady node; inventory's target is down; payments has the highest error
 ratio (8 %), frontend the most traffic, search the slowest p99; checkout-* restarts and was
-OOM-killed and uses the most pod CPU; search-* is throttled and not ready; inventory-* is
-Pending; the payments deployment misses a replica; augur scores search's latency anomalous now
-(an open incident) and payments' errors were anomalous from 3 h to 2.5 h ago.
+OOM-killed and uses the most pod CPU (payments-* only long before); search-* is throttled and
+not ready; inventory-* is Pending (migrate-*, a finished Job, is not ready but Succeeded); the
+payments deployment misses a replica; augur scores search's latency anomalous now (an open
+incident) and payments' errors were anomalous from 3 h to 2.5 h ago.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def kube_samples(end: float, cadvisor: bool = True) -> Iterator[Sample]:
             )
         restarts = (lambda t: (t - t0) // 1800) if container == "checkout" else (lambda t: 0)
         yield from _series("kube_pod_container_status_restarts_total", c, times, restarts)
-        if container == "checkout":
+        # payments was OOM-killed before the world began: its reason stays, it never restarts.
+        if container in ("checkout", "payments"):
             oom = {**c, "reason": "OOMKilled"}
             yield from _series(
                 "kube_pod_container_status_last_terminated_reason", oom, times, lambda t: 1
@@ -188,6 +190,10 @@ def kube_samples(end: float, cadvisor: bool = True) -> Iterator[Sample]:
         yield from _series(
             "kube_deployment_status_replicas_available", d, times, lambda t, m=missing: 2 - m
         )
+    # A finished Job's pod: Succeeded, and not ready for good, as kube-state-metrics says.
+    done = {"namespace": "default", "pod": "migrate-29410-q7w2e"}
+    yield from _series("kube_pod_status_phase", {**done, "phase": "Succeeded"}, times, lambda t: 1)
+    yield from _series("kube_pod_status_ready", {**done, "condition": "false"}, times, lambda t: 1)
     for node in NODES:
         for condition, bad in (("Ready", node == "worker-03"), ("MemoryPressure", False)):
             for status in ("true", "false"):

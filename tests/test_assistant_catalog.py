@@ -182,6 +182,10 @@ async def test_one_host_and_one_service_narrow_the_answer(client: PrometheusClie
         "/data",
         "95 %",
     ]
+    fill = await ask(client, "disk_fill_forecast", host="db-01", range="7d")
+    assert fill.rows[0][:2] == ["db-01", "/data"] and 'instance="db-01:9100"' in fill.promql[0]
+    with pytest.raises(NoData):  # web-01's disks do not shrink: the other host's is not its
+        await ask(client, "disk_fill_forecast", host="web-01", range="7d")
     ok = await ask(client, "service_availability", service="payments", range="1h")
     assert ok.rows == [["payments", "92 %"]]
     assert (
@@ -189,6 +193,16 @@ async def test_one_host_and_one_service_narrow_the_answer(client: PrometheusClie
         .rows[0][1]
         .startswith("search")
     )
+
+
+async def test_an_expensive_ask_is_bounded(client: RecordingClient) -> None:
+    with pytest.raises(SlotError, match="30d cap"):
+        await ask(client, "pod_restarts", range="31d")
+    assert not [s for s in client.sent if s.startswith("/api/v1/query ")]
+    await ask(client, "pod_restarts", range="30d")
+    queries = [s for s in client.sent if s.startswith("/api/v1/query ")]
+    # Prometheus's own evaluation timeout goes with every instant query of an answer.
+    assert queries and all(s.endswith(" 10.000") for s in queries), queries
 
 
 async def test_an_empty_answer_is_no_data_with_a_sentence(client: PrometheusClient) -> None:

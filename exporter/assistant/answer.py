@@ -46,6 +46,9 @@ KEY_COLUMNS = {
     "horizon": ("horizon", "预测跨度"),
 }
 """Column headers of the row labels, English and Chinese."""
+EVAL_TIMEOUT_SECONDS = 10.0
+"""Prometheus stops evaluating a question's query after this long: one careless question must
+not hold its query engine, whatever the client's own timeout does."""
 _HIDDEN = frozenset(("__name__", "query", "detector", "horizon"))
 _THEN = {"en": ", then ", "zh": ",其次是 "}
 
@@ -106,7 +109,7 @@ def _pick(template: Template, names: frozenset[str]) -> Query:
 
 
 async def _vector(client: PrometheusClient, expr: str, now: float) -> list[dict[str, Any]]:
-    result = await client.query(expr, time=now)
+    result = await client.query(expr, time=now, eval_timeout=EVAL_TIMEOUT_SECONDS)
     if result.result_type == "scalar":
         return [{"metric": {}, "value": result.result}]
     return list(result.result) if result.result_type == "vector" else []

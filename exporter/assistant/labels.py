@@ -21,7 +21,9 @@ from exporter.assistant.errors import SlotError
 MAX_SLOT_CHARS = 253
 """Longer than any DNS name: a longer value is refused before any label list is read."""
 MAX_TOPK = 100
-MAX_RANGE_SECONDS = 366 * 86400
+MAX_RANGE_SECONDS = 30 * 86400
+"""The longest range a question may ask for: a longer `increase(...[r])` over every series
+costs Prometheus more than an answer typed into a chat is worth."""
 SERVICE_LABELS = ("service", "job", "app")
 """Where a service's name is found, in this order of preference."""
 HOST_LABELS = ("node", "nodename")
@@ -219,7 +221,7 @@ async def bind(intent: Intent, slots: Mapping[str, str], found: Discovery, now: 
 def _range(text: str, now: float) -> float:
     seconds = parse_duration(text)
     if seconds > MAX_RANGE_SECONDS:
-        raise ValueError("longer than a year")
+        raise ValueError(f"longer than the {render_duration(MAX_RANGE_SECONDS)} cap")
     return seconds
 
 

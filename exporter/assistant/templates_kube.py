@@ -38,7 +38,12 @@ def _restarts(b: Bound) -> str:
 def _not_ready(b: Bound) -> str:
     phase = sel(b.ns_sel(), 'phase=~"Pending|Failed|Unknown"')
     ready = sel(b.ns_sel(), 'condition="false"')
-    ready_sum = f"sum by (namespace, pod) (kube_pod_status_ready{ready}) > 0"
+    done = sel(b.ns_sel(), 'phase="Succeeded"')
+    # A completed Job's pod is not ready for good; it is finished, not failing.
+    ready_sum = (
+        f"sum by (namespace, pod) (kube_pod_status_ready{ready}) > 0"
+        f" unless on (namespace, pod) kube_pod_status_phase{done} == 1"
+    )
     not_ready = f'label_replace({ready_sum}, "phase", "NotReady", "", "")'
     phases = f"sum by (namespace, pod, phase) (kube_pod_status_phase{phase}) > 0"
     return f"{phases} or on (namespace, pod) {not_ready}"
@@ -54,8 +59,15 @@ def _missing(b: Bound) -> str:
 
 def _oom(b: Bound) -> str:
     s = sel(b.ns_sel(), 'reason="OOMKilled"')
+    r = b.rng("24h")
     last = f"kube_pod_container_status_last_terminated_reason{s}"
-    return f"sum by (namespace, pod, container) (max_over_time({last}[{b.rng('24h')}])) > 0"
+    # The reason stays until the next termination: only a restart within the range makes the
+    # OOM kill one of that range, not weeks old.
+    restarted = f"increase(kube_pod_container_status_restarts_total{sel(b.ns_sel())}[{r}]) > 0"
+    return (
+        f"sum by (namespace, pod, container) (max_over_time({last}[{r}])) > 0"
+        f" and on (namespace, pod, container) {restarted}"
+    )
 
 
 def _oom_events(b: Bound) -> str:
@@ -144,7 +156,10 @@ KUBE: dict[str, Template] = {
     "oom_killed": Template(
         (
             _ksm(
-                ("kube_pod_container_status_last_terminated_reason",),
+                (
+                    "kube_pod_container_status_last_terminated_reason",
+                    "kube_pod_container_status_restarts_total",
+                ),
                 _CONTAINER,
                 Value(_NONE, "", _oom),
             ),

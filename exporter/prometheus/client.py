@@ -156,11 +156,16 @@ class PrometheusClient:
             on_request=on_request,
         )
 
-    async def query(self, expr: str, time: float | None = None) -> QueryResult:
-        """Evaluate `expr` at `time` (unix seconds; Prometheus's now when None)."""
+    async def query(
+        self, expr: str, time: float | None = None, *, eval_timeout: float | None = None
+    ) -> QueryResult:
+        """Evaluate `expr` at `time` (unix seconds; Prometheus's now when None), stopped by
+        Prometheus after `eval_timeout` seconds when given (its `timeout` parameter)."""
         form = [("query", expr)]
         if time is not None:
             form.append(("time", _seconds(round(time * 1000))))
+        if eval_timeout is not None:
+            form.append(("timeout", _seconds(max(1, round(eval_timeout * 1000)))))
         data = await self._call("/api/v1/query", form)
         return QueryResult(result_type=data["resultType"], result=data["result"])
 
