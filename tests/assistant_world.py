@@ -206,31 +206,37 @@ def kube_samples(end: float, cadvisor: bool = True) -> Iterator[Sample]:
 
 
 def http_samples(
-    end: float, extra_services: tuple[str, ...] = (), *, legacy: bool = False
+    end: float,
+    extra_services: tuple[str, ...] = (),
+    *,
+    legacy: bool = False,
+    named_by: tuple[str, ...] = ("service", "job"),
 ) -> Iterator[Sample]:
     """http_requests_total{service,code} and the request-duration histogram of every service
-    (with `legacy`, precomputed quantile gauges instead, as summaries export them)."""
+    (with `legacy`, precomputed quantile gauges instead, as summaries export them); the service's
+    name is in each label of `named_by` (only `job` where no relabelling added `service`)."""
     times = _times(end)
     t0 = times[0]
     for service in [*world()["services"], *extra_services]:
+        name = dict.fromkeys(named_by, service)
         rate = TRAFFIC.get(service, 10.0)
         bad = ERRORS.get(service, 0.0)
         # As client libraries do, a code appears once it was answered: no 500 series if none.
         for code, share in (("200", 1 - bad), ("500", bad))[: 2 if bad else 1]:
-            labels = {"service": service, "job": service, "code": code}
+            labels = {**name, "code": code}
             yield from _series(
                 "http_requests_total", labels, times, lambda t, r=rate * share: r * (t - t0)
             )
         mean = LATENCY.get(service, 0.05)
         if legacy:  # an exponential latency's quantile q is -mean * ln(1 - q)
             for q in ("0.95", "0.99"):
-                labels = {"service": service, "job": service, "quantile": q}
+                labels = {**name, "quantile": q}
                 p = -mean * math.log(1 - float(q))
                 yield from _series("http_request_duration_seconds", labels, times, lambda t, v=p: v)
             continue
         for le in ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"):
             below = 1.0 if le == "+Inf" else 1 - math.exp(-float(le) / mean)
-            labels = {"service": service, "job": service, "le": le}
+            labels = {**name, "le": le}
             yield from _series(
                 "http_request_duration_seconds_bucket",
                 labels,
@@ -311,12 +317,14 @@ def all_samples(
     cadvisor: bool = True,
     legacy: bool = False,
     extra_services: tuple[str, ...] = (),
+    named_by: tuple[str, ...] = ("service", "job"),
 ) -> list[Sample]:
     """Every series of the world up to `end`: cAdvisor's left out when `cadvisor` is False, the
-    second-choice families (MemFree+Buffers+Cached, quantile gauges) used when `legacy`."""
+    second-choice families (MemFree+Buffers+Cached, quantile gauges) used when `legacy`; HTTP
+    series name their service in the labels `named_by`."""
     return [
         *node_samples(end, legacy=legacy),
         *kube_samples(end, cadvisor=cadvisor),
-        *http_samples(end, extra_services, legacy=legacy),
+        *http_samples(end, extra_services, legacy=legacy, named_by=named_by),
         *augur_samples(end),
     ]

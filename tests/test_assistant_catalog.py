@@ -241,6 +241,27 @@ async def test_a_missing_family_names_what_is_missing_and_the_next_family_answer
         proc.stop()
 
 
+async def test_services_named_only_by_job_keep_their_names(tmp_path: Path) -> None:
+    samples = [s for s in all_samples(END, named_by=("job",)) if s.name.startswith("http_")]
+    proc = start_prometheus(tmp_path / "prom", samples=samples)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            bare = PrometheusClient(session, proc.url, retries=0)
+            traffic = await ask(bare, "request_rate_by_service")
+            assert [r[0] for r in traffic.rows[:3]] == ["frontend", "search", "checkout"]
+            assert "sum by (job)" in traffic.promql[0]
+            errors = await ask(bare, "error_rate_by_service")
+            assert errors.rows[0] == ["payments", "8 %"]
+            assert (await ask(bare, "latency_by_service")).rows[0][0] == "search"
+            # A named service found in `job`: grouped and keyed by job, its name in the row.
+            one = await ask(bare, "request_rate_by_service", service="frontend")
+            assert [r[0] for r in one.rows] == ["frontend"]
+            ok = await ask(bare, "service_availability", service="payments", range="1h")
+            assert ok.rows == [["payments", "92 %"]]
+    finally:
+        proc.stop()
+
+
 async def test_slot_values_must_be_real_label_values(client: PrometheusClient) -> None:
     assert (await ask(client, "host_cpu", host="WEB-01")).rows[0][0] == "web-01"
     assert (await ask(client, "host_cpu", host="web-01:9100")).rows[0][0] == "web-01"

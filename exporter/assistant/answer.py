@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.alerts.measured import Shape, amount, duration
 from exporter.assistant.catalog import Intent
-from exporter.assistant.discovery import discovery_for
+from exporter.assistant.discovery import Discovery, discovery_for
 from exporter.assistant.errors import NoData, NotAvailable, SlotError
-from exporter.assistant.labels import Bound, bind, host_part
+from exporter.assistant.labels import SERVICE_LABELS, Bound, bind, host_part
 from exporter.assistant.related import related_anomalies
 from exporter.assistant.template import Query, Template
 from exporter.assistant.templates import TEMPLATES
@@ -152,6 +152,8 @@ async def run(
         return Answer(intent.name, lang, said, columns, rows, [])
     template = TEMPLATES[intent.name]
     query = _pick(template, await found.metric_names())
+    if "service" in query.keys and bound.service is None:
+        bound = replace(bound, service_label=await _service_label(found, query))
     exprs = [v.build(bound) for v in query.values]
     results = await asyncio.gather(*(_vector(client, e, now) for e in exprs))
     rows = _rows(query, results, bound, lang == "zh")
@@ -164,16 +166,24 @@ async def run(
     return Answer(intent.name, lang, _sentence(template, lang, rows, query), columns, rows, exprs)
 
 
+async def _service_label(found: Discovery, query: Query) -> str:
+    """The first service label the family's series really carry: `service` is not everywhere."""
+    carried = await found.labels_of(query.needs[0])
+    return next((label for label in SERVICE_LABELS if label in carried), SERVICE_LABELS[0])
+
+
 def _rows(
     query: Query, results: list[list[dict[str, Any]]], bound: Bound, zh: bool
 ) -> list[list[str]]:
     """One row per series of the first query, sorted by its value; the others joined by key."""
     by_key: list[dict[tuple[str, ...], float]] = []
     order: list[tuple[str, ...]] = []
+    # The `service` column holds the name from the label the queries grouped by.
+    names = [bound.service_label if k == "service" else k for k in query.keys]
     for i, result in enumerate(results):
         values: dict[tuple[str, ...], float] = {}
         for sample in result:
-            key = tuple(_key(sample["metric"], k) for k in query.keys)
+            key = tuple(_key(sample["metric"], k) for k in names)
             number = float(sample["value"][1])
             if math.isnan(number) or key in values:
                 continue

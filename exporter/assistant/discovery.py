@@ -40,6 +40,17 @@ class Discovery:
         self._values[label] = (now, found)
         return found
 
+    async def labels_of(self, metric: str) -> frozenset[str]:
+        """The label names the series of `metric` carry."""
+        key = "\x00labels:" + metric  # no label is named so: apart from the value lists
+        now = self._clock()
+        cached = self._values.get(key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        found = frozenset(await self.client.label_names([metric]))
+        self._values[key] = (now, found)
+        return found
+
     async def metric_names(self) -> frozenset[str]:
         """The metric names this Prometheus holds."""
         return await self.values("__name__")

@@ -96,15 +96,15 @@ def _fill(b: Bound) -> str:
 
 
 def _all(b: Bound, total: str, s: str, r: str) -> str:
-    by = b.service_label if b.service is not None else "service"
-    return f"sum by ({by}) (rate({total}{s}[{r}]))"
+    return f"sum by ({b.service_label}) (rate({total}{s}[{r}]))"
 
 
-def _http(total: str, code: str, keys_label: str = "service") -> tuple[Value, Value, Value]:
-    """Error ratio, request rate and success ratio over one request counter."""
+def _http(total: str, code: str) -> tuple[Value, Value, Value]:
+    """Error ratio, request rate and success ratio over one request counter, per service in the
+    label `answer` found on it (`Bound.service_label`)."""
 
     def by(b: Bound) -> str:
-        return b.service_label if b.service is not None else keys_label
+        return b.service_label
 
     def errors(b: Bound) -> str:
         r, s = b.rng("5m"), sel(b.svc_sel())
@@ -146,7 +146,7 @@ def _http_alts(i: int) -> tuple[Query, ...]:
 
 def _hist(q: float, bucket: str) -> Value:
     def build(b: Bound) -> str:
-        by = b.service_label if b.service is not None else "service"
+        by = b.service_label
         return f"histogram_quantile({q}, sum by ({by}, le) (rate({bucket}{sel(b.svc_sel())}[5m])))"
 
     return Value(t(f"p{q * 100:.0f}", f"p{q * 100:.0f}"), "seconds", build)
@@ -154,7 +154,7 @@ def _hist(q: float, bucket: str) -> Value:
 
 def _gauge(q: float, name: str) -> Value:
     def build(b: Bound) -> str:
-        by = b.service_label if b.service is not None else "service"
+        by = b.service_label
         return f"max by ({by}) ({name}{sel(b.svc_sel(), f'quantile={chr(34)}{q}{chr(34)}')})"
 
     return Value(t(f"p{q * 100:.0f}", f"p{q * 100:.0f}"), "seconds", build)

@@ -232,9 +232,10 @@ class PrometheusClient:
         result: list[dict[str, str]] = await self._call("/api/v1/series", form)
         return result
 
-    async def label_names(self) -> list[str]:
-        """All label names Prometheus knows."""
-        result: list[str] = await self._call("/api/v1/labels")
+    async def label_names(self, match: Sequence[str] = ()) -> list[str]:
+        """All label names Prometheus knows, or those of the series matching any of `match`."""
+        form = [("match[]", selector) for selector in match]
+        result: list[str] = await self._call("/api/v1/labels", form or None)
         return result
 
     async def label_values(self, name: str) -> list[str]:
