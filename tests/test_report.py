@@ -23,7 +23,7 @@ from report_world import DISK, ERRORS, LOAD, STEP, world
 
 from exporter.assistant import report_plots
 from exporter.assistant.report import Report, build, check_parameters
-from exporter.assistant.report_data import series_name
+from exporter.assistant.report_data import series_name, threshold_of
 from exporter.assistant.report_text import TEXT
 from exporter.cli import main
 from exporter.demo.procs import Process, Sample, start_alertmanager, start_prometheus
@@ -218,6 +218,26 @@ def test_bad_parameters_say_what_is_wrong(
 def test_the_command_refuses_a_bad_period_with_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--prometheus.url", "http://127.0.0.1:1", "--since", "8d"]) == 2
     assert "since" in capsys.readouterr().err
+
+
+async def test_an_incident_open_before_the_period_is_not_cut_at_its_start(
+    client: PrometheusClient,
+) -> None:
+    # Over the last 5 h, the load incident (open from 6 h to 4 h 40 ago) began before the period.
+    report = await build(client, 5 * 3600, lang="en", now=NOW)
+    load = [i for i in report.data.incidents if i.labels["query"] == "load"]
+    assert [i.before for i in load] == [True]
+    assert [i.before for i in report.data.incidents if i.labels["query"] == "errors"] == [False]
+    assert TEXT["en"]["open_before"] in report.text
+    # At least what the period shows (HTML-escaped), not "20 min" to resolve.
+    assert "&gt; 20 min" in report.text
+    assert TEXT["en"]["median_resolve"].split("{")[0] + "24 min" in report.text
+
+
+def test_only_ratio_or_percent_series_are_compared_with_100_percent() -> None:
+    assert threshold_of({"metric": "http_p99_seconds", "query": "latency"}, 0.8) == (0.8, "max")
+    assert threshold_of({"metric": "disk_used_ratio"}, 0.99) == (1.0, "percent")
+    assert threshold_of({"metric": "cpu_busy", "unit": "percent"}, 40.0) == (100.0, "percent")
 
 
 def test_every_template_exists_in_both_languages() -> None:

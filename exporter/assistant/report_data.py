@@ -57,6 +57,8 @@ class Incident:
     opened: float
     closed: float | None
     stage: int
+    before: bool = False
+    """Already open at the period's start: `opened` is that start, not when it opened."""
 
 
 @dataclass
@@ -207,9 +209,8 @@ async def _incidents(client: PrometheusClient, data: ReportData, grid: np.ndarra
         for run in runs(points, grid, data.step):
             inside = points[(points[:, 0] >= run.start) & (points[:, 0] < (run.end or math.inf))]
             stage = int(np.nanmax(inside[:, 1])) if len(inside) else 1
-            data.incidents.append(
-                Incident(labels, s["metric"].get("detector", ""), run.start, run.end, stage)
-            )
+            detector, before = s["metric"].get("detector", ""), run.start <= grid[0]
+            data.incidents.append(Incident(labels, detector, run.start, run.end, stage, before))
     data.incidents.sort(key=lambda i: (i.opened, series_name(i.labels)))
     for series in data.series:
         series.incidents = [i for i in data.incidents if i.labels == series.labels]
@@ -252,12 +253,13 @@ async def _alert_counts(client: PrometheusClient, data: ReportData) -> None:
 
 
 def threshold_of(labels: Mapping[str, str], peak: float) -> tuple[float, str]:
-    """The level a forecast is compared with: 100 % for a ratio or a percentage, else the
-    series' own highest value of the period."""
-    name = labels.get("metric", "") + " " + labels.get("query", "")
+    """The level a forecast is compared with: 100 % for a series named or labelled (`unit`) a
+    ratio or a percentage, else the series' own highest value of the period. A value under 1
+    says nothing: a 0.8 s latency is no 80 %."""
+    name = " ".join(labels.get(k, "") for k in ("metric", "query", "unit")).lower()
     if "percent" in name or "pct" in name:
         return 100.0, "percent"
-    if "ratio" in name or (0 <= peak <= 1 and not name.rstrip().endswith(("_total", "_bytes"))):
+    if "ratio" in name:
         return 1.0, "percent"
     return peak, "max"
 

@@ -67,7 +67,8 @@ def _incidents(data: ReportData, lang: str) -> Section:
     if not data.incidents:
         section.lines.append(say(lang, "no_incidents"))
         return section
-    closed = [i.closed - i.opened for i in data.incidents if i.closed is not None]
+    # One open before the period took longer than the period shows: not in the median.
+    closed = [i.closed - i.opened for i in data.incidents if i.closed is not None and not i.before]
     if closed:
         median = span(statistics.median(closed), lang)
         section.lines.append(say(lang, "median_resolve", median=median, closed=len(closed)))
@@ -76,11 +77,11 @@ def _incidents(data: ReportData, lang: str) -> Section:
         [
             [
                 f"{series_name(i.labels)} ({i.detector})",
-                clock(i.opened),
+                say(lang, "open_before") if i.before else clock(i.opened),
                 clock(i.closed) if i.closed is not None else say(lang, "still_open"),
                 span(i.closed - i.opened, lang)
-                if i.closed is not None
-                else "> " + span(data.end - i.opened, lang),
+                if i.closed is not None and not i.before
+                else "> " + span((i.closed or data.end) - i.opened, lang),
                 str(i.stage),
             ]
             for i in data.incidents
