@@ -9,6 +9,7 @@ forecast past 100 %, count the alerts by category and service and show the chain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import io
 import time
@@ -18,14 +19,19 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 from matplotlib.image import imread
 from report_world import DISK, ERRORS, LOAD, STEP, world
 
 from exporter.assistant import report_plots
+from exporter.assistant.errors import NotAvailable
+from exporter.assistant.labels import Bound
+from exporter.assistant.related import related_anomalies
 from exporter.assistant.report import Report, build, check_parameters
 from exporter.assistant.report_data import series_name, threshold_of
 from exporter.assistant.report_text import TEXT
 from exporter.cli import main
+from exporter.config.alerts import AlertmanagerConfig
 from exporter.demo.procs import Process, Sample, start_alertmanager, start_prometheus
 from exporter.prometheus.client import PrometheusClient
 
@@ -232,6 +238,57 @@ async def test_an_incident_open_before_the_period_is_not_cut_at_its_start(
     # At least what the period shows (HTML-escaped), not "20 min" to resolve.
     assert "&gt; 20 min" in report.text
     assert TEXT["en"]["median_resolve"].split("{")[0] + "24 min" in report.text
+
+
+@contextlib.asynccontextmanager
+async def _guarded(upstream: str, authorization: str) -> AsyncIterator[str]:
+    """A proxy in front of the real Alertmanager that answers 401 without `authorization`."""
+
+    async def forward(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != authorization:
+            return web.Response(status=401, text="unauthorized")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(upstream + request.path_qs) as got,
+        ):
+            return web.Response(
+                status=got.status, body=await got.read(), content_type="application/json"
+            )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_alertmanager_is_read_with_its_configured_credentials(
+    client: PrometheusClient, alertmanager: Process, tmp_path: Path
+) -> None:
+    await _post_alerts(alertmanager)
+    token = tmp_path / "token"
+    token.write_text("s3cret\n", encoding="utf-8")
+    async with _guarded(alertmanager.url, "Bearer s3cret") as url:
+        config = AlertmanagerConfig(urls=[url], bearer_token_file=token)
+        bare = await build(client, 86400, now=NOW, alertmanagers=[url])
+        assert bare.data.alerts == [] and "401" in bare.data.problems[0]
+        report = await build(client, 86400, now=NOW, alertmanagers=[url], alertmanager=config)
+        assert report.data.problems == [] and report.data.alerts is not None
+        assert "HighErrorRate" in {a.alertname for a in report.data.alerts}
+        # `ask`'s related_anomalies reads the same way; a URL not in the config gets no token.
+        disk = Bound(now=NOW, alert="DiskWillFillIn4Hours")
+        _, rows, _ = await related_anomalies(disk, "en", url, config)
+        assert rows[0][2] == 'disk_used_ratio{instance="db-01:9100"}'
+        other = AlertmanagerConfig(urls=["http://127.0.0.1:1"], bearer_token_file=token)
+        for without in (None, other):
+            with pytest.raises(NotAvailable, match="401"):
+                await related_anomalies(disk, "en", url, without)
 
 
 def test_only_ratio_or_percent_series_are_compared_with_100_percent() -> None:

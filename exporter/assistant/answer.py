@@ -20,6 +20,7 @@ from exporter.assistant.labels import SERVICE_LABELS, Bound, bind, host_part
 from exporter.assistant.related import related_anomalies
 from exporter.assistant.template import Query, Template
 from exporter.assistant.templates import TEMPLATES
+from exporter.config.alerts import AlertmanagerConfig
 from exporter.prometheus.client import PrometheusClient
 
 __all__ = ["Answer", "NoData", "NotAvailable", "SlotError", "run"]
@@ -142,13 +143,14 @@ async def run(
     now: float,
     *,
     alertmanager_url: str | None = None,
+    alertmanager: AlertmanagerConfig | None = None,
 ) -> Answer:
     """Answer `intent` with `slots` at `now`; raises SlotError, NoData or NotAvailable."""
     lang = "zh" if lang == "zh" else "en"
     found = discovery_for(client)
     bound = await bind(intent, slots, found, now)
     if intent.name == "related_anomalies":
-        columns, rows, said = await related_anomalies(bound, lang, alertmanager_url)
+        columns, rows, said = await related_anomalies(bound, lang, alertmanager_url, alertmanager)
         return Answer(intent.name, lang, said, columns, rows, [])
     template = TEMPLATES[intent.name]
     query = _pick(template, await found.metric_names())

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from exporter.assistant import report_plots
+from exporter.assistant.related import alertmanager_session
 from exporter.assistant.report_data import ReportData, collect
 from exporter.assistant.report_html import to_html, to_markdown
 from exporter.assistant.report_sections import sections
 from exporter.assistant.report_text import LANGS
+from exporter.config.alerts import AlertmanagerConfig
 from exporter.config.base import ConfigError
 from exporter.config.durations import parse_duration
 from exporter.prometheus.client import PrometheusClient, make_session
@@ -32,7 +32,7 @@ MIN_SINCE, MAX_SINCE = 300.0, 7 * 86400.0
 """The periods a report may cover: 5 minutes to 7 days."""
 MAX_TOP = 50
 FORMATS = ("html", "md")
-ALERTMANAGER_TIMEOUT = aiohttp.ClientTimeout(total=10)
+ALERTMANAGER_TIMEOUT = 10.0
 
 
 @dataclass
@@ -76,13 +76,16 @@ async def build(
     top: int = 10,
     now: float | None = None,
     alertmanagers: Sequence[str] = (),
+    alertmanager: AlertmanagerConfig | None = None,
     image_name: str | None = None,
     plots: bool = True,
 ) -> Report:
-    """Read the period ending `now` and write the report; `image_name` as in `to_markdown`."""
+    """Read the period ending `now` and write the report; `image_name` as in `to_markdown`.
+    Alertmanager is read with `alertmanager`'s credentials and TLS when the URLs are its own."""
     clock = time.perf_counter()
     timings: dict[str, float] = {}
-    async with aiohttp.ClientSession(timeout=ALERTMANAGER_TIMEOUT) as session:
+    first = alertmanagers[0] if alertmanagers else ""
+    async with alertmanager_session(alertmanager, first, ALERTMANAGER_TIMEOUT) as session:
         data = await collect(
             client,
             since,
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 fmt=args.fmt,
                 top=top,
                 alertmanagers=alertmanagers,
+                alertmanager=config.alertmanager,
                 image_name="augur-report-{}.png",
             )
 

@@ -41,6 +41,7 @@ def report_route(
                 fmt=fmt,
                 top=top,
                 alertmanagers=config_of(request.app).alertmanager.urls,
+                alertmanager=config_of(request.app).alertmanager,
             )
         content_type = "text/html" if fmt == "html" else "text/markdown"
         return web.Response(text=built.text, content_type=content_type, charset="utf-8")
