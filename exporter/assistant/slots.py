@@ -188,11 +188,17 @@ _UNITS = {
 _UNIT = "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
 _COUNT = rf"(\d+|{_EN_NUM}|an?|{_CN_NUM}|半)"
 _RANGE_NUM = re.compile(
-    rf"(?:last|past|previous|recent|over|within|in|next|coming|过去|最近|近|前|未来|接下来)\s*(?:the\s+)?{_COUNT}?\s*"
+    rf"(?:last|past|previous|recent|over|within|in|next|coming|过去|最近|近|前(?!天)|未来|接下来)"
+    rf"\s*(?:the\s+)?{_COUNT}?\s*"
     rf"(?:个)?\s*({_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )
+# "24小时内", "3天内", "一周以内": the count and unit come first, 内/以内/之内 closes them.
+_RANGE_WITHIN = re.compile(rf"{_COUNT}\s*(?:个)?\s*({_UNIT})\s*(?:以内|之内|内)", re.I)
+_DAY_BEFORE_YESTERDAY = re.compile(r"前天|day before yesterday", re.I)
+"""A day, not a span up to now: no range; the instant is -48h, a point in that day."""
 _RANGE_WORDS = (
+    (re.compile(r"this hour|这一?(?:个)?小时|本小时", re.I), "1h"),
     (re.compile(r"today|this day|so far today|今天|今日|当天|一整天", re.I), "24h"),
     (re.compile(r"yesterday|昨天|昨日", re.I), "24h"),
     (re.compile(r"this week(?!end)|本周|这周|这一周|这个星期", re.I), "7d"),
@@ -213,8 +219,11 @@ def _duration(count: int, unit: str) -> str:
 
 def time_range(question: str) -> str | None:
     """A Prometheus duration for "last hour", "past 30 minutes", "今天", "最近一周"; or None."""
-    m = _RANGE_NUM.search(question)
-    if m:
+    if _DAY_BEFORE_YESTERDAY.search(question):
+        return None
+    for m in (_RANGE_NUM.search(question), _RANGE_WITHIN.search(question)):
+        if m is None:
+            continue
         raw, unit = (m.group(1) or "1"), _UNITS[m.group(2).lower()]
         if raw == "半":
             return "30m" if unit == "h" else None
@@ -248,13 +257,16 @@ def instant(question: str) -> str | None:
         count = 1 if raw.lower() in ("a", "an") else number(raw)
         if count:
             return f"-{count}{_UNITS[m.group(2).lower()]}"
-    m = _CLOCK.search(question)
-    if m:
-        return f"{int(m.group(1)):02d}:{m.group(2)}"
+    if _DAY_BEFORE_YESTERDAY.search(question):
+        return "-48h"  # a point in that day: the catalogue's instants are times, not days
+    # am/pm first: "2:30pm" also reads as the 24-hour clock 02:30.
     m = _AMPM.search(question)
     if m:
         clock = int(m.group(1)) % 12 + (12 if m.group(3).lower().startswith("p") else 0)
         return f"{clock:02d}:{m.group(2) or '00'}"
+    m = _CLOCK.search(question)
+    if m:
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
     m = _CN_CLOCK.search(question)
     if m:
         hour = number(m.group(2))
@@ -269,19 +281,21 @@ def instant(question: str) -> str | None:
     return None
 
 
+_NOT_IN_NAME = r"(?<![A-Za-z0-9_.-])"
+"""Before a count: a digit run attached to a name (`db-07`, `web_2`, `v1.2`) is part of the name."""
 _TOPK = (
     re.compile(rf"top[\s-]*({_EN_NUM}|\d+)", re.I),
     re.compile(
-        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I
+        rf"{_NOT_IN_NAME}(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I
     ),
     re.compile(
-        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:pods?|hosts?|servers?|machines?|nodes?|containers?"
+        rf"{_NOT_IN_NAME}(\d+|{_EN_NUM})\s+(?:pods?|hosts?|servers?|machines?|nodes?|containers?"
         r"|disks?|filesystems?|services?)",
         re.I,
     ),
     re.compile(rf"(?:first|前)\s*(\d+|{_EN_NUM}|{_CN_NUM})\s*(?:个|台|名|位|条|项)?", re.I),
     re.compile(rf"(?:最高|最多|最大|最忙|最满|最慢)的\s*(\d+|{_CN_NUM})\s*(?:个|台|名|条|项)"),
-    re.compile(rf"(?<![\d.])(\d+|{_CN_NUM})\s*(?:台|个)(?:服务器|主机|机器|pod|Pod|容器)"),
+    re.compile(rf"{_NOT_IN_NAME}(\d+|{_CN_NUM})\s*(?:台|个)(?:服务器|主机|机器|pod|Pod|容器)"),
 )
 
 
