@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from exporter.text.entities import extract, split_host_port
@@ -43,6 +44,16 @@ class Known:
             "alert": self.alerts,
         }
         object.__setattr__(self, "by_slot", slots)
+
+    @cached_property
+    def index(self) -> dict[str, _Index]:
+        """Each slot's values as set lookups, built once per snapshot of the known values."""
+        return {slot: _Index(values) for slot, values in self.by_slot.items()}
+
+    @cached_property
+    def names_cache(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """`names` of the questions asked against this snapshot (bounded by `names`)."""
+        return {}
 
 
 def load_world(path: Path) -> Known:
@@ -107,14 +118,52 @@ def number(text: str) -> int | None:
     return None
 
 
-def _find_known(question: str, values: Iterable[str]) -> list[tuple[int, str]]:
-    found = []
-    for value in sorted(set(values), key=len, reverse=True):
-        pattern = _EDGE_L + re.escape(value) + r"(?::\d{1,5})?" + _EDGE_R
-        m = re.search(pattern, question, re.IGNORECASE)
-        if m:
-            found.append((m.start(), value))
-    return sorted(found)
+_RUN = re.compile(r"[A-Za-z0-9._:-]+")
+_NAMEISH = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+class _Index:
+    """One slot's known values as set lookups: lower-case value -> the values spelt so."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.by_lower: dict[str, list[str]] = {}
+        self.other: list[str] = []  # values a name run cannot hold (spaces, CJK): regex, as before
+        for value in dict.fromkeys(values):
+            if _NAMEISH.match(value):
+                self.by_lower.setdefault(value.lower(), []).append(value)
+            elif value:
+                self.other.append(value)
+
+    def find(self, question: str, runs: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """(position, value) of each known value named whole in the question."""
+        found = []
+        for start, candidate in runs:
+            spelt = self.by_lower.get(candidate.lower())
+            if spelt:
+                found.append(
+                    (start, -len(candidate), candidate if candidate in spelt else spelt[0])
+                )
+        for value in self.other:
+            pattern = _EDGE_L + re.escape(value) + r"(?::\d{1,5})?" + _EDGE_R
+            if m := re.search(pattern, question, re.IGNORECASE):
+                found.append((m.start(), -len(value), value))
+        return [(start, value) for start, _, value in sorted(found)]
+
+
+def _runs(question: str) -> list[tuple[int, str]]:
+    """Every substring a known name can be: a run of name characters, cut where a name may end.
+
+    As the edges of the old per-value regex: a name starts at a run's start or after a `:` in it
+    (`host:db-01`) and ends at the run's end or before a `.` or `:` (`db-01.example`,
+    `web-02:9100`, `db-01.` at a sentence's end); CJK around an ASCII run ends it by itself.
+    """
+    out = []
+    for m in _RUN.finditer(question):
+        run, base = m.group(), m.start()
+        starts = [0] + [i + 1 for i, c in enumerate(run) if c == ":"]
+        ends = [i for i, c in enumerate(run) if c in ".:"] + [len(run)]
+        out += [(base + a, run[a:b]) for a in starts for b in ends if b > a]
+    return out
 
 
 # An English marker is a whole word (`alerting` marks nothing); a Chinese one may touch the name.
@@ -155,11 +204,22 @@ def _marked(question: str, slot: str) -> str | None:
 
 def names(question: str, known: Known) -> dict[str, str]:
     """Every name slot the question fills, known values first (the first one named wins)."""
+    # Cached on the snapshot (dropped with it): matching asks `mentioned`, then `fill`.
+    cache = known.names_cache
+    if question not in cache:
+        if len(cache) >= 256:
+            cache.clear()
+        cache[question] = _names(question, known)
+    return dict(cache[question])
+
+
+def _names(question: str, known: Known) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
+    runs = _runs(question)
     for slot in NAME_SLOTS:
-        hits = [v for _, v in _find_known(question, known.by_slot[slot])]
+        hits = known.index[slot].find(question, runs)
         if hits:
-            out[slot] = hits[0]
+            out[slot] = hits[0][1]
     for slot in NAME_SLOTS:
         if slot not in out and (value := _marked(question, slot)) is not None:
             out[slot] = value
@@ -176,7 +236,7 @@ def names(question: str, known: Known) -> dict[str, str]:
         pods = extract({}, [question]).pod
         if pods:
             out["pod"] = pods[0]
-    return out
+    return tuple(out.items())
 
 
 _UNITS = {
