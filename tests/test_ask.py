@@ -285,3 +285,23 @@ async def test_a_burst_of_asks_is_refused_not_queued(model: TextModel, tmp_path:
         finally:
             await runner.cleanup()
             await prom_runner.cleanup()
+
+
+def test_eval_reports_phrasing_overlap_and_false_accepts(model: TextModel) -> None:
+    """A question equal to a phrasing (up to case, spaces and punctuation) is counted apart, and
+    an out-of-catalogue question given an intent is a false accept."""
+    from exporter.assistant.evaluate import evaluate, report
+    from exporter.assistant.phrasings import PHRASINGS
+
+    phrasing = PHRASINGS["request_rate_by_service"]["en"][0]
+    rows = [
+        {"q": phrasing.upper() + " ?!", "intent": "request_rate_by_service", "split": "test"},
+        {"q": "which scrape targets are down right now", "intent": "nope", "split": "test"},
+        {"q": "which scrape targets are down right now", "intent": None, "split": "test"},
+        {"q": "what is the weather in Paris tomorrow", "intent": None, "split": "test"},
+    ]
+    test = evaluate(rows, model, KNOWN)["test"]
+    assert (test.total, test.seen, test.seen_intents) == (4, 1, 1)
+    assert (test.out_of_scope, test.false_accepts) == (2, 1)
+    line = next(x for x in report({"test": test}).splitlines() if x.startswith("test "))
+    assert line.split() == "test 4 50.0% 100.0% 3 33.3% 100.0% 1/2 = 50.0%".split()
