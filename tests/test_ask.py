@@ -294,7 +294,7 @@ def test_eval_reports_phrasing_overlap_and_false_accepts(model: TextModel) -> No
     from exporter.assistant.phrasings import PHRASINGS
 
     phrasing = PHRASINGS["request_rate_by_service"]["en"][0]
-    rows = [
+    rows: list[dict[str, str | None]] = [
         {"q": phrasing.upper() + " ?!", "intent": "request_rate_by_service", "split": "test"},
         {"q": "which scrape targets are down right now", "intent": "nope", "split": "test"},
         {"q": "which scrape targets are down right now", "intent": None, "split": "test"},
