@@ -124,3 +124,10 @@ def test_index_prefers_the_exact_spelling_and_is_built_once() -> None:
 def test_index_on_a_large_cluster() -> None:
     got = slots.names("restarts of checkout-19999-x0 on node-2999.dc1 in payments", LARGE)
     assert got == {"pod": "checkout-19999-x0", "host": "node-2999.dc1", "service": "payments"}
+
+
+def test_a_long_run_of_cut_points_makes_few_candidates() -> None:
+    """Candidates are bounded per start: a hostile run cannot make a quadratic number."""
+    question = "a:" * 999 + "db-01"
+    assert len(slots._runs(question)) <= 1000 * 16
+    assert slots.names(question, SMALL)["host"] == "db-01"

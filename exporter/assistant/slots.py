@@ -11,6 +11,7 @@ digits. Nothing here builds PromQL: the catalogue validates and escapes every va
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -88,9 +89,8 @@ def known_from_labels(values: Mapping[str, Iterable[str]]) -> Known:
     )
 
 
-LABELS_FOR_KNOWN: tuple[str, ...] = (
-    *("instance", "node", "nodename", "service", "job", "app", "namespace", "pod", "alertname"),
-)
+LABELS_FOR_KNOWN: tuple[str, ...] = ("instance", "node", "nodename", "service", "job", "app")
+LABELS_FOR_KNOWN += ("namespace", "pod", "alertname")
 """The label names whose values `known_from_labels` reads."""
 
 _EDGE_L = r"(?<![A-Za-z0-9_.-])"
@@ -119,6 +119,7 @@ def number(text: str) -> int | None:
 
 
 _RUN = re.compile(r"[A-Za-z0-9._:-]+")
+_MAX_CUTS = 16
 _NAMEISH = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
@@ -162,7 +163,10 @@ def _runs(question: str) -> list[tuple[int, str]]:
         run, base = m.group(), m.start()
         starts = [0] + [i + 1 for i, c in enumerate(run) if c == ":"]
         ends = [i for i, c in enumerate(run) if c in ".:"] + [len(run)]
-        out += [(base + a, run[a:b]) for a in starts for b in ends if b > a]
+        for a in starts:
+            first = bisect.bisect_right(ends, a)  # a few ends per start: `a:a:a:...` x 1,000
+            # must not make a million candidates; real names have a few dots (FQDN, port).
+            out += [(base + a, run[a:b]) for b in ends[first : first + _MAX_CUTS]]
     return out
 
 
@@ -255,8 +259,8 @@ _RANGE_NUM = re.compile(
 )
 # "24小时内", "3天内", "一周以内": the count and unit come first, 内/以内/之内 closes them.
 _RANGE_WITHIN = re.compile(rf"{_COUNT}\s*(?:个)?\s*({_UNIT})\s*(?:以内|之内|内)", re.I)
+# A day, not a span up to now: no range; the instant is -48h, a point in that day.
 _DAY_BEFORE_YESTERDAY = re.compile(r"前天|day before yesterday", re.I)
-"""A day, not a span up to now: no range; the instant is -48h, a point in that day."""
 _RANGE_WORDS = (
     (re.compile(r"this hour|这一?(?:个)?小时|本小时", re.I), "1h"),
     (re.compile(r"today|this day|so far today|今天|今日|当天|一整天", re.I), "24h"),
