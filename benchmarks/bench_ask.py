@@ -13,7 +13,12 @@ the catalogue, one with no data, one out of scope):
 The phrasings' embeddings are built once before timing (they are cached per model). Prints the
 median and p95 of each and the ratio of the medians to the baseline's.
 
-    .venv/bin/python benchmarks/bench_ask.py [--rounds 20]
+`--slots` times slot filling alone (no Prometheus, no model): `slots.mentioned` then
+`slots.fill`, as matching calls them, over the same questions with the known label values of a
+large cluster (20k pods, 3k instances, 300 services, 50 namespaces, 200 alerts; the first call
+on a new snapshot builds its index and is counted) against the test world's as baseline.
+
+    .venv/bin/python benchmarks/bench_ask.py [--rounds 20] [--slots]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 
+from exporter.assistant import slots
 from exporter.assistant.ask import KnownLabels, ask
 from exporter.assistant.match import index
 from exporter.demo.procs import Sample, start_prometheus
@@ -117,7 +123,48 @@ async def main(rounds: int) -> None:
         )
 
 
+def large_known() -> slots.Known:
+    """Known label values of a large cluster, read as from Prometheus's label values."""
+    return slots.known_from_labels(
+        {
+            "instance": [f"node-{i:04d}.prod.example:9100" for i in range(3000)],
+            "service": [f"svc-{i:03d}" for i in range(300)] + ["checkout"],
+            "namespace": [f"team-{i:02d}" for i in range(50)],
+            "pod": [f"svc-{i % 300:03d}-{i:05d}-abcde" for i in range(20000)],
+            "alertname": [f"Alert{i:03d}Firing" for i in range(200)],
+        }
+    )
+
+
+def bench_slots(rounds: int) -> None:
+    """Time slot filling with the test world's known values and with a large cluster's."""
+    results: dict[str, list[float]] = {"slots_world": [], "slots_large": []}
+    for _ in range(rounds):
+        # A fresh snapshot each round, as KnownLabels refreshes: its first ask builds the index.
+        for name, known in (
+            ("slots_world", slots.load_world(WORLD)),
+            ("slots_large", large_known()),
+        ):
+            for question in QUESTIONS:
+                start = time.perf_counter()
+                slots.mentioned(question, known)
+                slots.fill(question, ("host", "service", "pod", "range"), known)
+                results[name].append((time.perf_counter() - start) * 1000)
+    base = statistics.median(results["slots_world"])
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(
+            f"{name:<11} n={len(values):<4} median {median:8.2f} ms  p95 {p95(values):8.2f} ms  "
+            f"ratio {median / base:7.1f}x world"
+        )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="calls per question and kind")
-    asyncio.run(main(parser.parse_args().rounds))
+    parser.add_argument("--slots", action="store_true", help="time slot filling only")
+    args = parser.parse_args()
+    if args.slots:
+        bench_slots(args.rounds)
+    else:
+        asyncio.run(main(args.rounds))

@@ -237,3 +237,71 @@ def test_cli_exit_codes(
     assert out["match"]["intent"] == "request_rate_by_service"
     assert main(["ask", *url, "what's the weather in Paris tomorrow"]) == 1
     assert "cannot answer" in capsys.readouterr().out
+
+
+async def test_a_burst_of_asks_is_refused_not_queued(model: TextModel, tmp_path: Path) -> None:
+    """With every slot taken by an ask Prometheus has not answered, the next gets 429."""
+    from aiohttp import web
+
+    from exporter.assistant.ask_web import RETRY_AFTER_SECONDS, AskService, add_routes
+
+    release, reached = asyncio.Event(), asyncio.Event()
+
+    async def stalled(request: web.Request) -> web.Response:  # a Prometheus that hangs, then
+        reached.set()  # answers every request with nothing
+        await release.wait()
+        data: object = [] if "/label/" in request.path else {"resultType": "vector", "result": []}
+        return web.json_response({"status": "success", "data": data})
+
+    prom_app = web.Application()
+    prom_app.router.add_route("*", "/{tail:.*}", stalled)
+    prom_runner = web.AppRunner(prom_app)
+    await prom_runner.setup()
+    await web.TCPSite(prom_runner, "127.0.0.1", 0).start()
+    async with aiohttp.ClientSession() as session:
+        client = PrometheusClient(session, f"http://127.0.0.1:{prom_runner.addresses[0][1]}")
+        augur_app = web.Application()
+        add_routes(
+            augur_app,
+            AskService(lambda: client, lambda: model, default_model_dir, max_concurrent=1),
+        )
+        runner = web.AppRunner(augur_app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            body = {"question": ANSWERED}
+            first = asyncio.create_task(session.post(url + "/api/v1/ask", json=body))
+            await reached.wait()
+            async with session.post(url + "/api/v1/ask", json=body) as resp:
+                assert resp.status == 429
+                assert resp.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+            async with session.get(url + "/ask", params={"q": ANSWERED}) as resp:
+                assert resp.status == 429
+            release.set()
+            assert (await first).status == 200
+            async with session.post(url + "/api/v1/ask", json=body) as resp:
+                assert resp.status == 200  # the slot is free again
+        finally:
+            await runner.cleanup()
+            await prom_runner.cleanup()
+
+
+def test_eval_reports_phrasing_overlap_and_false_accepts(model: TextModel) -> None:
+    """A question equal to a phrasing (up to case, spaces and punctuation) is counted apart, and
+    an out-of-catalogue question given an intent is a false accept."""
+    from exporter.assistant.evaluate import evaluate, report
+    from exporter.assistant.phrasings import PHRASINGS
+
+    phrasing = PHRASINGS["request_rate_by_service"]["en"][0]
+    rows: list[dict[str, str | None]] = [
+        {"q": phrasing.upper() + " ?!", "intent": "request_rate_by_service", "split": "test"},
+        {"q": "which scrape targets are down right now", "intent": "nope", "split": "test"},
+        {"q": "which scrape targets are down right now", "intent": None, "split": "test"},
+        {"q": "what is the weather in Paris tomorrow", "intent": None, "split": "test"},
+    ]
+    test = evaluate(rows, model, KNOWN)["test"]
+    assert (test.total, test.seen, test.seen_intents) == (4, 1, 1)
+    assert (test.out_of_scope, test.false_accepts) == (2, 1)
+    line = next(x for x in report({"test": test}).splitlines() if x.startswith("test "))
+    assert line.split() == "test 4 50.0% 100.0% 3 33.3% 100.0% 1/2 = 50.0%".split()

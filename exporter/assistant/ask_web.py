@@ -24,6 +24,13 @@ from exporter.prometheus.client import PrometheusClient
 
 MAX_BODY_BYTES = 64 * 1024
 """A JSON body larger than this is refused (413) before it is parsed."""
+MAX_CONCURRENT_ASKS = 4
+"""Asks answered at once; one more is refused (429) rather than queued behind them."""
+RETRY_AFTER_SECONDS = 2
+
+
+class Busy(Exception):
+    """MAX_CONCURRENT_ASKS asks are already being answered."""
 
 
 class AskService:
@@ -35,6 +42,7 @@ class AskService:
         model_of: Callable[[], Embedder | None],
         model_dir_of: Callable[[], Path],
         alertmanager_of: Callable[[], str | None] = lambda: None,
+        max_concurrent: int = MAX_CONCURRENT_ASKS,
     ) -> None:
         """`model_of` gives the alert loop's model if it has one; else `model_dir_of` is loaded.
         `alertmanager_of` names the Alertmanager `related_anomalies` reads."""
@@ -45,6 +53,9 @@ class AskService:
         self._own: Embedder | None = None
         self._lock = asyncio.Lock()
         self._known: tuple[PrometheusClient, KnownLabels] | None = None
+        # Each ask embeds on the CPU and sends Prometheus several queries: a burst is refused,
+        # not queued, so that it cannot pile up work the asker has long stopped waiting for.
+        self._slots = asyncio.Semaphore(max_concurrent)
 
     async def model(self) -> Embedder:
         """The model to embed questions with."""
@@ -65,7 +76,13 @@ class AskService:
         return self._known[1]
 
     async def answer(self, question: str, lang: str | None) -> dict[str, Any]:
-        """The AskResult JSON of `question`; PrometheusError propagates."""
+        """The AskResult JSON of `question`; PrometheusError and Busy propagate."""
+        if self._slots.locked():
+            raise Busy
+        async with self._slots:
+            return await self._answer(question, lang)
+
+    async def _answer(self, question: str, lang: str | None) -> dict[str, Any]:
         client = self.client_of()
         model = await self.model()
         result = await ask(
@@ -109,6 +126,10 @@ async def api_ask(request: web.Request) -> web.Response:
         return _error(400, '"question" is empty')
     try:
         result = await request.app[ASK].answer(question, lang)
+    except Busy:
+        response = _error(429, f"{MAX_CONCURRENT_ASKS} questions are being answered; ask again")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     except PrometheusError as exc:
         return _error(502, f"Prometheus failed: {exc}")
     return web.json_response(result, dumps=lambda d: json.dumps(d, ensure_ascii=False))
@@ -192,6 +213,8 @@ async def page_ask(request: web.Request) -> web.Response:
         try:
             result = await request.app[ASK].answer(question, lang)
             body, lang = _body(result), result["lang"]
+        except Busy:
+            status, body = 429, '<p class="reason">busy answering other questions; ask again</p>'
         except PrometheusError as exc:
             status = 502
             body = f'<p class="reason">Prometheus failed: {html.escape(str(exc))}</p>'
@@ -199,7 +222,8 @@ async def page_ask(request: web.Request) -> web.Response:
     text = _PAGE.format(
         lang=lang, title="ask", form=form(question[:MAX_QUESTION_CHARS], lang), body=body
     )
-    return web.Response(text=text, content_type="text/html", status=status)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
+    return web.Response(text=text, content_type="text/html", status=status, headers=headers)
 
 
 def add_routes(app: web.Application, service: AskService) -> None:

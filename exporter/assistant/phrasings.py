@@ -342,6 +342,14 @@ en: how do I add a scrape target to Prometheus
 en: tell me a joke | write a PromQL tutorial | how to install Grafana | what time is the meeting
 zh: 明天天气怎么样 | 这周末谁值班 | 怎么配置 Prometheus 的抓取目标 | 讲个笑话
 zh: 如何安装 Grafana | 会议几点开始 | 帮我写一个告警规则
+en: silence this alert for an hour | mute the alert | acknowledge the alert
+en: restart the pod | please reboot that server | restart the service
+en: scale the deployment up to 5 replicas | roll back the last release | undo the deploy
+en: write a report for my manager | send an email to the team | open a ticket | delete old pods
+zh: 把这个告警静音一小时 | 屏蔽这条告警 | 确认这个告警
+zh: 帮我重启这个 pod | 重启一下服务器 | 把服务重启一下
+zh: 把副本数调到 5 个 | 回滚上一次发布 | 撤销这次部署
+zh: 帮我写一份周报 | 给团队发封邮件 | 提个工单 | 删掉旧的 pod
 """
 
 

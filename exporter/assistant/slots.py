@@ -11,10 +11,12 @@ digits. Nothing here builds PromQL: the catalogue validates and escapes every va
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from exporter.text.entities import extract, split_host_port
@@ -43,6 +45,16 @@ class Known:
             "alert": self.alerts,
         }
         object.__setattr__(self, "by_slot", slots)
+
+    @cached_property
+    def index(self) -> dict[str, _Index]:
+        """Each slot's values as set lookups, built once per snapshot of the known values."""
+        return {slot: _Index(values) for slot, values in self.by_slot.items()}
+
+    @cached_property
+    def names_cache(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """`names` of the questions asked against this snapshot (bounded by `names`)."""
+        return {}
 
 
 def load_world(path: Path) -> Known:
@@ -77,9 +89,8 @@ def known_from_labels(values: Mapping[str, Iterable[str]]) -> Known:
     )
 
 
-LABELS_FOR_KNOWN: tuple[str, ...] = (
-    *("instance", "node", "nodename", "service", "job", "app", "namespace", "pod", "alertname"),
-)
+LABELS_FOR_KNOWN: tuple[str, ...] = ("instance", "node", "nodename", "service", "job", "app")
+LABELS_FOR_KNOWN += ("namespace", "pod", "alertname")
 """The label names whose values `known_from_labels` reads."""
 
 _EDGE_L = r"(?<![A-Za-z0-9_.-])"
@@ -107,14 +118,56 @@ def number(text: str) -> int | None:
     return None
 
 
-def _find_known(question: str, values: Iterable[str]) -> list[tuple[int, str]]:
-    found = []
-    for value in sorted(set(values), key=len, reverse=True):
-        pattern = _EDGE_L + re.escape(value) + r"(?::\d{1,5})?" + _EDGE_R
-        m = re.search(pattern, question, re.IGNORECASE)
-        if m:
-            found.append((m.start(), value))
-    return sorted(found)
+_RUN = re.compile(r"[A-Za-z0-9._:-]+")
+_MAX_CUTS = 16
+_NAMEISH = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+class _Index:
+    """One slot's known values as set lookups: lower-case value -> the values spelt so."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.by_lower: dict[str, list[str]] = {}
+        self.other: list[str] = []  # values a name run cannot hold (spaces, CJK): regex, as before
+        for value in dict.fromkeys(values):
+            if _NAMEISH.match(value):
+                self.by_lower.setdefault(value.lower(), []).append(value)
+            elif value:
+                self.other.append(value)
+
+    def find(self, question: str, runs: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """(position, value) of each known value named whole in the question."""
+        found = []
+        for start, candidate in runs:
+            spelt = self.by_lower.get(candidate.lower())
+            if spelt:
+                found.append(
+                    (start, -len(candidate), candidate if candidate in spelt else spelt[0])
+                )
+        for value in self.other:
+            pattern = _EDGE_L + re.escape(value) + r"(?::\d{1,5})?" + _EDGE_R
+            if m := re.search(pattern, question, re.IGNORECASE):
+                found.append((m.start(), -len(value), value))
+        return [(start, value) for start, _, value in sorted(found)]
+
+
+def _runs(question: str) -> list[tuple[int, str]]:
+    """Every substring a known name can be: a run of name characters, cut where a name may end.
+
+    As the edges of the old per-value regex: a name starts at a run's start or after a `:` in it
+    (`host:db-01`) and ends at the run's end or before a `.` or `:` (`db-01.example`,
+    `web-02:9100`, `db-01.` at a sentence's end); CJK around an ASCII run ends it by itself.
+    """
+    out = []
+    for m in _RUN.finditer(question):
+        run, base = m.group(), m.start()
+        starts = [0] + [i + 1 for i, c in enumerate(run) if c == ":"]
+        ends = [i for i, c in enumerate(run) if c in ".:"] + [len(run)]
+        for a in starts:
+            first = bisect.bisect_right(ends, a)  # a few ends per start: `a:a:a:...` x 1,000
+            # must not make a million candidates; real names have a few dots (FQDN, port).
+            out += [(base + a, run[a:b]) for b in ends[first : first + _MAX_CUTS]]
+    return out
 
 
 # An English marker is a whole word (`alerting` marks nothing); a Chinese one may touch the name.
@@ -155,11 +208,22 @@ def _marked(question: str, slot: str) -> str | None:
 
 def names(question: str, known: Known) -> dict[str, str]:
     """Every name slot the question fills, known values first (the first one named wins)."""
+    # Cached on the snapshot (dropped with it): matching asks `mentioned`, then `fill`.
+    cache = known.names_cache
+    if question not in cache:
+        if len(cache) >= 256:
+            cache.clear()
+        cache[question] = _names(question, known)
+    return dict(cache[question])
+
+
+def _names(question: str, known: Known) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
+    runs = _runs(question)
     for slot in NAME_SLOTS:
-        hits = [v for _, v in _find_known(question, known.by_slot[slot])]
+        hits = known.index[slot].find(question, runs)
         if hits:
-            out[slot] = hits[0]
+            out[slot] = hits[0][1]
     for slot in NAME_SLOTS:
         if slot not in out and (value := _marked(question, slot)) is not None:
             out[slot] = value
@@ -176,7 +240,7 @@ def names(question: str, known: Known) -> dict[str, str]:
         pods = extract({}, [question]).pod
         if pods:
             out["pod"] = pods[0]
-    return out
+    return tuple(out.items())
 
 
 _UNITS = {
@@ -188,11 +252,17 @@ _UNITS = {
 _UNIT = "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
 _COUNT = rf"(\d+|{_EN_NUM}|an?|{_CN_NUM}|半)"
 _RANGE_NUM = re.compile(
-    rf"(?:last|past|previous|recent|over|within|in|next|coming|过去|最近|近|前|未来|接下来)\s*(?:the\s+)?{_COUNT}?\s*"
+    rf"(?:last|past|previous|recent|over|within|in|next|coming|过去|最近|近|前(?!天)|未来|接下来)"
+    rf"\s*(?:the\s+)?{_COUNT}?\s*"
     rf"(?:个)?\s*({_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )
+# "24小时内", "3天内", "一周以内": the count and unit come first, 内/以内/之内 closes them.
+_RANGE_WITHIN = re.compile(rf"{_COUNT}\s*(?:个)?\s*({_UNIT})\s*(?:以内|之内|内)", re.I)
+# A day, not a span up to now: no range; the instant is -48h, a point in that day.
+_DAY_BEFORE_YESTERDAY = re.compile(r"前天|day before yesterday", re.I)
 _RANGE_WORDS = (
+    (re.compile(r"this hour|这一?(?:个)?小时|本小时", re.I), "1h"),
     (re.compile(r"today|this day|so far today|今天|今日|当天|一整天", re.I), "24h"),
     (re.compile(r"yesterday|昨天|昨日", re.I), "24h"),
     (re.compile(r"this week(?!end)|本周|这周|这一周|这个星期", re.I), "7d"),
@@ -213,8 +283,11 @@ def _duration(count: int, unit: str) -> str:
 
 def time_range(question: str) -> str | None:
     """A Prometheus duration for "last hour", "past 30 minutes", "今天", "最近一周"; or None."""
-    m = _RANGE_NUM.search(question)
-    if m:
+    if _DAY_BEFORE_YESTERDAY.search(question):
+        return None
+    for m in (_RANGE_NUM.search(question), _RANGE_WITHIN.search(question)):
+        if m is None:
+            continue
         raw, unit = (m.group(1) or "1"), _UNITS[m.group(2).lower()]
         if raw == "半":
             return "30m" if unit == "h" else None
@@ -248,13 +321,16 @@ def instant(question: str) -> str | None:
         count = 1 if raw.lower() in ("a", "an") else number(raw)
         if count:
             return f"-{count}{_UNITS[m.group(2).lower()]}"
-    m = _CLOCK.search(question)
-    if m:
-        return f"{int(m.group(1)):02d}:{m.group(2)}"
+    if _DAY_BEFORE_YESTERDAY.search(question):
+        return "-48h"  # a point in that day: the catalogue's instants are times, not days
+    # am/pm first: "2:30pm" also reads as the 24-hour clock 02:30.
     m = _AMPM.search(question)
     if m:
         clock = int(m.group(1)) % 12 + (12 if m.group(3).lower().startswith("p") else 0)
         return f"{clock:02d}:{m.group(2) or '00'}"
+    m = _CLOCK.search(question)
+    if m:
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
     m = _CN_CLOCK.search(question)
     if m:
         hour = number(m.group(2))
@@ -269,19 +345,21 @@ def instant(question: str) -> str | None:
     return None
 
 
+_NOT_IN_NAME = r"(?<![A-Za-z0-9_.-])"
+"""Before a count: a digit run attached to a name (`db-07`, `web_2`, `v1.2`) is part of the name."""
 _TOPK = (
     re.compile(rf"top[\s-]*({_EN_NUM}|\d+)", re.I),
     re.compile(
-        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I
+        rf"{_NOT_IN_NAME}(\d+|{_EN_NUM})\s+(?:highest|busiest|most|largest|fullest|worst)", re.I
     ),
     re.compile(
-        rf"(?<![A-Za-z])(\d+|{_EN_NUM})\s+(?:pods?|hosts?|servers?|machines?|nodes?|containers?"
+        rf"{_NOT_IN_NAME}(\d+|{_EN_NUM})\s+(?:pods?|hosts?|servers?|machines?|nodes?|containers?"
         r"|disks?|filesystems?|services?)",
         re.I,
     ),
     re.compile(rf"(?:first|前)\s*(\d+|{_EN_NUM}|{_CN_NUM})\s*(?:个|台|名|位|条|项)?", re.I),
     re.compile(rf"(?:最高|最多|最大|最忙|最满|最慢)的\s*(\d+|{_CN_NUM})\s*(?:个|台|名|条|项)"),
-    re.compile(rf"(?<![\d.])(\d+|{_CN_NUM})\s*(?:台|个)(?:服务器|主机|机器|pod|Pod|容器)"),
+    re.compile(rf"{_NOT_IN_NAME}(\d+|{_CN_NUM})\s*(?:台|个)(?:服务器|主机|机器|pod|Pod|容器)"),
 )
 
 
