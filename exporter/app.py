@@ -319,6 +319,7 @@ def build_app(
             lambda: app[ALERTS].model,
             lambda: live.config.model.dir,
             lambda: next(iter(live.config.alertmanager.urls), None),
+            alertmanager_config_of=lambda: live.config.alertmanager,
         ),
     )
     return app

@@ -24,8 +24,11 @@ from matplotlib.image import imread
 from report_world import DISK, ERRORS, LOAD, STEP, world
 
 from exporter.assistant import report_plots
+from exporter.assistant.ask import answer
+from exporter.assistant.catalog import CATALOG
 from exporter.assistant.errors import NotAvailable
 from exporter.assistant.labels import Bound
+from exporter.assistant.match import Match
 from exporter.assistant.related import related_anomalies
 from exporter.assistant.report import Report, build, check_parameters
 from exporter.assistant.report_data import series_name, threshold_of
@@ -289,6 +292,22 @@ async def test_alertmanager_is_read_with_its_configured_credentials(
         for without in (None, other):
             with pytest.raises(NotAvailable, match="401"):
                 await related_anomalies(disk, "en", url, without)
+        # ... and `augur ask` passes the configuration on to it (the CLI and /api/v1/ask do).
+        # (HighErrorRate: the alert Prometheus's ALERTS knows, so the slot checks pass.)
+        found = Match(CATALOG["related_anomalies"], 1.0, [], {"alert": "HighErrorRate"})
+        outcomes = [
+            await answer(
+                "related of HighErrorRate",
+                found,
+                client,
+                now=NOW,
+                alertmanager_url=url,
+                alertmanager=given,
+            )
+            for given in (None, config)
+        ]
+        assert "401" in outcomes[0].reason
+        assert "401" not in outcomes[1].reason + str(outcomes[1].answer), outcomes[1]
 
 
 def test_only_ratio_or_percent_series_are_compared_with_100_percent() -> None:

@@ -18,6 +18,7 @@ from exporter.assistant.answer import Answer, NoData, NotAvailable, SlotError, r
 from exporter.assistant.catalog import CATALOG
 from exporter.assistant.match import Embedder, Match, match
 from exporter.assistant.slots import LABELS_FOR_KNOWN, Known, known_from_labels
+from exporter.config.alerts import AlertmanagerConfig
 from exporter.prometheus.client import PrometheusClient
 from exporter.text.entities import language_of
 
@@ -143,10 +144,12 @@ async def ask(
     lang: str | None = None,
     now: float | None = None,
     alertmanager_url: str | None = None,
+    alertmanager: AlertmanagerConfig | None = None,
 ) -> AskResult:
     """Answer `question` from Prometheus through `client`; the model runs in a worker thread.
 
-    `alertmanager_url` is where `related_anomalies` reads the enriched alerts."""
+    `alertmanager_url` is where `related_anomalies` reads the enriched alerts, with
+    `alertmanager`'s credentials and TLS when it is one of its `urls`."""
     lang = lang if lang in _MESSAGES else language_of(question[:MAX_QUESTION_CHARS])
     if len(question) > MAX_QUESTION_CHARS:
         reason = _say(lang, "too_long", limit=MAX_QUESTION_CHARS)
@@ -157,7 +160,14 @@ async def ask(
         known = KnownLabels(client)
     names = await known.get() if isinstance(known, KnownLabels) else known
     found = await asyncio.to_thread(match, question, model, names, lang=lang)
-    return await answer(question, found, client, now=now, alertmanager_url=alertmanager_url)
+    return await answer(
+        question,
+        found,
+        client,
+        now=now,
+        alertmanager_url=alertmanager_url,
+        alertmanager=alertmanager,
+    )
 
 
 async def answer(
@@ -167,6 +177,7 @@ async def answer(
     *,
     now: float | None = None,
     alertmanager_url: str | None = None,
+    alertmanager: AlertmanagerConfig | None = None,
 ) -> AskResult:
     """Run the matched intent, or say why it cannot be."""
     lang = found.lang
@@ -181,7 +192,15 @@ async def answer(
         return AskResult(question, lang, False, reason, found, missing=missing)
     try:
         at = time.time() if now is None else now
-        result = await run(intent, found.slots, lang, client, at, alertmanager_url=alertmanager_url)
+        result = await run(
+            intent,
+            found.slots,
+            lang,
+            client,
+            at,
+            alertmanager_url=alertmanager_url,
+            alertmanager=alertmanager,
+        )
     except SlotError as exc:
         return AskResult(question, lang, False, _say(lang, "slot", title=title, why=exc), found)
     except NoData as exc:

@@ -99,7 +99,14 @@ async def _ask(
     try:
         client = PrometheusClient.from_config(cfg.prometheus, session)
         alertmanager = alertmanager or next(iter(cfg.alertmanager.urls), None)
-        result = await ask(question, model, client, lang=lang, alertmanager_url=alertmanager)
+        result = await ask(
+            question,
+            model,
+            client,
+            lang=lang,
+            alertmanager_url=alertmanager,
+            alertmanager=cfg.alertmanager,  # its credentials and TLS for its own urls
+        )
     finally:
         await session.close()
     return result.to_json()

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from exporter.assistant.ask import MAX_QUESTION_CHARS, KnownLabels, ask
 from exporter.assistant.match import Embedder
+from exporter.config.alerts import AlertmanagerConfig
 from exporter.prometheus.answer import PrometheusError
 from exporter.prometheus.client import PrometheusClient
 
@@ -43,11 +44,14 @@ class AskService:
         model_dir_of: Callable[[], Path],
         alertmanager_of: Callable[[], str | None] = lambda: None,
         max_concurrent: int = MAX_CONCURRENT_ASKS,
+        alertmanager_config_of: Callable[[], AlertmanagerConfig | None] = lambda: None,
     ) -> None:
         """`model_of` gives the alert loop's model if it has one; else `model_dir_of` is loaded.
-        `alertmanager_of` names the Alertmanager `related_anomalies` reads."""
+        `alertmanager_of` names the Alertmanager `related_anomalies` reads, with the
+        credentials and TLS of `alertmanager_config_of`'s settings."""
         self.client_of = client_of
         self.alertmanager_of = alertmanager_of
+        self.alertmanager_config_of = alertmanager_config_of
         self.model_of = model_of
         self.model_dir_of = model_dir_of
         self._own: Embedder | None = None
@@ -92,6 +96,7 @@ class AskService:
             known=self.known(client),
             lang=lang,
             alertmanager_url=self.alertmanager_of(),
+            alertmanager=self.alertmanager_config_of(),
         )
         return result.to_json()
 
