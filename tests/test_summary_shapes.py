@@ -201,6 +201,13 @@ def test_a_value_against_its_band() -> None:
     assert band(563, 404.1, 403.9, 404.3, False, per_second) == (
         "563/s, above its expected 404/s (band 404/s ± 0.2/s)"
     )
+    # No band at all (an ensemble whose members' bands do not overlap): said, not "494–494".
+    assert band(761, 494, 494, 494, False, per_second) == (
+        "761/s, 1.5× its expected 494/s (band none: its detectors disagree)"
+    )
+    assert band(761, 494, 494, 494, True, per_second) == (
+        "761/秒，是预期 494/秒 的 1.5 倍（正常区间 无：各检测器不一致）"
+    )
     assert band(563, 404.1, 403.9, 404.3, True, per_second) == (
         "563/秒，高于预期 404/秒（正常区间 404/秒 ± 0.2/秒）"
     )

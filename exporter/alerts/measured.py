@@ -202,6 +202,7 @@ _WORDS = {
     ),
     "band_edge_above": ("{v}, above its expected band {band}", "{v}，高于预期区间 {band}"),
     "band_edge_below": ("{v}, below its expected band {band}", "{v}，低于预期区间 {band}"),
+    "band_none": ("none: its detectors disagree", "无：各检测器不一致"),
     "band_within": ("{v}, within its band {band}", "{v}，在正常区间 {band} 内"),
 }
 _TIME_UNITS = (
@@ -330,7 +331,10 @@ def band(
         # a share: the band's edges in percent too, even where they pass 0 or 100 %
         s, scale = replace(s, ratio=False, percent=True), 100.0
     v, e, lo, hi = (amount(x * scale, s, zh) for x in (value, expected, lower, upper))
-    if lo == hi and upper > lower:
+    if upper <= lower:
+        # A point: an ensemble whose members' bands do not overlap keeps none (detectors).
+        lo, hi, sep = _w("band_none", zh), "", ""
+    elif lo == hi:
         # Narrower than the digits printed ("band 404/s–404/s" read as a point): its middle and
         # half-width instead, "404/s ± 0.35/s".
         lo = amount((lower + upper) / 2 * scale, s, zh)
@@ -338,8 +342,10 @@ def band(
         sep = " ± "
     else:
         sep = "–"
-    if s.kind == "rate":
+    if s.kind == "rate" and sep:
         v, e, lo, hi = (_w("per_second", zh).format(x) for x in (v, e, lo, hi))
+    elif s.kind == "rate":
+        v, e = (_w("per_second", zh).format(x) for x in (v, e))
     k = {"v": v, "e": e, "band": f"{lo}{sep}{hi}"}
     if lower <= value <= upper:
         return _w("band_within", zh).format(**k)
