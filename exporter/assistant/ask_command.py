@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.config.base import ConfigError
-from exporter.config.load import load
+from exporter.config import flags
 from exporter.text.classify import add_model_flags, load_model
 
 USAGE = 'augur: ask needs a question, e.g. augur ask "which targets are down?"'
@@ -29,13 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the PromQL it ran. Exit 0 answered, 1 could not answer, 2 usage or config error."
     )
     parser.add_argument("question", nargs="?", help='e.g. "哪些服务器 CPU 使用率过高?"')
-    parser.add_argument("--config", "-c", type=Path, help="YAML configuration file")
-    parser.add_argument("--prometheus.url", dest="prometheus_url", metavar="URL")
-    parser.add_argument(
-        "--alertmanager.url",
-        dest="alertmanager_url",
-        metavar="URL",
-        help="Alertmanager whose enriched alerts `related_anomalies` reads "
+    flags.add_source_arguments(
+        parser,
+        "Alertmanager whose enriched alerts `related_anomalies` reads "
         "(default: the first of alertmanager.urls)",
     )
     parser.add_argument("--json", action="store_true", help="print the AskResult as JSON")
@@ -70,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and args.prometheus_url is None:
         print("augur: ask needs --config or --prometheus.url", file=sys.stderr)
         return 2
-    try:  # file, AUGUR_* environment, then the flag, as `augur run` loads them
-        cfg = load(args.config, overrides={("prometheus", "url"): args.prometheus_url})
-    except ConfigError as exc:
-        print(f"augur: {exc}", file=sys.stderr)
+    cfg = flags.load_source(args, "augur")
+    if cfg is None:
         return 2
     model = load_model(args)
     if model is None:

@@ -23,8 +23,8 @@ from exporter.assistant.report_data import ReportData, collect
 from exporter.assistant.report_html import to_html, to_markdown
 from exporter.assistant.report_sections import sections
 from exporter.assistant.report_text import LANGS
+from exporter.config import flags
 from exporter.config.alerts import AlertmanagerConfig
-from exporter.config.base import ConfigError
 from exporter.config.durations import parse_duration
 from exporter.prometheus.client import PrometheusClient, make_session
 
@@ -114,13 +114,9 @@ async def build(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `augur report`."""
-    parser.add_argument("--config", type=Path, help="augur's configuration file (its Prometheus)")
-    parser.add_argument("--prometheus.url", dest="prometheus_url", metavar="URL")
-    parser.add_argument(
-        "--alertmanager.url",
-        dest="alertmanager_url",
-        metavar="URL",
-        help="read enriched alerts and their chains from this Alertmanager "
+    flags.add_source_arguments(
+        parser,
+        "read enriched alerts and their chains from this Alertmanager "
         "(default: the config's alertmanager.urls)",
     )
     parser.add_argument("--since", default="24h", help="the period, 5m..7d (default 24h)")
@@ -132,17 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write `augur-report.html` (or `.md` and its PNGs) in `--out`."""
-    from exporter.config.load import load
-
     try:
         since, top = check_parameters(args.since, args.lang, args.fmt, args.top)
     except ValueError as exc:
         print(f"augur report: {exc}", file=sys.stderr)
         return 2
-    try:
-        config = load(args.config, overrides={("prometheus", "url"): args.prometheus_url})
-    except ConfigError as exc:
-        print(f"augur report: {exc}", file=sys.stderr)
+    config = flags.load_source(args, "augur report")
+    if config is None:
         return 2
     alertmanagers = [args.alertmanager_url] if args.alertmanager_url else config.alertmanager.urls
 

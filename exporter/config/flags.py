@@ -113,3 +113,25 @@ def load_config(args: argparse.Namespace) -> Config | None:
     except ConfigError as exc:
         print(f"augur: {exc}", file=sys.stderr)
         return None
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, alertmanager_help: str) -> None:
+    """`--config`, `--prometheus.url` and `--alertmanager.url` of the commands that only read
+    (`augur ask`, `augur report`): where to read from, not how to serve."""
+    parser.add_argument(
+        "--config", "-c", type=Path, help="augur's configuration file (its Prometheus)"
+    )
+    parser.add_argument("--prometheus.url", dest="prometheus_url", metavar="URL")
+    parser.add_argument(
+        "--alertmanager.url", dest="alertmanager_url", metavar="URL", help=alertmanager_help
+    )
+
+
+def load_source(args: argparse.Namespace, prog: str) -> Config | None:
+    """The configuration of `add_source_arguments`' flags: the file, `AUGUR_*` environment, then
+    `--prometheus.url`, as `augur run` loads them; None, the problems printed, when invalid."""
+    try:
+        return load(args.config, overrides={("prometheus", "url"): args.prometheus_url})
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
